@@ -1,0 +1,35 @@
+# Quickstart targets. Both set up .venv on first use (from requirements*.txt), so a fresh clone needs nothing else.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: setup test test-fast demo doctor bench clean-venv
+
+$(STAMP): requirements.txt requirements-test.txt
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install -r requirements-test.txt
+	@touch $(STAMP)
+
+setup: $(STAMP)
+
+# The whole suite: the fast tests, then the ones marked slow (exit code 5 = none selected, which is fine).
+test: setup
+	$(PY) -m pytest tests -m "not slow"
+	$(PY) -m pytest tests -m slow || [ $$? -eq 5 ]
+
+test-fast: setup
+	$(PY) -m pytest tests -m "not slow" -x -q
+
+demo: setup
+	$(PY) demo.py
+
+doctor: setup
+	$(PY) -m torch_utils.ops
+
+bench: setup
+	$(PY) bench/bench_ops.py
+
+clean-venv:
+	rm -rf $(VENV)
