@@ -1,0 +1,389 @@
+"""Convert image folders and archives into the dataset zip (or folder) that train.py reads.
+
+Examples:
+
+\b
+  python dataset_tool.py --source=builtin:shapes --dest=datasets/shapes-32x32.zip --max-images=10000
+  python dataset_tool.py --source=~/photos --dest=datasets/photos-256x256.zip \\
+      --transform=center-crop --resolution=256x256
+  python dataset_tool.py --source=~/downloads/cifar-10-python.tar.gz --dest=datasets/cifar10-32x32.zip
+  python dataset_tool.py --source=~/downloads/train-images-idx3-ubyte.gz --dest=datasets/mnist-32x32.zip
+
+\b
+Sources (--source):
+  folder        all images below it (recursive, sorted by path); labels from its dataset.json, if any
+  *.zip         all images inside; labels from its dataset.json, if any
+  cifar-10-python.tar.gz         the 50000 training images, 32x32 RGB, labels 0-9
+  *-images-idx3-ubyte.gz         MNIST, padded to 32x32 grayscale; labels from *-labels-idx1-ubyte.gz beside it
+  LMDB folder   (holds data.mdb, e.g. LSUN) every value decoded as an image; needs `pip install lmdb`
+  builtin:shapes  procedural coloured circles/squares/triangles/stars, labels 0-3; --max-images images
+                (default 10000) at --resolution (default 32x32)
+
+\b
+Output (--dest): a .zip (stored, no compression) or a folder, holding PNGs (compress level 0) named
+00000/img00000000.png, 1000 per sub-folder, and dataset.json = {"labels": [[name, label], ...]} or
+{"labels": null}. Images are grayscale (1 channel) or RGB (3 channels); all must end up the same size and
+channel count, square, with a power-of-two side. Output appears only when everything succeeded: a bad image
+stops the tool (exit code 1) with a message naming the file, and nothing is written.
+"""
+
+import io
+import json
+import math
+import os
+import shutil
+import sys
+import tempfile
+import zipfile
+
+import click
+import numpy as np
+import PIL.Image
+from tqdm import tqdm
+
+from training import dataset_sources
+
+#----------------------------------------------------------------------------
+
+
+class DatasetToolError(click.ClickException):
+    """Stops the tool with exit code 1 and a message `dataset_tool: <what is wrong and how to fix it>`."""
+
+    def show(self, file=None):
+        click.echo(f'dataset_tool: {self.message}', err=True)
+
+
+def _is_power_of_two(value):
+    return value >= 1 and (value & (value - 1)) == 0
+
+
+def _suggested_side(width, height):
+    """The power of two closest (in log scale) to the shorter side, for error messages."""
+    return 2 ** max(2, round(math.log2(max(1, min(width, height)))))
+
+#----------------------------------------------------------------------------
+# Images to arrays: every image becomes [H, W, C] uint8 with C = 1 (grayscale) or 3 (RGB).
+
+_GRAY_MODES = ('1', 'L')
+_COLOUR_MODES = ('RGB', 'CMYK', 'YCbCr', 'LAB', 'HSV')
+_ALPHA_MODES = ('RGBA', 'RGBa', 'LA', 'La', 'PA')
+_CHANNEL_NAMES = {1: 'grayscale', 3: 'RGB'}
+
+
+def _remove_alpha(image, name, rgba):
+    """Apply the --rgba rule to an image with an alpha channel; returns an 'L' or 'RGB' image."""
+    gray = image.mode in ('LA', 'La')
+    if rgba == 'error':
+        raise DatasetToolError(
+            f'{name} is {image.width}x{image.height} {image.mode}; images must be grayscale or RGB '
+            '(use --rgba=drop-alpha or --rgba=white, or convert first)')
+    if rgba == 'white':
+        # Composite over opaque white: out = alpha * colour + (1 - alpha) * 255.
+        rgba_image = image.convert('RGBA')
+        image = PIL.Image.alpha_composite(PIL.Image.new('RGBA', rgba_image.size, (255, 255, 255, 255)), rgba_image)
+    return image.convert('L' if gray else 'RGB')
+
+
+def to_uint8_array(image, name, rgba='error'):
+    """A decoded source image (PIL image or [H, W] / [H, W, C] uint8 array) as [H, W, C] uint8, C in {1, 3}."""
+    if isinstance(image, np.ndarray):
+        array = image[:, :, np.newaxis] if image.ndim == 2 else image
+        if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] not in (1, 3):
+            raise DatasetToolError(f'{name} is a {array.dtype} array of shape {list(image.shape)}; '
+                                   'expected [H, W, 1] or [H, W, 3] uint8')
+        return array
+    if image.mode == 'P':
+        image = image.convert('RGBA' if 'transparency' in image.info else 'RGB')
+    if image.mode in _ALPHA_MODES:
+        image = _remove_alpha(image, name, rgba)
+    elif image.mode in _GRAY_MODES:
+        image = image.convert('L')
+    elif image.mode in _COLOUR_MODES:
+        image = image.convert('RGB')
+    else:
+        raise DatasetToolError(f'{name} is {image.width}x{image.height} {image.mode} (16-bit or float pixels); '
+                               'convert it to 8-bit grayscale or RGB first')
+    array = np.asarray(image, dtype=np.uint8)
+    return array[:, :, np.newaxis] if array.ndim == 2 else array
+
+#----------------------------------------------------------------------------
+# Transforms: [H, W, C] uint8 in, [height, width, C] (or [width, width, C] for center-crop-wide) out.
+
+
+def resize(array, width, height):
+    """Resample to width x height with a Lanczos filter (aspect ratio not kept); a no-op at the same size."""
+    if array.shape[:2] == (height, width):
+        return array
+    image = PIL.Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+    resized = np.asarray(image.resize((width, height), PIL.Image.LANCZOS), dtype=np.uint8)
+    return resized[:, :, np.newaxis] if resized.ndim == 2 else resized
+
+
+def center_crop(array, width, height):
+    """Cut the largest centred region of aspect ratio width:height, then resize it to width x height."""
+    src_height, src_width = array.shape[:2]
+    if src_width * height > src_height * width:       # Source is wider than the target: trim left and right.
+        crop_width, crop_height = int(round(src_height * width / height)), src_height
+    else:                                             # Source is taller: trim top and bottom.
+        crop_width, crop_height = src_width, int(round(src_width * height / width))
+    top, left = (src_height - crop_height) // 2, (src_width - crop_width) // 2
+    return resize(array[top:top + crop_height, left:left + crop_width], width, height)
+
+
+def center_crop_wide(array, width, height):
+    """center_crop to width x height (width >= height), then centre it on a black width x width square."""
+    cropped = center_crop(array, width, height)
+    canvas = np.zeros([width, width, array.shape[2]], dtype=np.uint8)
+    top = (width - height) // 2
+    canvas[top:top + height] = cropped
+    return canvas
+
+
+def make_transform(transform, resolution):
+    """The per-image function for --transform / --resolution (None = keep images as they are)."""
+    if resolution is None:
+        return lambda array: array
+    width, height = resolution
+    if transform == 'center-crop':
+        return lambda array: center_crop(array, width, height)
+    if transform == 'center-crop-wide':
+        return lambda array: center_crop_wide(array, width, height)
+    return lambda array: resize(array, width, height)
+
+
+def check_options(transform, resolution):
+    """Fail before reading anything when the options cannot give square power-of-two images."""
+    if transform is not None and resolution is None:
+        raise DatasetToolError(f'--transform={transform} needs --resolution=WxH')
+    if resolution is None:
+        return
+    width, height = resolution
+    text = f'--resolution={width}x{height}'
+    if transform == 'center-crop-wide':
+        if height > width:
+            raise DatasetToolError(f'{text}: --transform=center-crop-wide needs a wide resolution (W >= H)')
+        if not _is_power_of_two(width):
+            raise DatasetToolError(f'{text}: center-crop-wide writes {width}x{width} images and {width} is not a '
+                                   f'power of two; training needs e.g. {_suggested_side(width, width)}xH')
+        return
+    if width != height:
+        raise DatasetToolError(f'{text} is not square; training needs square images '
+                               '(for wide images use --transform=center-crop-wide)')
+    if not _is_power_of_two(width):
+        side = _suggested_side(width, height)
+        raise DatasetToolError(f'{text}: {width} is not a power of two; training needs e.g. '
+                               f'--resolution={side}x{side}')
+
+
+def check_first_image(array, name):
+    """With no --resolution, the first image sets the size: it must be square with a power-of-two side."""
+    height, width = array.shape[:2]
+    if width != height or not _is_power_of_two(width):
+        side = _suggested_side(width, height)
+        raise DatasetToolError(f'{name} is {width}x{height}; training needs square images with a power-of-two '
+                               f'side (use --transform=center-crop --resolution={side}x{side})')
+
+
+def check_same_as_first(array, name, first_array, first_name):
+    """Every image must match the first one in size and channel count."""
+    (height, width, channels), (first_height, first_width, first_channels) = array.shape, first_array.shape
+    if (height, width) != (first_height, first_width):
+        raise DatasetToolError(f'{name} is {width}x{height}, others are {first_width}x{first_height} '
+                               f'(e.g. {first_name}); use --resolution=WxH to resize every image')
+    if channels != first_channels:
+        raise DatasetToolError(f'{name} is {width}x{height} {_CHANNEL_NAMES[channels]}, others are '
+                               f'{_CHANNEL_NAMES[first_channels]} (e.g. {first_name}); convert all images to '
+                               'one mode first')
+
+#----------------------------------------------------------------------------
+# Writers: everything goes to a temporary file/folder beside --dest, renamed into place only on success.
+
+
+def _current_umask():
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+class _OutputWriter:
+    """Context manager: `write(name, data)` while open; commits on normal exit, deletes everything on error."""
+
+    def __init__(self, dest):
+        self.dest = dest
+        parent = os.path.dirname(os.path.abspath(dest))
+        self._created_dirs = []
+        while not os.path.isdir(parent):       # Remember the folders we create, to remove them on failure.
+            self._created_dirs.append(parent)
+            parent = os.path.dirname(parent)
+        for folder in reversed(self._created_dirs):
+            os.mkdir(folder)
+        self._parent = os.path.dirname(os.path.abspath(dest))
+        self._prefix = f'.{os.path.basename(os.path.abspath(dest))}.'
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc_value, traceback):
+        if exc_type is None:
+            self._commit()
+        else:
+            self._abort()
+            for folder in self._created_dirs:
+                try:
+                    os.rmdir(folder)
+                except OSError:
+                    pass
+        return False
+
+
+class ZipWriter(_OutputWriter):
+    """Writes a stored (uncompressed) zip with fixed timestamps, so equal inputs give equal bytes."""
+
+    def __init__(self, dest):
+        super().__init__(dest)
+        handle, self._tmp_path = tempfile.mkstemp(dir=self._parent, prefix=self._prefix, suffix='.tmp')
+        os.close(handle)
+        self._zip = zipfile.ZipFile(self._tmp_path, 'w', compression=zipfile.ZIP_STORED)
+
+    def write(self, name, data):
+        info = zipfile.ZipInfo(name, date_time=(1980, 1, 1, 0, 0, 0))
+        info.external_attr = 0o644 << 16
+        self._zip.writestr(info, data, compress_type=zipfile.ZIP_STORED)
+
+    def _commit(self):
+        self._zip.close()
+        os.chmod(self._tmp_path, 0o666 & ~_current_umask())  # mkstemp makes 0600 files.
+        os.replace(self._tmp_path, self.dest)
+
+    def _abort(self):
+        self._zip.close()
+        os.remove(self._tmp_path)
+
+
+class FolderWriter(_OutputWriter):
+    """Writes a folder tree; --dest must not exist or be an empty folder."""
+
+    def __init__(self, dest):
+        super().__init__(dest)
+        self._tmp_path = tempfile.mkdtemp(dir=self._parent, prefix=self._prefix, suffix='.tmp')
+
+    def write(self, name, data):
+        path = os.path.join(self._tmp_path, name)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, 'wb') as file:
+            file.write(data)
+
+    def _commit(self):
+        os.chmod(self._tmp_path, 0o777 & ~_current_umask())  # mkdtemp makes 0700 folders.
+        if os.path.isdir(self.dest):
+            os.rmdir(self.dest)  # Checked empty before we started.
+        os.rename(self._tmp_path, self.dest)
+
+    def _abort(self):
+        shutil.rmtree(self._tmp_path, ignore_errors=True)
+
+
+def open_writer(dest):
+    """ZipWriter for a .zip --dest, FolderWriter otherwise; refuses to overwrite a non-empty folder."""
+    if dest.lower().endswith('.zip'):
+        if os.path.isdir(dest):
+            raise DatasetToolError(f'--dest={dest} is a folder; give a .zip file name or a folder name')
+        return ZipWriter(dest)
+    if os.path.exists(dest) and not os.path.isdir(dest):
+        raise DatasetToolError(f'--dest={dest} is a file; give a .zip name or a new/empty folder')
+    if os.path.isdir(dest) and os.listdir(dest):
+        raise DatasetToolError(f'--dest={dest} is a folder that is not empty; give a new or empty folder')
+    return FolderWriter(dest)
+
+#----------------------------------------------------------------------------
+
+
+def encode_png(array):
+    """[H, W, C] uint8 -> PNG bytes, uncompressed (zlib level 0) for fast decoding during training."""
+    image = PIL.Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
+    buffer = io.BytesIO()
+    image.save(buffer, format='png', compress_level=0, optimize=False)
+    return buffer.getvalue()
+
+
+def archive_name(idx):
+    """Name of image idx inside the output: 1000 images per sub-folder."""
+    return f'{idx // 1000:05d}/img{idx:08d}.png'
+
+
+def convert(source, writer, num_images, transform_fn, rgba):
+    """Read, check, transform and write num_images items of source; returns (labels or None, first array)."""
+    labels = []
+    first_array = first_name = None
+    progress = tqdm(total=num_images, unit='img', file=sys.stderr, desc='dataset_tool')
+    for idx, item in zip(range(num_images), source.items):
+        array = transform_fn(to_uint8_array(item.load(), item.name, rgba))
+        if first_array is None:
+            check_first_image(array, item.name)
+            first_array, first_name = array, item.name
+        check_same_as_first(array, item.name, first_array, first_name)
+        name = archive_name(idx)
+        writer.write(name, encode_png(array))
+        labels.append([name, item.label])
+        progress.update(1)
+    progress.close()
+    if first_array is None:
+        raise DatasetToolError(f'{source.description}: no images to convert')
+    has_labels = [label is not None for _name, label in labels]
+    if any(has_labels) and not all(has_labels):
+        missing = labels[has_labels.index(False)][0]
+        raise DatasetToolError(f'some images have labels and some do not (e.g. output {missing})')
+    return (labels if all(has_labels) else None), first_array
+
+
+def parse_resolution(_ctx, _param, value):
+    """'256x256' -> (256, 256); None stays None."""
+    if value is None:
+        return None
+    parts = value.lower().split('x')
+    if len(parts) != 2 or not all(part.isdigit() and int(part) > 0 for part in parts):
+        raise click.BadParameter(f'{value!r} is not of the form WxH, e.g. 256x256')
+    return int(parts[0]), int(parts[1])
+
+#----------------------------------------------------------------------------
+
+
+@click.command(help=__doc__)
+@click.option('--source', required=True, metavar='PATH', help='Folder, .zip, cifar-10-python.tar.gz, MNIST '
+              '*-images-idx3-ubyte.gz, LMDB folder, or builtin:shapes.')
+@click.option('--dest', required=True, metavar='PATH', help='Output .zip file or (new or empty) folder.')
+@click.option('--max-images', type=click.IntRange(min=1), default=None, metavar='INT',
+              help='Stop after this many images (builtin:shapes: how many to render, default 10000).')
+@click.option('--transform', type=click.Choice(['center-crop', 'center-crop-wide']), default=None,
+              help='center-crop: largest centred square, resized. center-crop-wide: largest centred WxH '
+              'region, resized, on a black WxW square. Default: resize to --resolution (aspect not kept).')
+@click.option('--resolution', metavar='WxH', callback=parse_resolution, default=None,
+              help='Output size, e.g. 256x256. Default: keep the source size (all images must be equal).')
+@click.option('--rgba', type=click.Choice(['error', 'drop-alpha', 'white']), default='error', show_default=True,
+              help='Images with transparency: stop with an error, drop the alpha channel, or composite on white.')
+def main(source, dest, max_images, transform, resolution, rgba):
+    """Convert --source into a training dataset at --dest (see the module docstring)."""
+    check_options(transform, resolution)
+    try:
+        opened = dataset_sources.open_source(source, builtin_count=max_images,
+                                             builtin_resolution=resolution[0] if resolution else 32)
+    except dataset_sources.SourceError as error:
+        raise DatasetToolError(str(error)) from error
+    num_images = opened.num_items if max_images is None else min(opened.num_items, max_images)
+    try:
+        with open_writer(dest) as writer:
+            labels, first_array = convert(opened, writer, num_images, make_transform(transform, resolution), rgba)
+            writer.write('dataset.json', json.dumps({'labels': labels}).encode('utf-8'))
+    except dataset_sources.SourceError as error:
+        raise DatasetToolError(str(error)) from error
+    height, width, channels = first_array.shape
+    click.echo(f'Wrote {num_images} images ({width}x{height} {_CHANNEL_NAMES[channels]}, '
+               f'{"labelled" if labels else "no labels"}) from {opened.description} to {dest}')
+
+#----------------------------------------------------------------------------
+
+
+if __name__ == '__main__':
+    main()  # pylint: disable=no-value-for-parameter
+
+#----------------------------------------------------------------------------
