@@ -20,7 +20,6 @@ import numpy as np
 import PIL.Image
 
 from training import shapes_dataset
-from training.dataset import image_file_extensions
 
 BUILTIN_SHAPES = 'builtin:shapes'
 BUILTIN_SHAPES_DEFAULT_COUNT = 10000
@@ -47,6 +46,13 @@ class Source:
 
 #----------------------------------------------------------------------------
 # Folders and zips of image files, with optional labels in dataset.json at the top level.
+
+
+def _image_extensions():
+    """Lower-case extensions PIL decodes (same rule as training.dataset, which this module avoids importing
+    so that dataset_tool.py starts without loading torch)."""
+    PIL.Image.init()
+    return set(PIL.Image.EXTENSION.keys())
 
 
 def _decode_image_bytes(data, name):
@@ -80,7 +86,7 @@ def _file_items(image_fnames, read_bytes, describe, labels_by_fname):
 
 
 def _open_file_collection(all_fnames, read_bytes, describe, kind):
-    extensions = image_file_extensions()
+    extensions = _image_extensions()
     image_fnames = sorted(f for f in all_fnames if os.path.splitext(f)[1].lower() in extensions)
     labels_by_fname = None
     if 'dataset.json' in all_fnames:
@@ -123,7 +129,8 @@ def open_zip(path):
 class _NumpyOnlyUnpickler(pickle.Unpickler):
     """Unpickles plain containers and numpy arrays only, so a crafted archive cannot run code."""
     _ALLOWED = {('numpy.core.multiarray', '_reconstruct'), ('numpy._core.multiarray', '_reconstruct'),
-                ('numpy', 'ndarray'), ('numpy', 'dtype')}
+                ('numpy', 'ndarray'), ('numpy', 'dtype'),
+                ('_codecs', 'encode')}  # Protocol-2 pickles of bytes (Python 2 era) go through _codecs.encode.
 
     def find_class(self, module, name):
         if (module, name) not in self._ALLOWED:
