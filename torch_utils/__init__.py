@@ -1,0 +1,1 @@
+"""PyTorch helpers shared by training, metrics and the tools: persistence, misc, training_stats, ops."""
