@@ -215,7 +215,8 @@ def use_fast_path(impl, x):
     """True iff the op should try its CUDA kernel for tensor x: impl == 'cuda', x on CUDA, DNNLIB_OPS != 'ref'."""
     if impl not in ('cuda', 'ref'):
         raise ValueError(f"impl={impl!r}: expected 'cuda' (fast kernel when possible) or 'ref'")
-    return impl == 'cuda' and x.is_cuda and forced_impl() != 'ref'
+    forced = forced_impl()  # Validated on every call, so a typo in DNNLIB_OPS is an error on CPU too.
+    return impl == 'cuda' and x.is_cuda and forced != 'ref'
 
 def parity_ok(op_name, device, check_fn):
     """Check once per (op, device) and process that the kernel matches the reference.
