@@ -1,0 +1,261 @@
+"""upfirdn2d reference path: scipy semantics, helper wrappers, setup_filter, gradients, low precision."""
+
+import numpy as np
+import pytest
+import scipy.signal
+import torch
+
+from torch_utils.ops import upfirdn2d
+
+#----------------------------------------------------------------------------
+# Independent computations.
+
+def _scipy_upfirdn_axis(x, taps, up, down, pad0, pad1, axis):
+    """1-D upfirdn along one axis with our padding convention, from scipy.signal.upfirdn's full output.
+
+    scipy gives the full convolution of the zero-inserted signal with the taps; sample i of our output before
+    decimation is sample i + len(taps) - 1 - pad0 of that (zero outside it)."""
+    full = scipy.signal.upfirdn(taps, x, up=up, down=1, axis=axis)
+    length = x.shape[axis] * up + pad0 + pad1 - len(taps) + 1
+    index = np.arange(length) + len(taps) - 1 - pad0
+    inside = (index >= 0) & (index < full.shape[axis])
+    out_shape = list(x.shape)
+    out_shape[axis] = length
+    out = np.zeros(out_shape)
+    dst = [slice(None)] * x.ndim
+    dst[axis] = np.nonzero(inside)[0]
+    out[tuple(dst)] = np.take(full, index[inside], axis=axis)
+    keep = [slice(None)] * x.ndim
+    keep[axis] = slice(None, None, down)
+    return out[tuple(keep)]
+
+
+def _scipy_upfirdn2d_separable(x, taps, up, down, padding, gain=1):
+    upx, upy = up
+    downx, downy = down
+    px0, px1, py0, py1 = padding
+    y = _scipy_upfirdn_axis(np.asarray(x, np.float64), taps, upx, downx, px0, px1, axis=3)
+    return _scipy_upfirdn_axis(y, taps, upy, downy, py0, py1, axis=2) * gain
+
+
+def _numpy_upfirdn2d(x, f, up, down, padding):
+    """Zero insertion, pad/crop, scipy convolve2d('valid') per channel, decimation: for non-separable filters."""
+    upx, upy = up
+    downx, downy = down
+    px0, px1, py0, py1 = padding
+    n, c, h, w = x.shape
+    xu = np.zeros([n, c, h * upy, w * upx])
+    xu[:, :, ::upy, ::upx] = x
+    xu = np.pad(xu, [(0, 0), (0, 0), (max(py0, 0), max(py1, 0)), (max(px0, 0), max(px1, 0))])
+    xu = xu[:, :, max(-py0, 0): xu.shape[2] - max(-py1, 0), max(-px0, 0): xu.shape[3] - max(-px1, 0)]
+    out = np.stack([np.stack([scipy.signal.convolve2d(xu[i, j], f, mode='valid') for j in range(c)])
+                    for i in range(n)])
+    return out[:, :, ::downy, ::downx]
+
+
+def _run(x, f, **kwargs):
+    return upfirdn2d.upfirdn2d(torch.as_tensor(x), torch.as_tensor(f), impl='ref', **kwargs).numpy()
+
+#----------------------------------------------------------------------------
+# scipy semantics.
+
+SCIPY_CASES = [  # (up, down, padding, input h, w)
+    ((1, 1), (1, 1), (0, 0, 0, 0), 6, 6),
+    ((2, 2), (1, 1), (2, 1, 2, 1), 5, 7),
+    ((1, 1), (2, 2), (1, 1, 1, 1), 9, 8),
+    ((4, 4), (1, 1), (3, 2, 1, 0), 3, 4),
+    ((1, 1), (4, 4), (0, 3, 2, 2), 13, 11),
+    ((2, 1), (1, 2), (1, 2, 0, 3), 6, 5),
+    ((2, 4), (4, 2), (-1, 2, 3, -2), 7, 9),
+    ((3, 3), (2, 2), (-2, -1, 4, 0), 5, 6),
+]
+
+@pytest.mark.parametrize('up,down,padding,h,w', SCIPY_CASES)
+def test_upfirdn2d_matches_scipy_upfirdn_per_channel(up, down, padding, h, w):
+    rng = np.random.RandomState(0)
+    x = rng.randn(2, 3, h, w)
+    taps = rng.randn(4)
+    expected = _scipy_upfirdn2d_separable(x, taps, up, down, padding)
+    got_separable = _run(x, taps, up=list(up), down=list(down), padding=list(padding))
+    got_2d = _run(x, np.outer(taps, taps), up=list(up), down=list(down), padding=list(padding))
+    assert got_separable.shape == expected.shape
+    np.testing.assert_allclose(got_separable, expected, atol=1e-10)
+    np.testing.assert_allclose(got_2d, expected, atol=1e-10)
+
+
+@pytest.mark.parametrize('up,down,padding,h,w', SCIPY_CASES)
+def test_upfirdn2d_matches_convolve2d_for_nonseparable_filter(up, down, padding, h, w):
+    rng = np.random.RandomState(1)
+    x = rng.randn(1, 2, h, w)
+    f = rng.randn(3, 5)  # fh=3, fw=5: catches swapped axes.
+    if (w * up[0] + padding[0] + padding[1] - 5) < 0 or (h * up[1] + padding[2] + padding[3] - 3) < 0:
+        pytest.skip('output would be empty for this filter')
+    expected = _numpy_upfirdn2d(x, f, up, down, padding)
+    np.testing.assert_allclose(_run(x, f, up=list(up), down=list(down), padding=list(padding)), expected, atol=1e-10)
+
+
+def test_upfirdn2d_full_padding_equals_scipy_upfirdn_exactly():
+    # Padding taps-1 before and taps-up after is scipy.signal.upfirdn's own output range.
+    rng = np.random.RandomState(2)
+    x = rng.randn(1, 1, 5, 7)
+    taps = np.array([1.0, -2.0, 0.5, 3.0, 1.5])
+    expected = scipy.signal.upfirdn(taps, x, up=3, down=2, axis=3)
+    expected = scipy.signal.upfirdn(taps, expected, up=3, down=2, axis=2)
+    got = _run(x, taps, up=3, down=2, padding=[4, 2, 4, 2])
+    np.testing.assert_allclose(got, expected, atol=1e-10)
+
+
+def test_upfirdn2d_flip_filter_correlates():
+    rng = np.random.RandomState(3)
+    x = rng.randn(2, 2, 6, 5)
+    f = rng.randn(2, 3)
+    expected = _numpy_upfirdn2d(x, f[::-1, ::-1], (2, 2), (1, 1), (1, 2, 0, 1))
+    np.testing.assert_allclose(_run(x, f, up=2, padding=[1, 2, 0, 1], flip_filter=True), expected, atol=1e-10)
+    assert not np.allclose(_run(x, f, up=2, padding=[1, 2, 0, 1]), expected)
+
+
+@pytest.mark.parametrize('separable', [False, True])
+def test_upfirdn2d_gain_scales_output(separable):
+    rng = np.random.RandomState(4)
+    x = torch.as_tensor(rng.randn(1, 2, 5, 5))
+    f = torch.as_tensor(rng.randn(3) if separable else rng.randn(3, 3))
+    base = upfirdn2d.upfirdn2d(x, f, up=2, padding=1, impl='ref')
+    scaled = upfirdn2d.upfirdn2d(x, f, up=2, padding=1, gain=-2.5, impl='ref')
+    torch.testing.assert_close(scaled, base * -2.5)
+
+
+def test_upfirdn2d_padding_forms_agree():
+    x = torch.randn(1, 2, 5, 6, dtype=torch.float64)
+    f = torch.randn(3, 3, dtype=torch.float64)
+    run = lambda padding: upfirdn2d.upfirdn2d(x, f, padding=padding, impl='ref')
+    torch.testing.assert_close(run(2), run([2, 2, 2, 2]))
+    torch.testing.assert_close(run([1, 3]), run([1, 1, 3, 3]))
+    assert run([1, 3]).shape == (1, 2, 5 + 6 - 2, 6 + 2 - 2)
+
+
+def test_upfirdn2d_none_filter_is_identity_resampling():
+    x = torch.randn(2, 3, 4, 6)
+    torch.testing.assert_close(upfirdn2d.upfirdn2d(x, None, down=2, impl='ref'), x[:, :, ::2, ::2])
+    y = upfirdn2d.upfirdn2d(x, None, up=[2, 1], impl='ref')
+    assert y.shape == (2, 3, 4, 12)
+    torch.testing.assert_close(y[:, :, :, ::2], x)
+    assert torch.all(y[:, :, :, 1::2] == 0)
+
+#----------------------------------------------------------------------------
+# Wrappers.
+
+def test_filter2d_keeps_size_and_centres_symmetric_filter():
+    x = torch.zeros(1, 1, 7, 9, dtype=torch.float64)
+    x[0, 0, 3, 4] = 1
+    f = upfirdn2d.setup_filter([1, 2, 1]).double()
+    y = upfirdn2d.filter2d(x, f, impl='ref')
+    assert y.shape == x.shape
+    expected = np.zeros([7, 9])
+    expected[2:5, 3:6] = np.outer([1, 2, 1], [1, 2, 1]) / 16
+    np.testing.assert_allclose(y[0, 0].numpy(), expected, atol=1e-12)
+
+
+@pytest.mark.parametrize('up,fw', [(2, 4), (2, 2), (4, 8), ([2, 4], 4)])  # box taps: a multiple of up
+def test_upsample2d_size_and_dc_gain(up, fw):
+    upx, upy = (up, up) if isinstance(up, int) else up
+    f = upfirdn2d.setup_filter(np.ones(fw))
+    x = torch.full([1, 2, 6, 5], 3.0)
+    y = upfirdn2d.upsample2d(x, f, up=up, impl='ref')
+    assert y.shape == (1, 2, 6 * upy, 5 * upx)
+    # Away from the borders a constant image stays constant: gain up^2 compensates the inserted zeros.
+    torch.testing.assert_close(y[:, :, fw:-fw, fw:-fw], torch.full_like(y[:, :, fw:-fw, fw:-fw], 3.0))
+
+
+@pytest.mark.parametrize('down,fw,h,w', [(2, 4, 16, 12), (2, 2, 15, 19), (4, 4, 32, 24), ([2, 1], 4, 12, 12)])
+def test_downsample2d_size_and_dc_gain(down, fw, h, w):
+    downx, downy = (down, down) if isinstance(down, int) else down
+    f = upfirdn2d.setup_filter(np.ones(fw))
+    x = torch.full([1, 2, h, w], 2.0)
+    y = upfirdn2d.downsample2d(x, f, down=down, impl='ref')
+    assert y.shape == (1, 2, h // downy, w // downx)
+    torch.testing.assert_close(y[:, :, 2:-2, 2:-2], torch.full_like(y[:, :, 2:-2, 2:-2], 2.0))
+
+
+def test_upsample2d_then_box_downsample_recovers_bilinear_input():
+    # The 2-tap box filter upsample is nearest-neighbour; 2-tap box downsample averages it back exactly.
+    x = torch.randn(2, 3, 5, 7, dtype=torch.float64)
+    f = upfirdn2d.setup_filter([1, 1]).double()
+    up = upfirdn2d.upsample2d(x, f, impl='ref')
+    torch.testing.assert_close(up[:, :, ::2, ::2], x)
+    torch.testing.assert_close(up[:, :, 1::2, 1::2], x)
+    torch.testing.assert_close(upfirdn2d.downsample2d(up, f, impl='ref'), x)
+
+#----------------------------------------------------------------------------
+# setup_filter.
+
+def test_setup_filter_short_1d_becomes_normalised_outer_product():
+    f = upfirdn2d.setup_filter([1, 3, 3, 1])
+    assert f.dtype == torch.float32 and f.shape == (4, 4)
+    np.testing.assert_allclose(f.numpy(), np.outer([1, 3, 3, 1], [1, 3, 3, 1]) / 64, rtol=1e-6)
+
+
+def test_setup_filter_long_1d_stays_separable():
+    taps = np.arange(1, 9, dtype=np.float64)
+    f = upfirdn2d.setup_filter(taps)
+    assert f.shape == (8,)
+    np.testing.assert_allclose(f.numpy(), taps / taps.sum(), rtol=1e-6)
+    assert upfirdn2d.setup_filter(taps, separable=False).shape == (8, 8)
+    assert upfirdn2d.setup_filter([1, 2], separable=True).shape == (2,)
+
+
+def test_setup_filter_none_flip_gain_and_no_normalize():
+    np.testing.assert_allclose(upfirdn2d.setup_filter(None).numpy(), [[1.0]])
+    f = upfirdn2d.setup_filter([[1, 2], [3, 4]], normalize=False, flip_filter=True, gain=4)
+    np.testing.assert_allclose(f.numpy(), [[16, 12], [8, 4]])
+    f = upfirdn2d.setup_filter([1, 3], separable=True, gain=4)  # gain ** (1/2) per axis
+    np.testing.assert_allclose(f.numpy(), [0.5, 1.5])
+
+
+def test_setup_filter_rejects_3d_taps():
+    with pytest.raises(ValueError, match='1-D or 2-D'):
+        upfirdn2d.setup_filter(np.ones([2, 2, 2]))
+
+#----------------------------------------------------------------------------
+# Errors.
+
+def test_upfirdn2d_errors_name_the_bad_argument():
+    x = torch.randn(1, 1, 4, 4)
+    f = torch.ones(3, 3)
+    with pytest.raises(ValueError, match='4-D'):
+        upfirdn2d.upfirdn2d(x[0], f, impl='ref')
+    with pytest.raises(ValueError, match='up=0'):
+        upfirdn2d.upfirdn2d(x, f, up=0, impl='ref')
+    with pytest.raises(ValueError, match='down'):
+        upfirdn2d.upfirdn2d(x, f, down=[1, -2], impl='ref')
+    with pytest.raises(ValueError, match='padding'):
+        upfirdn2d.upfirdn2d(x, f, padding=[1, 2, 3], impl='ref')
+    with pytest.raises(ValueError, match='output would be'):
+        upfirdn2d.upfirdn2d(x, f, padding=-1, impl='ref')
+    with pytest.raises(ValueError, match='impl'):
+        upfirdn2d.upfirdn2d(x, f, impl='fast')
+
+#----------------------------------------------------------------------------
+# Gradients and precision.
+
+@pytest.mark.parametrize('separable', [False, True])
+def test_upfirdn2d_gradcheck_and_gradgradcheck(separable):
+    torch.manual_seed(0)
+    x = torch.randn(1, 2, 4, 3, dtype=torch.float64, requires_grad=True)
+    f = torch.randn(3, dtype=torch.float64) if separable else torch.randn(2, 3, dtype=torch.float64)
+    fn = lambda x: upfirdn2d.upfirdn2d(x, f, up=[2, 1], down=[1, 2], padding=[1, 0, 2, -1], gain=1.5, impl='ref')
+    assert torch.autograd.gradcheck(fn, [x])
+    assert torch.autograd.gradgradcheck(fn, [x])
+
+
+@pytest.mark.parametrize('dtype,tol', [(torch.float16, 2e-2), (torch.bfloat16, 1e-1)])
+def test_upfirdn2d_low_precision_close_to_float32(dtype, tol):
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, 9, 8)
+    f = upfirdn2d.setup_filter([1, 3, 3, 1])
+    for run in (lambda x: upfirdn2d.upsample2d(x, f, impl='ref'), lambda x: upfirdn2d.downsample2d(x, f, impl='ref')):
+        expected = run(x)
+        got = run(x.to(dtype))
+        assert got.dtype == dtype
+        torch.testing.assert_close(got.float(), expected, atol=tol, rtol=tol)
+
+#----------------------------------------------------------------------------

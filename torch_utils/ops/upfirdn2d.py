@@ -1,0 +1,217 @@
+"""Upsample, FIR-filter and downsample 2-D images: upfirdn2d.
+
+upfirdn2d(x, f, up, down, padding) is, for every image channel, the 2-D version of
+scipy.signal.upfirdn: insert up-1 zeros after every input sample, pad (negative = crop), convolve with the
+FIR filter f (true convolution; flip_filter=True gives correlation) keeping only fully overlapping positions,
+keep every down-th sample, scale by gain. Output size per axis:
+
+    out = (in * up + pad0 + pad1 - filter_taps) // down + 1
+
+StyleGAN2 (Karras et al. 2020, App. B) and StyleGAN3 (Karras et al. 2021, Sec. 3.2) use it for all
+anti-aliased resampling. The reference path below is built from public PyTorch ops only; the CUDA kernel in
+upfirdn2d.cu computes the same thing and must equal it (checked by _parity_check on first use).
+"""
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .. import custom_ops
+
+_PLUGIN_NAME = 'upfirdn2d_plugin'
+_PLUGIN_SOURCES = ['upfirdn2d.cpp', 'upfirdn2d.cu']
+_PLUGIN_HEADERS = ['upfirdn2d.h']
+_SOURCE_DIR = __import__('os').path.dirname(__file__)
+
+custom_ops.register_plugin(_PLUGIN_NAME, sources=_PLUGIN_SOURCES, headers=_PLUGIN_HEADERS, source_dir=_SOURCE_DIR,
+                           extra_cuda_cflags=['--use_fast_math', '--allow-unsupported-compiler'])
+
+#----------------------------------------------------------------------------
+# Argument parsing.
+
+def _parse_scaling(scaling, what='up'):
+    """Up/down factor as (sx, sy): an int, or [x, y]. Raises ValueError for non-positive values."""
+    pair = [scaling, scaling] if isinstance(scaling, (int, np.integer)) else scaling
+    if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+        raise ValueError(f'upfirdn2d: {what}={scaling!r} must be an int or a list [x, y] of ints')
+    sx, sy = pair
+    if not all(isinstance(s, (int, np.integer)) and s >= 1 for s in (sx, sy)):
+        raise ValueError(f'upfirdn2d: {what}={scaling!r} must be positive integers')
+    return int(sx), int(sy)
+
+
+def _parse_padding(padding):
+    """Padding as (px0, px1, py0, py1) from an int, [x, y] or [x0, x1, y0, y1]. Negative values crop."""
+    if isinstance(padding, (int, np.integer)):
+        padding = [padding, padding]
+    if not isinstance(padding, (list, tuple)) or len(padding) not in (2, 4) or \
+            not all(isinstance(p, (int, np.integer)) for p in padding):
+        raise ValueError(f'upfirdn2d: padding={padding!r} must be an int, [x, y] or [x0, x1, y0, y1] of ints')
+    if len(padding) == 2:
+        px, py = padding
+        padding = [px, px, py, py]
+    px0, px1, py0, py1 = padding
+    return int(px0), int(px1), int(py0), int(py1)
+
+
+def _get_filter_size(f):
+    """Filter size (fw, fh) of a 2-D filter [fh, fw], a separable 1-D filter [fw] (-> (fw, fw)) or None (1, 1)."""
+    if f is None:
+        return 1, 1
+    if not isinstance(f, torch.Tensor) or f.ndim not in (1, 2):
+        raise ValueError(f'upfirdn2d: filter must be a 1-D or 2-D torch.Tensor, got '
+                         f'{type(f).__name__}{tuple(f.shape) if isinstance(f, torch.Tensor) else ""}')
+    fw = f.shape[-1]
+    fh = f.shape[0]
+    return int(fw), int(fh)
+
+#----------------------------------------------------------------------------
+
+def setup_filter(f, device=torch.device('cpu'), normalize=True, flip_filter=False, gain=1, separable=None):
+    """Prepare a FIR filter for upfirdn2d().
+
+    Args:
+        f:           Taps: None (identity, [1]), a number, a 1-D list/array/tensor [fw] or 2-D [fh, fw].
+        device:      Device of the result.
+        normalize:   Scale so the taps sum to 1 (unit DC gain).
+        flip_filter: Reverse the taps along every axis.
+        gain:        Overall gain of the 2-D filter; a separable filter gets gain ** 0.5 per axis.
+        separable:   True = keep a 1-D filter 1-D (applied along x and y). None = keep it 1-D only if it has
+                     8 or more taps (short filters are cheaper as one 2-D pass).
+    Returns:
+        float32 tensor [fw] (separable) or [fh, fw].
+    """
+    if f is None:
+        f = 1
+    f = torch.as_tensor(f, dtype=torch.float32)
+    if f.ndim == 0:
+        f = f[np.newaxis]
+    if f.ndim not in (1, 2) or f.numel() == 0:
+        raise ValueError(f'setup_filter: taps must be a non-empty 1-D or 2-D array, got shape {tuple(f.shape)}')
+    if separable is None:
+        separable = (f.ndim == 1 and f.numel() >= 8)
+    if f.ndim == 1 and not separable:
+        f = torch.outer(f, f)
+    if separable and f.ndim != 1:
+        raise ValueError(f'setup_filter: separable=True needs 1-D taps, got shape {tuple(f.shape)}')
+    if normalize:
+        f = f / f.sum()
+    if flip_filter:
+        f = f.flip(list(range(f.ndim)))
+    f = f * (gain ** (f.ndim / 2))
+    return f.to(device=device)
+
+#----------------------------------------------------------------------------
+
+def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl='cuda'):
+    """Upsample (zero insertion), pad, FIR-filter and downsample a batch of images.
+
+    Args:
+        x:           [N, C, H, W] float16/bfloat16/float32/float64.
+        f:           float32 filter from setup_filter(): [fh, fw], separable [fw], or None (identity).
+        up:          Upsampling factor, int or [x, y] (default 1).
+        down:        Downsampling factor, int or [x, y] (default 1).
+        padding:     Padding of the upsampled image, int, [x, y] or [x0, x1, y0, y1]; negative crops.
+        flip_filter: False = true convolution (scipy semantics), True = correlation.
+        gain:        Output scale.
+        impl:        'cuda' = CUDA kernel when x is on CUDA and the plugin works, else reference; 'ref'.
+    Returns:
+        [N, C, (H * upy + py0 + py1 - fh) // downy + 1, (W * upx + px0 + px1 - fw) // downx + 1], dtype of x.
+    """
+    if not isinstance(x, torch.Tensor) or x.ndim != 4:
+        raise ValueError(f'upfirdn2d: x must be a 4-D tensor [N, C, H, W], got '
+                         f'{tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__}')
+    if f is None:
+        f = torch.ones([1, 1], dtype=torch.float32, device=x.device)
+    fw, fh = _get_filter_size(f)
+    upx, upy = _parse_scaling(up, 'up')
+    downx, downy = _parse_scaling(down, 'down')
+    px0, px1, py0, py1 = _parse_padding(padding)
+    out_w = (x.shape[3] * upx + px0 + px1 - fw) // downx + 1
+    out_h = (x.shape[2] * upy + py0 + py1 - fh) // downy + 1
+    if out_w < 1 or out_h < 1:
+        raise ValueError(f'upfirdn2d: output would be {out_h}x{out_w} for input {x.shape[2]}x{x.shape[3]}, '
+                         f'up={up}, down={down}, padding={padding}, filter {fh}x{fw}; increase the padding')
+    args = ((upx, upy), (downx, downy), (px0, px1, py0, py1), bool(flip_filter), float(gain))
+    if custom_ops.use_fast_path(impl, x) and x.dtype in (torch.float16, torch.float32) \
+            and (custom_ops.try_get_plugin(_PLUGIN_NAME) is not None) \
+            and custom_ops.parity_ok(_PLUGIN_NAME, x.device, lambda: _parity_check(x.device)):
+        return _upfirdn2d_cuda(*args).apply(x, f)
+    return _upfirdn2d_ref(x, f, *args)
+
+#----------------------------------------------------------------------------
+# Reference path: zero insertion by reshape + pad, crop by slicing, FIR by depthwise conv2d, decimation by
+# strided slicing. Autograd through these ops gives gradients of any order.
+
+def _upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain):
+    """Reference upfirdn2d on parsed arguments (see upfirdn2d())."""
+    batch_size, num_channels, in_height, in_width = x.shape
+    upx, upy = up
+    downx, downy = down
+    px0, px1, py0, py1 = padding
+
+    # Zero insertion: every sample is followed by up-1 zeros along each axis.
+    if upx > 1 or upy > 1:
+        x = x.reshape([batch_size, num_channels, in_height, 1, in_width, 1])
+        x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1])
+        x = x.reshape([batch_size, num_channels, in_height * upy, in_width * upx])
+
+    # Pad with zeros, then crop where padding is negative.
+    x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
+    x = x[:, :, max(-py0, 0): x.shape[2] - max(-py1, 0), max(-px0, 0): x.shape[3] - max(-px1, 0)]
+
+    # FIR filter. conv2d correlates, so reversing the taps gives true convolution.
+    f = f.to(device=x.device, dtype=x.dtype)
+    if not flip_filter:
+        f = f.flip(list(range(f.ndim)))
+    if f.ndim == 2:
+        weight = (f * gain)[np.newaxis, np.newaxis].repeat([num_channels, 1, 1, 1])
+        x = F.conv2d(x, weight, groups=num_channels)
+    else:
+        weight_x = (f * gain)[np.newaxis, np.newaxis, np.newaxis].repeat([num_channels, 1, 1, 1])
+        weight_y = f[np.newaxis, np.newaxis, :, np.newaxis].repeat([num_channels, 1, 1, 1])
+        x = F.conv2d(x, weight_x, groups=num_channels)
+        x = F.conv2d(x, weight_y, groups=num_channels)
+
+    # Decimation: keep samples 0, down, 2*down, ...
+    return x[:, :, ::downy, ::downx]
+
+#----------------------------------------------------------------------------
+
+def filter2d(x, f, padding=0, flip_filter=False, gain=1, impl='cuda'):
+    """Filter x with f, keeping its size (the filter is centred; even filters lean to the top-left).
+
+    x: [N, C, H, W]; f: [fh, fw], [fw] or None; padding: extra padding, as in upfirdn2d(). Returns [N, C, H', W']
+    with H' = H + py0 + py1.
+    """
+    px0, px1, py0, py1 = _parse_padding(padding)
+    fw, fh = _get_filter_size(f)
+    padding = [px0 + fw // 2, px1 + (fw - 1) // 2, py0 + fh // 2, py1 + (fh - 1) // 2]
+    return upfirdn2d(x, f, padding=padding, flip_filter=flip_filter, gain=gain, impl=impl)
+
+
+def upsample2d(x, f, up=2, padding=0, flip_filter=False, gain=1, impl='cuda'):
+    """Upsample x by up (int or [x, y]) with interpolation filter f; output [N, C, H * upy, W * upx] (+ padding).
+
+    The filter gets gain upx * upy so that the zero-inserted image keeps its mean (DC gain preserved).
+    """
+    upx, upy = _parse_scaling(up, 'up')
+    px0, px1, py0, py1 = _parse_padding(padding)
+    fw, fh = _get_filter_size(f)
+    # Total padding fw - 1 per axis keeps the size at in * up; the split centres the filter on the samples.
+    padding = [px0 + (fw + upx - 1) // 2, px1 + (fw - upx) // 2, py0 + (fh + upy - 1) // 2, py1 + (fh - upy) // 2]
+    return upfirdn2d(x, f, up=(upx, upy), padding=padding, flip_filter=flip_filter, gain=gain * upx * upy, impl=impl)
+
+
+def downsample2d(x, f, down=2, padding=0, flip_filter=False, gain=1, impl='cuda'):
+    """Downsample x by down (int or [x, y]) with anti-aliasing filter f; output [N, C, H // downy, W // downx]
+    for zero padding (padding is added before filtering, in input pixels)."""
+    downx, downy = _parse_scaling(down, 'down')
+    px0, px1, py0, py1 = _parse_padding(padding)
+    fw, fh = _get_filter_size(f)
+    padding = [px0 + (fw - downx + 1) // 2, px1 + (fw - downx) // 2, py0 + (fh - downy + 1) // 2,
+               py1 + (fh - downy) // 2]
+    return upfirdn2d(x, f, down=(downx, downy), padding=padding, flip_filter=flip_filter, gain=gain, impl=impl)
+
+#----------------------------------------------------------------------------
+# CUDA path: see upfirdn2d.cu. Its gradient is another upfirdn2d (defined after this point).
