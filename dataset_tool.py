@@ -28,6 +28,7 @@ stops the tool (exit code 1) with a message naming the file, and nothing is writ
 """
 
 import io
+import itertools
 import json
 import math
 import os
@@ -315,18 +316,17 @@ def convert(source, writer, num_images, transform_fn, rgba):
     """Read, check, transform and write num_images items of source; returns (labels or None, first array)."""
     labels = []
     first_array = first_name = None
-    progress = tqdm(total=num_images, unit='img', file=sys.stderr, desc='dataset_tool')
-    for idx, item in zip(range(num_images), source.items):
-        array = transform_fn(to_uint8_array(item.load(), item.name, rgba))
-        if first_array is None:
-            check_first_image(array, item.name)
-            first_array, first_name = array, item.name
-        check_same_as_first(array, item.name, first_array, first_name)
-        name = archive_name(idx)
-        writer.write(name, encode_png(array))
-        labels.append([name, item.label])
-        progress.update(1)
-    progress.close()
+    with tqdm(total=num_images, unit='img', file=sys.stderr, desc='images') as progress:
+        for idx, item in enumerate(itertools.islice(source.items, num_images)):
+            array = transform_fn(to_uint8_array(item.load(), item.name, rgba))
+            if first_array is None:
+                check_first_image(array, item.name)
+                first_array, first_name = array, item.name
+            check_same_as_first(array, item.name, first_array, first_name)
+            name = archive_name(idx)
+            writer.write(name, encode_png(array))
+            labels.append([name, item.label])
+            progress.update(1)
     if first_array is None:
         raise DatasetToolError(f'{source.description}: no images to convert')
     has_labels = [label is not None for _name, label in labels]

@@ -26,8 +26,9 @@ RESOLUTION = 16
 def shapes_zip(tmp_path_factory):
     """builtin:shapes converted by dataset_tool: NUM_SHAPES images at RESOLUTION, class labels."""
     dest = tmp_path_factory.mktemp('shapes') / 'shapes-16.zip'
-    result = CliRunner().invoke(dataset_tool.main, ['--source=builtin:shapes', f'--dest={dest}',
-                                                    f'--max-images={NUM_SHAPES}', f'--resolution={RESOLUTION}x{RESOLUTION}'])
+    args = ['--source=builtin:shapes', f'--dest={dest}', f'--max-images={NUM_SHAPES}',
+            f'--resolution={RESOLUTION}x{RESOLUTION}']
+    result = CliRunner().invoke(dataset_tool.main, args)
     assert result.exit_code == 0, result.output
     return str(dest)
 

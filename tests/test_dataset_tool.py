@@ -51,8 +51,8 @@ def random_image(seed, height, width, channels=3):
 def assert_clean_failure(result, message, dest):
     """Exit code 1, the message on stderr, and neither dest nor a temporary file beside it."""
     assert result.exit_code == 1, result.output
-    assert f'dataset_tool: ' in result.stderr
-    assert message in result.stderr, result.stderr
+    error_lines = [line for line in result.stderr.splitlines() if line.startswith('dataset_tool: ')]
+    assert len(error_lines) == 1 and message in error_lines[0], result.stderr
     assert not os.path.exists(dest)
     parent = os.path.dirname(dest)
     leftovers = [f for f in os.listdir(parent) if f.startswith('.')] if os.path.isdir(parent) else []

@@ -164,7 +164,7 @@ def open_cifar10(path):
 
     def items():
         for batch_idx, (images, labels) in enumerate(batches):
-            for image_idx, (image, label) in enumerate(zip(images, labels)):
+            for image_idx, (image, label) in enumerate(zip(images, labels, strict=True)):
                 yield SourceItem(name=f'{path}:data_batch_{batch_idx + 1}[{image_idx}]', label=label,
                                  load=lambda image=image: image)
 
@@ -204,7 +204,7 @@ def open_mnist(images_path):
         raise SourceError(f'{labels_path} has {labels.shape[0]} labels for {images.shape[0]} images')
 
     def items():
-        for idx, (image, label) in enumerate(zip(images, labels)):
+        for idx, (image, label) in enumerate(zip(images, labels, strict=True)):
             yield SourceItem(name=f'{images_path}[{idx}]', label=int(label), load=lambda image=image: image)
 
     return Source(num_items=len(labels), items=items(), description=f'MNIST {images_path} ({len(labels)} images)')
