@@ -242,6 +242,25 @@ def test_fp16_prenormalisation_does_not_change_the_result():
     torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize('fused', [True, False])
+def test_float16_modulated_conv2d_does_not_overflow_for_large_weights_and_styles(fused):
+    # Without the pre-normalisation, non-fused activations x*s conv w here reach ~1e6, far beyond float16's 65504.
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn([2, 8, 8, 8], generator=gen)
+    weight = torch.randn([4, 8, 3, 3], generator=gen) * 300
+    styles = torch.randn([2, 8], generator=gen) * 400
+    f = upfirdn2d.setup_filter([1, 3, 3, 1])
+    want = nets.modulated_conv2d(x, weight, styles, up=2, padding=1, resample_filter=f, flip_weight=False,
+                                 fused_modconv=fused)
+    try:
+        got = nets.modulated_conv2d(x.half(), weight, styles, up=2, padding=1, resample_filter=f,
+                                    flip_weight=False, fused_modconv=fused)
+    except RuntimeError as err:  # Older CPU builds lack half convolutions.
+        pytest.skip(f'float16 convolution unsupported on this CPU build: {err}')
+    assert got.dtype == torch.float16 and torch.isfinite(got).all()
+    torch.testing.assert_close(got.float(), want, rtol=0, atol=1e-2)
+
+
 @pytest.mark.parametrize('architecture', ['skip', 'resnet'])
 def test_fused_and_nonfused_generator_agree(architecture):
     G = _tiny_G(16, c_dim=3, architecture=architecture)
@@ -400,7 +419,9 @@ def test_freeze_layers_turns_the_first_layers_into_buffers():
         assert f'{name}.weight' in buffers and f'{name}.weight' not in params
     assert 'b16.conv1.weight' in params and 'b16.conv1.bias' in params
     assert 'b32.skip.bias' not in buffers and 'b32.skip.bias' not in params
-    assert set(D.named_parameters()) and D(torch.randn([2, 3, 32, 32]), None).shape == (2, 1)
+    logits = D(torch.randn([2, 3, 32, 32]), None)
+    logits.sum().backward()
+    assert D.b16.conv1.weight.grad is not None and D.b32.conv0.weight.grad is None
 
 #----------------------------------------------------------------------------
 # Pickling and bookkeeping.
@@ -419,6 +440,14 @@ def test_pickle_round_trip_is_bit_exact():
         assert torch.equal(img, G2(z, c, noise_mode='const'))
         assert torch.equal(D(img, c), D2(img, c))
     assert torch.equal(copy.deepcopy(G)(z, c, noise_mode='const'), img)
+
+
+def test_printing_networks_shows_layer_summaries():
+    text = repr(_tiny_G(8)) + repr(_tiny_D(8))
+    for needle in ['in_features=16, out_features=16, activation=lrelu', 'resolution=8, up=2, activation=lrelu',
+                   'num_ws=4', 'group_size=4, num_channels=1', 'down=2']:
+        assert needle in text
+    assert ',,' not in text
 
 
 def test_bad_arguments_fail_clearly():

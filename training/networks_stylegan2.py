@@ -210,7 +210,7 @@ class Conv2dLayer(torch.nn.Module):
 
     def extra_repr(self):
         return ', '.join([
-            f'in_channels={self.in_channels:d}, out_channels={self.out_channels:d}, activation={self.activation:s},',
+            f'in_channels={self.in_channels:d}, out_channels={self.out_channels:d}, activation={self.activation:s}',
             f'up={self.up}, down={self.down}'])
 
 #----------------------------------------------------------------------------
@@ -361,7 +361,7 @@ class SynthesisLayer(torch.nn.Module):
 
     def extra_repr(self):
         return ', '.join([
-            f'in_channels={self.in_channels:d}, out_channels={self.out_channels:d}, w_dim={self.w_dim:d},',
+            f'in_channels={self.in_channels:d}, out_channels={self.out_channels:d}, w_dim={self.w_dim:d}',
             f'resolution={self.resolution:d}, up={self.up}, activation={self.activation:s}'])
 
 #----------------------------------------------------------------------------
@@ -568,8 +568,8 @@ class SynthesisNetwork(torch.nn.Module):
 
     def extra_repr(self):
         return ', '.join([
-            f'w_dim={self.w_dim:d}, num_ws={self.num_ws:d},',
-            f'img_resolution={self.img_resolution:d}, img_channels={self.img_channels:d},',
+            f'w_dim={self.w_dim:d}, num_ws={self.num_ws:d}',
+            f'img_resolution={self.img_resolution:d}, img_channels={self.img_channels:d}',
             f'num_fp16_res={self.num_fp16_res:d}'])
 
 #----------------------------------------------------------------------------
