@@ -153,3 +153,94 @@ def test_unknown_impl_is_a_clear_error():
         ba.bias_act(torch.zeros([1, 2]), impl='triton')
 
 #----------------------------------------------------------------------------
+# The CUDA path's autograd wiring (_BiasActCuda / _BiasActCudaGrad and the kernel's three modes), run on CPU with a
+# stand-in for the plugin that evaluates the kernel's closed-form derivatives with torch ops. The kernel itself is
+# compared with the reference by ba._parity_check() and bench/bench_ops.py on a GPU.
+
+def _closed_form(v, act, alpha, order):
+    """act(v), act'(v) or act''(v) as written in bias_act.cu."""
+    s = torch.sigmoid(v)
+    pos = v > 0
+    one, zero = torch.ones_like(v), torch.zeros_like(v)
+    selu = SELU_SCALE * SELU_ALPHA * torch.exp(v)
+    table = {
+        'linear':   [v, one, zero],
+        'relu':     [torch.where(pos, v, zero), torch.where(pos, one, zero), zero],
+        'lrelu':    [torch.where(pos, v, v * alpha), torch.where(pos, one, one * alpha), zero],
+        'tanh':     [torch.tanh(v), 1 - torch.tanh(v) ** 2, -2 * torch.tanh(v) * (1 - torch.tanh(v) ** 2)],
+        'sigmoid':  [s, s * (1 - s), s * (1 - s) * (1 - 2 * s)],
+        'elu':      [torch.where(pos, v, torch.expm1(v)), torch.where(pos, one, torch.exp(v)),
+                     torch.where(pos, zero, torch.exp(v))],
+        'selu':     [torch.where(pos, SELU_SCALE * v, SELU_SCALE * SELU_ALPHA * torch.expm1(v)),
+                     torch.where(pos, SELU_SCALE * one, selu), torch.where(pos, zero, selu)],
+        'softplus': [torch.where(v > 20, v, torch.log1p(torch.exp(v))), torch.where(v > 20, one, s),
+                     torch.where(v > 20, zero, s * (1 - s))],
+        'swish':    [v * s, s * (1 + v * (1 - s)), s * (1 - s) * (2 + v * (1 - 2 * s))],
+    }
+    return table[act][order]
+
+class _EmulatedPlugin:
+    """Same call signature and modes as bias_act_plugin.bias_act (bias_act.cpp), in torch ops."""
+    @staticmethod
+    def bias_act(g, b, xref, mode, dim, act_idx, alpha, gain, clamp):
+        assert ba._is_dense(g) and (xref.numel() == 0 or xref.stride() == g.stride())
+        act = next(name for name, spec in ba.activation_funcs.items() if spec.cuda_idx == act_idx)
+        v = g if mode == 0 else xref
+        if b.numel() > 0:
+            v = v + b.reshape([-1 if i == dim else 1 for i in range(v.ndim)])
+        y = _closed_form(v, act, alpha, 0) * gain
+        if mode == 0:
+            return y.clamp(-clamp, clamp) if clamp >= 0 else y
+        passes = (y.abs() <= clamp) if clamp >= 0 else torch.ones_like(y, dtype=torch.bool)
+        return torch.where(passes, g * _closed_form(v, act, alpha, mode) * gain, torch.zeros_like(g)).detach()
+
+@pytest.fixture
+def emulated_plugin(monkeypatch):
+    monkeypatch.setattr(ba.custom_ops, 'try_get_plugin', lambda name: _EmulatedPlugin)
+
+@pytest.mark.parametrize('act', ALL_ACTS)
+def test_cuda_path_autograd_gradcheck_and_gradgradcheck_with_emulated_kernel(emulated_plugin, act):
+    torch.manual_seed(0)
+    x = torch.randn([2, 3, 4], dtype=torch.float64)
+    x = (x + 0.1 * x.sign()).requires_grad_(True)
+    b = torch.tensor([0.05, -0.05, 0.0], dtype=torch.float64, requires_grad=True)
+    fn = lambda x, b: ba._BiasActCuda.apply(x, b, 1, act, 0.3, 1.3, 10.0)
+    torch.testing.assert_close(fn(x, b), ba._bias_act_ref(x, b, 1, act, 0.3, 1.3, 10.0))
+    assert torch.autograd.gradcheck(fn, (x, b))
+    assert torch.autograd.gradgradcheck(fn, (x, b))
+
+@pytest.mark.parametrize('act', ['lrelu', 'swish'])
+def test_cuda_path_double_backward_equals_reference_with_clamp_and_channels_last(emulated_plugin, act):
+    torch.manual_seed(1)
+    x0 = (torch.randn([2, 4, 3, 5], dtype=torch.float64) * 2).to(memory_format=torch.channels_last)
+    b0 = torch.randn([4], dtype=torch.float64)
+    results = []
+    for fn in [ba._BiasActCuda.apply, ba._bias_act_ref]:
+        x, b = x0.clone().requires_grad_(True), b0.clone().requires_grad_(True)
+        y = fn(x, b, 1, act, 0.2, 1.4, 1.5)
+        dx, db = torch.autograd.grad(y.sin().sum(), [x, b], create_graph=True)
+        second = torch.autograd.grad((dx.square().sum() + db.square().sum()), [x, b], allow_unused=True)
+        results.append([y, dx, db] + [torch.zeros_like(x0) if g is None else g for g in second])
+    for ours, ref in zip(*results):
+        torch.testing.assert_close(ours, ref)
+
+def test_parity_check_passes_for_a_correct_kernel(emulated_plugin):
+    ok, details = ba._parity_check(device='cpu')
+    assert ok, details
+
+def test_parity_check_reports_a_wrong_kernel(monkeypatch):
+    class _Broken(_EmulatedPlugin):
+        @staticmethod
+        def bias_act(g, *args):
+            return _EmulatedPlugin.bias_act(g, *args) * 1.01
+    monkeypatch.setattr(ba.custom_ops, 'try_get_plugin', lambda name: _Broken)
+    ok, details = ba._parity_check(device='cpu')
+    assert not ok and 'max abs error' in details
+
+def test_cpu_tensors_never_touch_the_plugin(monkeypatch):
+    def fail(name):
+        raise AssertionError('plugin requested for a CPU tensor')
+    monkeypatch.setattr(ba.custom_ops, 'try_get_plugin', fail)
+    ba.bias_act(torch.randn([2, 3]), torch.randn([3]), act='lrelu', impl='cuda')
+
+#----------------------------------------------------------------------------

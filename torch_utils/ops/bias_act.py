@@ -119,6 +119,17 @@ def _bias_act_ref(x, b, dim, act, alpha, gain, clamp):
 #   mode 2: g * act''(v) * gain * mask        (g = ddx * dy: used by the second derivative)
 # The mask matches torch.clamp's gradient (which passes at |y| == clamp). Third derivatives are not provided.
 
+def _is_dense(t):
+    """True iff t's elements fill one block of memory without gaps or overlap, in some dimension order."""
+    if t.numel() == 0:
+        return True
+    expected_stride = 1
+    for stride, size in sorted((stride, size) for size, stride in zip(t.shape, t.stride()) if size != 1):
+        if stride != expected_stride:
+            return False
+        expected_stride *= size
+    return True
+
 def _same_layout(t, like):
     """t with the same strides as `like` (the kernel walks all operands in memory order)."""
     if all(s1 == s2 or n == 1 for s1, s2, n in zip(t.stride(), like.stride(), like.shape)):
@@ -142,7 +153,7 @@ class _BiasActCuda(torch.autograd.Function):
     """y = bias_act(x, b) by the kernel; backward via _BiasActCudaGrad so that grad-of-grad works."""
     @staticmethod
     def forward(ctx, x, b, dim, act, alpha, gain, clamp):
-        if not x.is_non_overlapping_and_dense():
+        if not _is_dense(x):
             x = x.contiguous()
         ctx.args = (dim, act, alpha, gain, clamp)
         ctx.save_for_backward(x, b)
