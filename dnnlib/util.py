@@ -76,7 +76,8 @@ def make_cache_dir_path(*paths):
         home_cache = os.path.join(home_dir, '.cache', 'dnnlib')
         if _is_writable_dir(home_cache):
             return os.path.join(home_cache, *paths)
-    user = re.sub(r'[^A-Za-z0-9_.-]', '_', os.environ.get('USER') or str(os.getuid() if hasattr(os, 'getuid') else 'user'))
+    user = os.environ.get('USER') or (str(os.getuid()) if hasattr(os, 'getuid') else 'user')
+    user = re.sub(r'[^A-Za-z0-9_.-]', '_', user)
     return os.path.join(tempfile.gettempdir(), f'dnnlib-cache-{user}', *paths)
 
 #----------------------------------------------------------------------------
@@ -136,7 +137,7 @@ def _is_permanent_failure(err):
     return False
 
 
-def _download_with_retries(url, num_attempts, verbose, timeout=60):
+def _download_with_retries(url, num_attempts, timeout=60):
     """Download `url` with up to `num_attempts` tries and a short exponential back-off."""
     last_error = None
     for attempt in range(max(num_attempts, 1)):
@@ -213,7 +214,7 @@ def open_url(url, cache_dir=None, num_attempts=10, verbose=True, return_filename
     if verbose:
         print(f'Downloading {url} ...', end='', file=sys.stderr, flush=True)
     try:
-        data = _download_with_retries(url, num_attempts, verbose)
+        data = _download_with_retries(url, num_attempts)
     except _DownloadError as err:
         if verbose:
             print(' failed', file=sys.stderr, flush=True)

@@ -64,6 +64,11 @@ def suppress_tracer_warnings():
         yield
 
 
+def symbolic_assert(condition, message):
+    """`assert` that `torch.jit.trace` / `torch.fx` record in the graph instead of evaluating once."""
+    torch._assert(condition, message)
+
+
 def assert_shape(tensor, ref_shape):
     """Raise AssertionError unless `tensor.shape` matches `ref_shape`; None entries match any size.
 
@@ -78,8 +83,8 @@ def assert_shape(tensor, ref_shape):
             continue
         if isinstance(ref_size, torch.Tensor) or isinstance(size, torch.Tensor):
             with suppress_tracer_warnings():
-                torch._assert(torch.equal(torch.as_tensor(size), torch.as_tensor(ref_size)),
-                              f'Wrong size for dimension {dim}: expected {ref_size}')
+                symbolic_assert(torch.equal(torch.as_tensor(size), torch.as_tensor(ref_size)),
+                                f'Wrong size for dimension {dim}: expected {ref_size}')
         elif size != ref_size:
             raise AssertionError(f'Wrong size for dimension {dim}: got {size}, expected {ref_size} '
                                  f'(shape {list(tensor.shape)}, expected {list(ref_shape)})')
