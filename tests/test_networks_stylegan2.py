@@ -1,6 +1,9 @@
 """Specification tests for training/networks_stylegan2.py (StyleGAN2 G and D), CPU only and small."""
 
+import ast
 import copy
+import inspect
+import io
 import json
 import os
 import pickle
@@ -10,6 +13,7 @@ import pytest
 import torch
 
 from training import networks_stylegan2 as nets
+from torch_utils import persistence
 from torch_utils.ops import conv2d_resample
 from torch_utils.ops import upfirdn2d
 
@@ -440,6 +444,59 @@ def test_pickle_round_trip_is_bit_exact():
         assert torch.equal(img, G2(z, c, noise_mode='const'))
         assert torch.equal(D(img, c), D2(img, c))
     assert torch.equal(copy.deepcopy(G)(z, c, noise_mode='const'), img)
+
+
+# Globals an official-format network pickle may refer to (DESIGN.md section 4).
+ALLOWED_PICKLE_GLOBALS = {
+    ('torch_utils.persistence', '_reconstruct_persistent_obj'), ('dnnlib.util', 'EasyDict'),
+    ('collections', 'OrderedDict'), ('torch._utils', '_rebuild_tensor_v2'), ('torch._utils', '_rebuild_parameter'),
+    ('torch.storage', '_load_from_bytes'), ('builtins', 'set'),
+} | {(mod, name) for mod in ['numpy.core.multiarray', 'numpy._core.multiarray']
+     for name in ['_reconstruct', 'scalar']} | {('numpy', 'ndarray'), ('numpy', 'dtype')}
+
+
+class _RecordingUnpickler(pickle.Unpickler):
+    def __init__(self, data):
+        super().__init__(io.BytesIO(data))
+        self.globals_seen = set()
+
+    def find_class(self, module, name):
+        self.globals_seen.add((module, name))
+        return super().find_class(module, name)
+
+
+def test_pickle_refers_only_to_globals_the_safe_loader_allows():
+    G = _tiny_G(8, c_dim=2)
+    D = _tiny_D(8, c_dim=2, mapping_kwargs=TINY_MAPPING)
+    unpickler = _RecordingUnpickler(pickle.dumps(dict(G=G, D=D)))
+    unpickler.load()
+    assert ('torch_utils.persistence', '_reconstruct_persistent_obj') in unpickler.globals_seen
+    assert unpickler.globals_seen <= ALLOWED_PICKLE_GLOBALS, unpickler.globals_seen - ALLOWED_PICKLE_GLOBALS
+
+
+def test_module_imports_only_numpy_scipy_torch_and_torch_utils():
+    # The source travels inside pickles and must also run under the official package (DESIGN.md 4.3).
+    tree = ast.parse(inspect.getsource(nets))
+    roots = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots |= {alias.name.split('.')[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, 'relative imports break when the pickled source runs as a fresh module'
+            roots.add(node.module.split('.')[0])
+    assert roots <= {'numpy', 'scipy', 'torch', 'torch_utils'}, roots
+
+
+def test_embedded_source_runs_as_a_fresh_module_and_gives_identical_images():
+    # What the official loader does with our pickles: execute module_src in a new module and build from it.
+    src = inspect.getsource(nets) + '\n# executed copy\n'
+    fresh = persistence._exec_module_src(src)
+    assert fresh.__name__.startswith('_imported_module_')
+    G = _tiny_G(8, c_dim=2, seed=3)
+    torch.manual_seed(3)
+    G_fresh = fresh.Generator(**G.init_kwargs)
+    z, c = _inputs(G)
+    assert torch.equal(G(z, c, noise_mode='const'), G_fresh(z, c, noise_mode='const'))
 
 
 def test_printing_networks_shows_layer_summaries():
