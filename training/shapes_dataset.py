@@ -1,8 +1,9 @@
 """The built-in procedural dataset `builtin:shapes`: coloured shapes on varied backgrounds, 4 classes.
 
 Image i is a pure function of (i, resolution): its random numbers come from np.random.RandomState(i),
-so any subset can be rendered in any order, in any process, and gives the same pixels. Shapes are drawn
-with PIL at up to 4x the output size and box-filtered down, which antialiases their edges.
+so any subset can be rendered in any order, in any process, and gives the same pixels. Each shape's mask is
+drawn with PIL at up to 4x the output size and box-filtered down to per-pixel coverage, which antialiases its
+edges; the shape colour is then blended over the (smooth) background by that coverage.
 """
 
 import colorsys
@@ -54,9 +55,8 @@ def _polygon(center, radius, rotation, num_vertices, inner_ratio=None):
     return points
 
 
-def _draw_shape(draw, class_idx, center, radius, rotation, colour):
+def _draw_shape(draw, class_idx, center, radius, rotation, fill=255):
     """Draw shape class_idx (see CLASS_NAMES) of circumradius `radius` pixels, rotated by `rotation` radians."""
-    fill = tuple(int(round(c)) for c in colour)
     if CLASS_NAMES[class_idx] == 'circle':
         r = radius * 0.8  # Roughly the same area as the other shapes.
         draw.ellipse([center[0] - r, center[1] - r, center[0] + r, center[1] + r], fill=fill)
@@ -86,18 +86,21 @@ def render_shape_image(index, resolution):
     # Dark shapes on light backgrounds or the reverse, so that every shape stands out.
     dark, light = (0.1, 0.45), (0.6, 0.95)
     background_range, shape_range = (dark, light) if rng.uniform() < 0.5 else (light, dark)
-    canvas = _background(rng, size, background_range)
-    image = PIL.Image.fromarray(np.round(canvas).astype(np.uint8), 'RGB')
+    background = _background(rng, resolution, background_range)
 
     class_idx = int(rng.randint(NUM_CLASSES))
     radius = rng.uniform(0.2, 0.42) * size
     center = rng.uniform(radius, size - radius, size=2)
     rotation = rng.uniform(0, 2 * np.pi)
     colour = _random_colour(rng, shape_range)
-    _draw_shape(PIL.ImageDraw.Draw(image), class_idx, center, radius, rotation, colour)
 
+    # Coverage of each output pixel = box filter (mean) of the supersampled binary mask.
+    mask = PIL.Image.new('L', (size, size), 0)
+    _draw_shape(PIL.ImageDraw.Draw(mask), class_idx, center, radius, rotation)
     if supersample > 1:
-        image = image.reduce(supersample)  # Box filter: each output pixel averages supersample^2 samples.
-    return np.asarray(image, dtype=np.uint8).copy(), class_idx
+        mask = mask.reduce(supersample)
+    coverage = np.asarray(mask, dtype=np.float32)[:, :, np.newaxis] / 255
+    image = background * (1 - coverage) + colour.astype(np.float32) * coverage
+    return np.round(image).astype(np.uint8), class_idx
 
 #----------------------------------------------------------------------------
