@@ -77,6 +77,7 @@ def test_decorated_class_keeps_name_module_and_records_init_arguments():
     assert TinyNet.__name__ == 'TinyNet' and TinyNet.__module__ == __name__
     assert persistence.is_persistent(TinyNet) and persistence.is_persistent(net)
     assert not persistence.is_persistent(torch.nn.Linear(1, 1))
+    assert list(inspect.signature(TinyNet).parameters)[:2] == ['in_features', 'out_features']
     assert net.init_args == (4, 3)
     assert net.init_kwargs == {'hidden': 6, 'activation': 'tanh', 'layer_kwargs': {'bias': True}}
     assert type(net.init_kwargs) is dnnlib.EasyDict

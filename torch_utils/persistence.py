@@ -224,6 +224,8 @@ def persistent_class(orig_class):
     Persistent.__qualname__ = orig_class.__qualname__
     Persistent.__module__ = module_name
     Persistent.__doc__ = orig_class.__doc__
+    # help() and inspect.signature() show the real constructor arguments, not (*args, **kwargs).
+    functools.update_wrapper(Persistent.__init__, orig_class.__init__, assigned=('__doc__',), updated=())
     _persistent_classes.add(Persistent)
     _register(Persistent, module_name, class_name, module_src)
     return Persistent
