@@ -499,6 +499,25 @@ def test_embedded_source_runs_as_a_fresh_module_and_gives_identical_images():
     assert torch.equal(G(z, c, noise_mode='const'), G_fresh(z, c, noise_mode='const'))
 
 
+def test_forward_and_repr_do_not_need_attributes_older_pickles_lack():
+    # Official-pickle loading restores the pickled __dict__ without __init__; SG2-ADA-era layers store no
+    # channel counts and their blocks no fused_modconv_default, so our forward() must not depend on them.
+    G = _tiny_G(8, c_dim=2, fused_modconv_default='inference_only').eval()
+    _randomize_biases_and_noise(G)
+    z, c = _inputs(G)
+    want = G(z, c, noise_mode='const')
+    old = copy.deepcopy(G)
+    for module in old.modules():
+        for name in ['in_features', 'out_features', 'out_channels', 'fused_modconv_default', 'num_fp16_res']:
+            module.__dict__.pop(name, None)
+        if isinstance(module, (nets.SynthesisLayer, nets.ToRGBLayer)):
+            module.__dict__.pop('in_channels', None)
+            module.__dict__.pop('w_dim', None)
+    assert not hasattr(old.synthesis.b8, 'fused_modconv_default') and not hasattr(old.synthesis.b8.conv0, 'w_dim')
+    assert torch.equal(old(z, c, noise_mode='const'), want)
+    assert repr(old) == repr(G).replace('num_fp16_res=4', 'num_fp16_res=?')
+
+
 def test_printing_networks_shows_layer_summaries():
     text = repr(_tiny_G(8)) + repr(_tiny_D(8))
     for needle in ['in_features=16, out_features=16, activation=lrelu', 'resolution=8, up=2, activation=lrelu',

@@ -8,6 +8,10 @@ by weight modulation/demodulation (Sec. 2.2, Eq. 1-3), uses skip connections in 
 Parameter and buffer names, constructor arguments and call signatures follow the official NVlabs layout so that
 weights and pickles are interchangeable; see DESIGN.md sections 3 and 4. This module imports only numpy, torch
 and torch_utils so that its source (embedded in pickles) also runs under the official package.
+
+Loading an official pickle restores each object's official `__dict__` onto these classes without calling
+`__init__`, so forward() and extra_repr() read only attributes that every official StyleGAN2 family stores
+(tensor shapes are used instead of attributes that SG2-ADA-era objects lack, e.g. `in_channels` of layers).
 """
 
 import numpy as np
@@ -151,7 +155,8 @@ class FullyConnectedLayer(torch.nn.Module):
         return bias_act.bias_act(x, b, act=self.activation)
 
     def extra_repr(self):
-        return f'in_features={self.in_features:d}, out_features={self.out_features:d}, activation={self.activation:s}'
+        out_features, in_features = self.weight.shape
+        return f'in_features={in_features:d}, out_features={out_features:d}, activation={self.activation:s}'
 
 #----------------------------------------------------------------------------
 # Equalized-learning-rate convolution with optional up/down-sampling through the [1,3,3,1] low-pass filter
@@ -209,8 +214,9 @@ class Conv2dLayer(torch.nn.Module):
         return bias_act.bias_act(x, b, act=self.activation, gain=act_gain, clamp=act_clamp)
 
     def extra_repr(self):
+        out_channels, in_channels = self.weight.shape[:2]
         return ', '.join([
-            f'in_channels={self.in_channels:d}, out_channels={self.out_channels:d}, activation={self.activation:s}',
+            f'in_channels={in_channels:d}, out_channels={out_channels:d}, activation={self.activation:s}',
             f'up={self.up}, down={self.down}'])
 
 #----------------------------------------------------------------------------
@@ -348,7 +354,7 @@ class SynthesisLayer(torch.nn.Module):
     def forward(self, x, w, noise_mode='random', fused_modconv=True, gain=1):
         """x: [N, in_channels, res/up, res/up], w: [N, w_dim] -> [N, out_channels, res, res]."""
         in_resolution = self.resolution // self.up
-        misc.assert_shape(x, [None, self.in_channels, in_resolution, in_resolution])
+        misc.assert_shape(x, [None, self.weight.shape[1], in_resolution, in_resolution])
         styles = self.affine(w)
         noise = self._noise(x, noise_mode)
         flip_weight = (self.up == 1)  # The transposed (up=2) path is cheaper without flipping.
@@ -360,8 +366,9 @@ class SynthesisLayer(torch.nn.Module):
         return bias_act.bias_act(x, self.bias.to(x.dtype), act=self.activation, gain=act_gain, clamp=act_clamp)
 
     def extra_repr(self):
+        out_channels, in_channels = self.weight.shape[:2]
         return ', '.join([
-            f'in_channels={self.in_channels:d}, out_channels={self.out_channels:d}, w_dim={self.w_dim:d}',
+            f'in_channels={in_channels:d}, out_channels={out_channels:d}, w_dim={self.affine.weight.shape[1]:d}',
             f'resolution={self.resolution:d}, up={self.up}, activation={self.activation:s}'])
 
 #----------------------------------------------------------------------------
@@ -397,7 +404,8 @@ class ToRGBLayer(torch.nn.Module):
         return bias_act.bias_act(x, self.bias.to(x.dtype), clamp=self.conv_clamp)
 
     def extra_repr(self):
-        return f'in_channels={self.in_channels:d}, out_channels={self.out_channels:d}, w_dim={self.w_dim:d}'
+        out_channels, in_channels = self.weight.shape[:2]
+        return f'in_channels={in_channels:d}, out_channels={out_channels:d}, w_dim={self.affine.weight.shape[1]:d}'
 
 #----------------------------------------------------------------------------
 # One resolution of the synthesis network (SG2 Fig. 7): the 4x4 block starts from a learned constant (SG1
@@ -458,7 +466,8 @@ class SynthesisBlock(torch.nn.Module):
 
     def _resolve_fused_modconv(self, fused_modconv):
         if fused_modconv is None:
-            fused_modconv = self.fused_modconv_default
+            # SG2-ADA-era pickles predate this attribute; their blocks fused only outside training.
+            fused_modconv = getattr(self, 'fused_modconv_default', 'inference_only')
         if fused_modconv == 'inference_only':
             fused_modconv = (not self.training)
         return fused_modconv
@@ -570,7 +579,7 @@ class SynthesisNetwork(torch.nn.Module):
         return ', '.join([
             f'w_dim={self.w_dim:d}, num_ws={self.num_ws:d}',
             f'img_resolution={self.img_resolution:d}, img_channels={self.img_channels:d}',
-            f'num_fp16_res={self.num_fp16_res:d}'])
+            f'num_fp16_res={getattr(self, "num_fp16_res", "?")}'])
 
 #----------------------------------------------------------------------------
 # Generator G = g(f(z, c)) (SG1 Fig. 1b).
