@@ -6,7 +6,9 @@ import io
 import json
 import os
 import pickle
+import sys
 import tarfile
+import types
 import zipfile
 
 import numpy as np
@@ -239,16 +241,56 @@ def test_mnist_with_wrong_magic_number_names_the_file(tmp_path):
                          f'{source} is not an MNIST idx file', str(dest))
 
 
-def test_lmdb_folder_without_lmdb_package_says_how_to_install(tmp_path):
-    try:
-        import lmdb  # noqa: F401
-        pytest.skip('lmdb is installed here; the missing-package message cannot be triggered')
-    except ImportError:
-        pass
+def test_lmdb_folder_without_lmdb_package_says_how_to_install(tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, 'lmdb', None)  # Makes `import lmdb` raise ImportError.
     (tmp_path / 'lsun').mkdir()
     (tmp_path / 'lsun' / 'data.mdb').write_bytes(b'')
     dest = tmp_path / 'out.zip'
     assert_clean_failure(run_tool(f'--source={tmp_path / "lsun"}', f'--dest={dest}'), 'pip install lmdb', str(dest))
+
+
+def make_fake_lmdb(records):
+    """A stand-in for the py-lmdb calls dataset_tool makes (open, stat, begin, cursor), over {key: value}."""
+    class Transaction:
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc_info):
+            return False
+
+        def cursor(self):
+            return iter(sorted(records.items()))
+
+    class Environment:
+        def stat(self):
+            return {'entries': len(records)}
+
+        def begin(self, write=False):
+            assert not write
+            return Transaction()
+
+    module = types.ModuleType('lmdb')
+    module.Error = type('Error', (Exception,), {})
+    module.open = lambda path, **kwargs: Environment()
+    return module
+
+
+def test_lmdb_values_are_decoded_as_images_in_key_order(tmp_path, monkeypatch):
+    images = {f'{key:03d}'.encode(): random_image(key, 8, 8) for key in (2, 0, 1)}
+    records = {}
+    for key, array in images.items():
+        buffer = io.BytesIO()
+        PIL.Image.fromarray(array).save(buffer, format='png')
+        records[key] = buffer.getvalue()
+    monkeypatch.setitem(sys.modules, 'lmdb', make_fake_lmdb(records))
+    (tmp_path / 'lsun').mkdir()
+    (tmp_path / 'lsun' / 'data.mdb').write_bytes(b'')
+    dest = tmp_path / 'out.zip'
+    result = run_tool(f'--source={tmp_path / "lsun"}', f'--dest={dest}')
+    assert result.exit_code == 0, result.output
+    _names, arrays, labels = read_zip_dataset(dest)
+    assert labels is None
+    np.testing.assert_array_equal(arrays, np.stack([images[key] for key in sorted(images)]))
 
 #----------------------------------------------------------------------------
 # Transforms
