@@ -401,6 +401,13 @@ def test_minibatch_std_matches_direct_group_statistics():
             torch.testing.assert_close(y[n, 6 + f], want.expand(3, 3))
 
 
+def test_minibatch_std_rejects_batch_not_divisible_by_group_size():
+    layer = nets.MinibatchStdLayer(group_size=4)
+    with pytest.raises(ValueError, match='multiple of the group size 4'):
+        layer(torch.randn([6, 2, 4, 4]))
+    assert layer(torch.randn([3, 2, 4, 4])).shape == (3, 3, 4, 4)  # Smaller batches form one group.
+
+
 def test_conditional_discriminator_projects_onto_label_embedding():
     D = _tiny_D(8, c_dim=3, mapping_kwargs=TINY_MAPPING)
     img = torch.randn([4, 3, 8, 8])

@@ -719,6 +719,9 @@ class MinibatchStdLayer(torch.nn.Module):
         N, C, H, W = x.shape
         with misc.suppress_tracer_warnings():
             G = torch.min(torch.as_tensor(self.group_size), torch.as_tensor(N)) if self.group_size is not None else N
+            if not torch.jit.is_tracing() and N % int(G) != 0:
+                raise ValueError(f'MinibatchStdLayer: the batch ({N} images per GPU) must be a multiple of the '
+                                 f'group size {int(G)}; change --batch-gpu or --mbstd-group')
         F = self.num_channels
         c = C // F
 
