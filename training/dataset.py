@@ -225,9 +225,8 @@ class ImageFolderDataset(Dataset):
         extensions = image_file_extensions()
         self._image_fnames = sorted(f for f in all_fnames if os.path.splitext(f)[1].lower() in extensions)
         if len(self._image_fnames) == 0:
-            raise IOError(f'Dataset {path} contains no image files '
-                          f'(looked for {", ".join(sorted(e for e in extensions if e in (".png", ".jpg", ".jpeg")))}'
-                          f', ...)')
+            raise IOError(f'Dataset {path} contains no image files (.png, .jpg, ... that PIL can read); '
+                          'make one with dataset_tool.py')
 
         num_channels, height, width = self._check_image_headers()
         self._check_resolution(width, height, resolution)
