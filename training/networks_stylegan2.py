@@ -40,7 +40,7 @@ def normalize_2nd_moment(x, dim=1, eps=1e-8):
 # Eq. 2 is the expected output std that Eq. 3 normalises back to one. Two equivalent evaluations:
 #   fused:     build the [N, O, I, k, k] per-sample weights and run one grouped convolution (groups = N);
 #   non-fused: scale the activations by s before a shared convolution and by the demodulation coefficients
-#              after it ("implemented ... by scaling the activations", SG2 Sec. 2.2 and App. B).
+#              after it (SG2 Sec. 2.2 notes both forms are equivalent; the fused one is faster at inference).
 
 def _prenormalize_for_fp16(weight, styles):
     """Rescale weight and styles by their max-norms so that Eq. 1-3 cannot overflow in float16.
@@ -486,8 +486,8 @@ class SynthesisBlock(torch.nn.Module):
         fused_modconv = self._resolve_fused_modconv(fused_modconv)
 
         if self.in_channels == 0:
-            x = self.const.to(dtype=dtype, memory_format=memory_format)
-            x = x.unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])
+            x = self.const.to(dtype=dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])  # [N, C, 4, 4]
+            x = x.to(memory_format=memory_format)
         else:
             misc.assert_shape(x, [None, self.in_channels, self.resolution // 2, self.resolution // 2])
             x = x.to(dtype=dtype, memory_format=memory_format)
