@@ -137,6 +137,22 @@ def test_generator_layout_and_num_ws_for_other_configs(img_resolution, c_dim, ar
     assert all(v == [int(k.split('.')[1][1:])] * 2 for k, v in noise_buffers.items())
 
 
+@pytest.mark.parametrize('architecture,want_slices', [
+    ('skip', {4: [0, 1], 8: [1, 2, 3], 16: [3, 4, 5]}),    # tRGB of block r shares its w with conv0 of 2r.
+    ('orig', {4: [0], 8: [1, 2], 16: [3, 4, 5]}),          # Only the last block has a tRGB.
+])
+def test_each_synthesis_block_reads_its_own_consecutive_ws(architecture, want_slices):
+    G = _tiny_G(16, architecture=architecture)
+    ws = torch.arange(G.num_ws, dtype=torch.float32).reshape(1, -1, 1).repeat(2, 1, G.w_dim)
+    seen = {}
+    for res in [4, 8, 16]:
+        block = getattr(G.synthesis, f'b{res}')
+        block.register_forward_hook(lambda mod, args, out, res=res: seen.update({res: args[2][0, :, 0].tolist()}))
+    G.synthesis(ws)
+    assert G.num_ws == 6
+    assert seen == {res: [float(i) for i in idx] for res, idx in want_slices.items()}
+
+
 @pytest.mark.parametrize('img_resolution,c_dim,architecture', [(8, 0, 'resnet'), (16, 4, 'skip'), (32, 0, 'orig')])
 def test_discriminator_layout_for_other_configs(img_resolution, c_dim, architecture):
     D = nets.Discriminator(c_dim=c_dim, img_resolution=img_resolution, img_channels=1, architecture=architecture,
