@@ -1,5 +1,7 @@
 """upfirdn2d reference path: scipy semantics, helper wrappers, setup_filter, gradients, low precision."""
 
+import os
+
 import numpy as np
 import pytest
 import scipy.signal
@@ -257,5 +259,75 @@ def test_upfirdn2d_low_precision_close_to_float32(dtype, tol):
         got = run(x.to(dtype))
         assert got.dtype == dtype
         torch.testing.assert_close(got.float(), expected, atol=tol, rtol=tol)
+
+#----------------------------------------------------------------------------
+# CUDA path structure, testable without a GPU: the autograd Function (two passes for separable filters, gradient
+# by recursion) run with the reference as its kernel, and the kernel's own code emulated on the CPU.
+
+FUNCTION_CASES = [  # (up, down, padding, filter shape, input h, w)
+    ((2, 2), (1, 1), (2, 1, 2, 1), (4, 4), 4, 3),
+    ((1, 1), (2, 2), (1, 1, 1, 1), (4,), 5, 6),
+    ((2, 1), (1, 3), (0, -1, 3, 2), (3, 2), 3, 4),
+    ((3, 2), (2, 2), (-1, 2, 1, 0), (5,), 3, 3),
+]
+
+@pytest.mark.parametrize('up,down,padding,filter_shape,h,w', FUNCTION_CASES)
+def test_cuda_function_forward_and_recursive_gradients_match_reference(up, down, padding, filter_shape, h, w):
+    torch.manual_seed(0)
+    x = torch.randn(1, 1, h, w, dtype=torch.float64, requires_grad=True)
+    f = torch.randn(filter_shape, dtype=torch.float32)
+    function = upfirdn2d._upfirdn2d_cuda(up, down, padding, False, 0.5, run_kernel=upfirdn2d._upfirdn2d_ref)
+    expected = upfirdn2d._upfirdn2d_ref(x, f, up, down, padding, False, 0.5)
+    torch.testing.assert_close(function.apply(x, f), expected)
+    assert torch.autograd.gradcheck(lambda x: function.apply(x, f), [x])
+    assert torch.autograd.gradgradcheck(lambda x: function.apply(x, f), [x])
+
+
+def _emulation_plugin():
+    from torch_utils import custom_ops
+    problem = custom_ops.toolchain_problem()
+    if problem is not None:
+        pytest.skip(f'cannot build upfirdn2d_plugin here: {problem}')
+    os.environ.setdefault('TORCH_CUDA_ARCH_LIST', '9.0')
+    return custom_ops.get_plugin(upfirdn2d._PLUGIN_NAME, upfirdn2d._PLUGIN_SOURCES, upfirdn2d._PLUGIN_HEADERS,
+                                 upfirdn2d._SOURCE_DIR, extra_cuda_cflags=['--use_fast_math'])
+
+
+EMULATION_CASES = [  # (up, down, padding, filter shape, input h, w, flip_filter)
+    ((1, 1), (1, 1), (1, 1, 1, 1), (3, 3), 7, 9, False),
+    ((2, 2), (1, 1), (2, 1, 2, 1), (4, 4), 37, 70, False),      # several tiles in x and y
+    ((1, 1), (2, 2), (1, 1, 1, 1), (4, 4), 66, 131, True),
+    ((4, 2), (1, 3), (-3, 2, 5, -1), (5, 7), 9, 20, False),
+    ((1, 1), (4, 4), (0, 3, 2, 2), (1, 12), 50, 45, False),     # one pass of a separable 12-tap filter
+    ((3, 3), (2, 2), (-2, -1, 4, 0), (12, 1), 17, 5, True),
+    ((1, 1), (8, 8), (20, 20, 20, 20), (32, 32), 40, 70, False),  # small tiles: large filter, large down
+]
+
+@pytest.mark.slow
+@pytest.mark.parametrize('up,down,padding,filter_shape,h,w,flip_filter', EMULATION_CASES)
+def test_cuda_kernel_code_emulated_on_cpu_matches_reference(up, down, padding, filter_shape, h, w, flip_filter):
+    plugin = _emulation_plugin()
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, h, w)
+    f = torch.randn(filter_shape)
+    expected = upfirdn2d._upfirdn2d_ref(x.double(), f.double(), up, down, padding, flip_filter, 1.5)
+    got = plugin.upfirdn2d_emulate_cpu(x, f, *up, *down, *padding, flip_filter, 1.5)
+    assert got.shape == expected.shape
+    torch.testing.assert_close(got.double(), expected, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize('filter_shape,fits', [((32, 32), True), ((48, 48), False), ((48,), True)])
+def test_kernel_fits_predicts_the_plugins_shared_memory_limit(filter_shape, fits):
+    plugin = _emulation_plugin()
+    f = torch.ones(filter_shape)
+    assert upfirdn2d._kernel_fits(f, (1, 1), (8, 8)) == fits
+    x = torch.zeros(1, 1, 64, 64)
+    run = lambda: plugin.upfirdn2d_emulate_cpu(x, f if f.ndim == 2 else f[None], 1, 1, 8, 8, 30, 30, 30, 30, False, 1.0)
+    if fits:
+        run()
+    else:
+        with pytest.raises(RuntimeError, match='shared memory'):
+            run()
 
 #----------------------------------------------------------------------------

@@ -12,6 +12,8 @@ anti-aliased resampling. The reference path below is built from public PyTorch o
 upfirdn2d.cu computes the same thing and must equal it (checked by _parity_check on first use).
 """
 
+import os
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -21,10 +23,10 @@ from .. import custom_ops
 _PLUGIN_NAME = 'upfirdn2d_plugin'
 _PLUGIN_SOURCES = ['upfirdn2d.cpp', 'upfirdn2d.cu']
 _PLUGIN_HEADERS = ['upfirdn2d.h']
-_SOURCE_DIR = __import__('os').path.dirname(__file__)
+_SOURCE_DIR = os.path.dirname(__file__)
 
 custom_ops.register_plugin(_PLUGIN_NAME, sources=_PLUGIN_SOURCES, headers=_PLUGIN_HEADERS, source_dir=_SOURCE_DIR,
-                           extra_cuda_cflags=['--use_fast_math', '--allow-unsupported-compiler'])
+                           extra_cuda_cflags=['--use_fast_math'])
 
 #----------------------------------------------------------------------------
 # Argument parsing.
@@ -133,8 +135,8 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl='cu
         raise ValueError(f'upfirdn2d: output would be {out_h}x{out_w} for input {x.shape[2]}x{x.shape[3]}, '
                          f'up={up}, down={down}, padding={padding}, filter {fh}x{fw}; increase the padding')
     args = ((upx, upy), (downx, downy), (px0, px1, py0, py1), bool(flip_filter), float(gain))
-    if custom_ops.use_fast_path(impl, x) and x.dtype in (torch.float16, torch.float32) \
-            and (custom_ops.try_get_plugin(_PLUGIN_NAME) is not None) \
+    if custom_ops.use_fast_path(impl, x) and x.dtype in _KERNEL_DTYPES and not f.requires_grad \
+            and _kernel_fits(f, args[0], args[1]) and custom_ops.try_get_plugin(_PLUGIN_NAME) is not None \
             and custom_ops.parity_ok(_PLUGIN_NAME, x.device, lambda: _parity_check(x.device)):
         return _upfirdn2d_cuda(*args).apply(x, f)
     return _upfirdn2d_ref(x, f, *args)
@@ -214,4 +216,101 @@ def downsample2d(x, f, down=2, padding=0, flip_filter=False, gain=1, impl='cuda'
     return upfirdn2d(x, f, down=(downx, downy), padding=padding, flip_filter=flip_filter, gain=gain, impl=impl)
 
 #----------------------------------------------------------------------------
-# CUDA path: see upfirdn2d.cu. Its gradient is another upfirdn2d (defined after this point).
+# CUDA path (upfirdn2d.cu). The kernel takes 2-D filters; a separable filter runs as two passes, [1, fw] along x
+# then [fw, 1] along y.
+#
+# Gradient: upfirdn2d is linear in x, and its adjoint is the adjoint of each step in reverse order (decimation
+# <-> zero insertion, valid convolution <-> full correlation, pad <-> crop). That is again an upfirdn2d, of dy,
+# with up and down swapped, the filter reversed (flip_filter toggled), the same gain and, per axis, padding
+#     before = taps - 1 - pad0,   after = in * up - out * down + pad0.
+# So the backward is this same Function, and gradients of any order recurse.
+
+_KERNEL_DTYPES = (torch.float16, torch.bfloat16, torch.float32)
+_KERNEL_SMEM_BYTES = 48 * 1024   # Must match UPFIRDN2D_SMEM_BUDGET in upfirdn2d.h.
+_functions = dict()              # Cache: (parsed arguments, run_kernel) -> autograd Function class.
+
+
+def _kernel_fits(f, up, down):
+    """Whether the kernel's smallest tile (8x8 outputs) fits in shared memory for this filter (see upfirdn2d.h)."""
+    fw, fh = _get_filter_size(f)
+    fh = 1 if f.ndim == 1 else fh  # Separable: each pass has a 1-D filter.
+    tile_in_w = (7 * down[0] + fw - 1) // up[0] + 1
+    tile_in_h = (7 * down[1] + fh - 1) // up[1] + 1
+    return 4 * (fw * fh + tile_in_w * tile_in_h) <= _KERNEL_SMEM_BYTES
+
+
+def _run_kernel(x, f, up, down, padding, flip_filter, gain):
+    """One kernel pass with a 2-D float32 filter."""
+    plugin = custom_ops.try_get_plugin(_PLUGIN_NAME)
+    return plugin.upfirdn2d(x, f, up[0], up[1], down[0], down[1], *padding, flip_filter, gain)
+
+
+def _run_passes(run_kernel, x, f, up, down, padding, flip_filter, gain):
+    """upfirdn2d through run_kernel (2-D filters only): one pass, or two for a separable filter."""
+    f = f.to(torch.float32)
+    if f.ndim == 2:
+        return run_kernel(x, f, up, down, padding, flip_filter, gain)
+    px0, px1, py0, py1 = padding
+    x = run_kernel(x, f[np.newaxis, :], (up[0], 1), (down[0], 1), (px0, px1, 0, 0), flip_filter, gain)
+    return run_kernel(x, f[:, np.newaxis], (1, up[1]), (1, down[1]), (0, 0, py0, py1), flip_filter, 1.0)
+
+
+def _upfirdn2d_cuda(up, down, padding, flip_filter, gain, run_kernel=_run_kernel):
+    """Autograd Function class for upfirdn2d with these parsed arguments; apply(x, f). No gradient for f.
+
+    run_kernel(x, f2d, up, down, padding, flip_filter, gain) does one pass; tests substitute the reference."""
+    key = (up, down, padding, flip_filter, gain, run_kernel)
+    if key in _functions:
+        return _functions[key]
+
+    class Upfirdn2dCuda(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, f):  # pylint: disable=arguments-differ
+            y = _run_passes(run_kernel, x, f, up, down, padding, flip_filter, gain)
+            ctx.save_for_backward(f)
+            ctx.sizes = (x.shape[3], x.shape[2], y.shape[3], y.shape[2])
+            return y
+
+        @staticmethod
+        def backward(ctx, dy):  # pylint: disable=arguments-differ
+            f, = ctx.saved_tensors
+            if not ctx.needs_input_grad[0]:
+                return None, None
+            in_w, in_h, out_w, out_h = ctx.sizes
+            fw, fh = _get_filter_size(f)
+            px0, _, py0, _ = padding
+            grad_padding = (fw - 1 - px0, in_w * up[0] - out_w * down[0] + px0,
+                            fh - 1 - py0, in_h * up[1] - out_h * down[1] + py0)
+            grad_fn = _upfirdn2d_cuda(down, up, grad_padding, not flip_filter, gain, run_kernel)
+            return grad_fn.apply(dy, f), None
+
+    _functions[key] = Upfirdn2dCuda
+    return Upfirdn2dCuda
+
+
+def _parity_check(device='cuda'):
+    """Kernel vs reference (forward and gradient) on small random inputs; returns (ok, details)."""
+    cases = [  # (up, down, padding, filter shape)
+        ((2, 2), (1, 1), (2, 1, 2, 1), [4, 4]),
+        ((1, 1), (2, 2), (1, 1, 1, 1), [4, 4]),
+        ((1, 1), (1, 1), (1, 2, 0, -1), [3, 5]),
+        ((2, 1), (1, 2), (5, 4, 1, 2), [12]),
+        ((4, 4), (2, 2), (-1, 3, 2, 0), [6, 5]),
+    ]
+    generator = torch.Generator().manual_seed(0)
+    worst = 0.0
+    for up, down, padding, filter_shape in cases:
+        x = torch.randn([2, 3, 9, 10], generator=generator).to(device).requires_grad_(True)
+        f = torch.randn(filter_shape, generator=generator).to(device)
+        y_fast = _upfirdn2d_cuda(up, down, padding, False, 1.5).apply(x, f)
+        y_ref = _upfirdn2d_ref(x, f, up, down, padding, False, 1.5)
+        dy = torch.randn(y_ref.shape, generator=generator).to(device)
+        dx_fast, = torch.autograd.grad(y_fast, x, dy)
+        dx_ref, = torch.autograd.grad(y_ref, x, dy)
+        for fast, ref in ((y_fast, y_ref), (dx_fast, dx_ref)):
+            if fast.shape != ref.shape:
+                return False, f'shape {tuple(fast.shape)} != {tuple(ref.shape)} for up={up} down={down}'
+            worst = max(worst, ((fast - ref).abs().max() / ref.abs().max().clamp(min=1e-8)).item())
+    return worst <= 1e-4, f'max relative error {worst:.2e} over {len(cases)} cases (forward and gradient)'
+
+#----------------------------------------------------------------------------
