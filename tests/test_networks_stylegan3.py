@@ -325,3 +325,21 @@ def test_integer_translation_through_input_transform_shifts_the_image():
     assert psnr_shift > psnr_unshifted + 15, (psnr_shift, psnr_unshifted)
 
 #----------------------------------------------------------------------------
+
+def test_config_r_is_exactly_equivariant_to_quarter_turns():
+    # 1x1 convs, radial down filters and the same separable up filter along x and y are all invariant under a
+    # quarter turn of a centred square grid, so a 90-degree rotation of the input must rotate the image exactly,
+    # provided every layer keeps its samples centred (the padding of SynthesisLayer).
+    G = _short_G(img_resolution=32, **CONFIG_R)
+    z, c = _latents(G, batch_size=1, seed=13)
+    ws = G.mapping(z, c)
+    quarter_turn = torch.tensor([[0, -1, 0], [1, 0, 0], [0, 0, 1]], dtype=torch.float32)  # x -> y (screen: clockwise).
+    with torch.no_grad():
+        reference = G.synthesis(ws)
+        G.synthesis.input.transform.copy_(quarter_turn.inverse())
+        rotated = G.synthesis(ws)
+    # Output pixel (y, x) = reference at the pre-image of (x, y) under the quarter turn, i.e. (x, -y):
+    # rotated[..., y, x] = reference[..., W-1-x, y]  <=>  rot90 from the W axis towards the H axis.
+    expected = torch.rot90(reference, k=1, dims=[3, 2])
+    assert (rotated - expected).abs().max() < 1e-4 * reference.abs().max()
+    assert (rotated - reference).abs().max() > 0.1 * reference.abs().max()
