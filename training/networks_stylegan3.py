@@ -10,8 +10,13 @@ Implements "Alias-Free Generative Adversarial Networks" (Karras et al., NeurIPS 
 
 Parameter and buffer names follow the official layout exactly (`synthesis.L{i}_{size}_{channels}.*`,
 `input.freqs`, `input.phases`, `input.transform`, `magnitude_ema`, `up_filter`, `down_filter`), so weights are
-interchangeable. Mixed precision: a layer runs in float16 when its input sampling rate times 2**num_fp16_res
-exceeds the output resolution, but only on CUDA tensors; on CPU every layer runs in float32.
+interchangeable. Plain attributes (`in_size`, `up_factor`, `padding`, `layer_names`, ...) carry the names an
+official object's pickled state uses, because persistence.py restores such state onto these classes without
+calling `__init__`.
+
+Mixed precision: a layer runs in float16 when its input sampling rate times 2**num_fp16_res exceeds the output
+resolution, and only on CUDA tensors: on CPU (and any non-CUDA device) every layer runs in float32, as the official
+code does, since half-precision convolutions there are slow or unsupported; the output is float32 either way.
 
 This module imports only numpy, scipy, torch and torch_utils, so that its source embedded in a pickle also runs
 under the official package (DESIGN.md §4.3).
@@ -28,7 +33,8 @@ from torch_utils.ops import filtered_lrelu
 from torch_utils.ops import bias_act
 
 #----------------------------------------------------------------------------
-# StyleGAN Eq. in Sec. 2 (Karras et al. 2019): pixel-norm of the latent, i.e. unit second moment per sample.
+# Pixelwise feature normalisation (Progressive GAN, Karras et al. 2018, Sec. 4.2), applied to z and the embedded c:
+# unit second moment per sample.
 
 @misc.profiled_function
 def normalize_2nd_moment(x, dim=1, eps=1e-8):
@@ -260,7 +266,7 @@ class SynthesisInput(torch.nn.Module):
 
     def extra_repr(self):
         return '\n'.join([
-            f'w_dim={self.w_dim:d}, channels={self.channels:d}, size={list(self.size)},',
+            f'w_dim={self.w_dim:d}, channels={self.channels:d}, size={[int(v) for v in self.size]},',
             f'sampling_rate={self.sampling_rate:g}, bandwidth={self.bandwidth:g}'])
 
 #----------------------------------------------------------------------------
@@ -432,7 +438,7 @@ class SynthesisLayer(torch.nn.Module):
             f'in_sampling_rate={self.in_sampling_rate:g}, out_sampling_rate={self.out_sampling_rate:g},',
             f'in_cutoff={self.in_cutoff:g}, out_cutoff={self.out_cutoff:g},',
             f'in_half_width={self.in_half_width:g}, out_half_width={self.out_half_width:g},',
-            f'in_size={list(self.in_size)}, out_size={list(self.out_size)},',
+            f'in_size={[int(v) for v in self.in_size]}, out_size={[int(v) for v in self.out_size]},',
             f'in_channels={self.in_channels:d}, out_channels={self.out_channels:d}'])
 
 #----------------------------------------------------------------------------
