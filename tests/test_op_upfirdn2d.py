@@ -331,3 +331,23 @@ def test_kernel_fits_predicts_the_plugins_shared_memory_limit(filter_shape, fits
             run()
 
 #----------------------------------------------------------------------------
+
+def test_parity_check_runs_under_no_grad_with_reference_kernel(monkeypatch):
+    # The check is called from whatever context first uses the op; with the reference standing in for the kernel
+    # it must agree with itself, also inside no_grad / inference_mode.
+    original = upfirdn2d._upfirdn2d_cuda
+    monkeypatch.setattr(upfirdn2d, '_upfirdn2d_cuda',
+                        lambda *args: original(*args[:5], run_kernel=upfirdn2d._upfirdn2d_ref))
+    with torch.inference_mode():
+        ok, details = upfirdn2d._parity_check('cpu')
+    assert ok, details
+    assert 'max relative error' in details
+
+
+def test_parity_check_rejects_a_wrong_kernel(monkeypatch):
+    wrong_kernel = lambda x, f, up, down, padding, flip, gain: upfirdn2d._upfirdn2d_ref(x, f, up, down, padding,
+                                                                                       not flip, gain)
+    original = upfirdn2d._upfirdn2d_cuda
+    monkeypatch.setattr(upfirdn2d, '_upfirdn2d_cuda', lambda *args: original(*args[:5], run_kernel=wrong_kernel))
+    ok, details = upfirdn2d._parity_check('cpu')
+    assert not ok, details

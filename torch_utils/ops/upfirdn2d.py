@@ -290,6 +290,12 @@ def _upfirdn2d_cuda(up, down, padding, flip_filter, gain, run_kernel=_run_kernel
 
 def _parity_check(device='cuda'):
     """Kernel vs reference (forward and gradient) on small random inputs; returns (ok, details)."""
+    # The first upfirdn2d call of a process may come from inference code; the check needs autograd regardless.
+    with torch.inference_mode(False), torch.enable_grad():
+        return _compare_kernel_with_reference(device)
+
+
+def _compare_kernel_with_reference(device):
     cases = [  # (up, down, padding, filter shape)
         ((2, 2), (1, 1), (2, 1, 2, 1), [4, 4]),
         ((1, 1), (2, 2), (1, 1, 1, 1), [4, 4]),
