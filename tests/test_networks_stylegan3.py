@@ -173,6 +173,40 @@ def test_odd_radial_filter_handles_the_centre_tap():
     assert taps[3, 3] == taps.max()
 
 #----------------------------------------------------------------------------
+# Fourier-feature input against the formula, evaluated in numpy.
+
+def test_fourier_features_are_sampled_in_the_disc_with_centred_phases():
+    torch.manual_seed(0)
+    layer = nets.SynthesisInput(w_dim=4, channels=4096, size=36, sampling_rate=16, bandwidth=2)
+    radii = layer.freqs.norm(dim=1).numpy()
+    assert radii.max() <= 2 and layer.phases.min() >= -0.5 and layer.phases.max() < 0.5
+    # Uniform in the disc: P(|f| < r) = (r / bandwidth)**2.
+    assert abs(np.mean(radii < 1) - 0.25) < 0.03 and abs(np.mean(radii < np.sqrt(2)) - 0.5) < 0.03
+
+
+def test_synthesis_input_evaluates_rotated_translated_fourier_features():
+    torch.manual_seed(0)
+    layer = nets.SynthesisInput(w_dim=4, channels=6, size=[10, 8], sampling_rate=4, bandwidth=1.5)
+    angle, t_x, t_y = 0.3, 0.2, -0.7
+    with torch.no_grad():  # Affine weight is zero at init: the bias alone sets (r_cos, r_sin, t_x, t_y).
+        layer.affine.bias.copy_(torch.tensor([2 * np.cos(angle), 2 * np.sin(angle), 2 * t_x, 2 * t_y]))
+        layer.transform.copy_(_translation(0.05, 0.1))
+    out = layer(torch.randn([1, 4])).detach().double().numpy()[0]  # [C, H, W]
+    assert out.shape == (6, 8, 10)
+
+    # Pixel centres: x = (j + 0.5 - 10/2) / 4, y = (i + 0.5 - 8/2) / 4; p' = R(angle) (p + (0.05, 0.1) - t).
+    xs, ys = np.meshgrid((np.arange(10) + 0.5 - 5) / 4, (np.arange(8) + 0.5 - 4) / 4)
+    px, py = xs + 0.05 - t_x, ys + 0.1 - t_y
+    qx, qy = np.cos(angle) * px - np.sin(angle) * py, np.sin(angle) * px + np.cos(angle) * py
+    freqs, phases = layer.freqs.double().numpy(), layer.phases.double().numpy()
+    features = np.sin(2 * np.pi * (freqs[:, 0, None, None] * qx + freqs[:, 1, None, None] * qy
+                                   + phases[:, None, None]))  # [C, H, W]
+    mix = layer.weight.detach().double().numpy() / np.sqrt(6)
+    expected = np.einsum('oc,chw->ohw', mix, features)
+    np.testing.assert_allclose(out, expected, atol=1e-5)
+
+
+#----------------------------------------------------------------------------
 # Modulated convolution against a per-sample loop.
 
 def test_modulated_conv2d_matches_per_sample_reference():
@@ -274,6 +308,11 @@ def test_same_seed_gives_identical_networks_and_images():
     assert torch.equal(img, G2(z, c))
     assert torch.equal(img, G1(z, c))
     assert not torch.equal(img, _short_G(seed=4)(z, c))
+    # No noise inputs in StyleGAN3: every noise_mode gives the same image; fp16 is off on CPU anyway.
+    assert torch.equal(img, G1(z, c, noise_mode='const', force_fp32=True))
+    assert torch.equal(img, G1(z, c, noise_mode='none'))
+    with pytest.raises(ValueError, match='noise_mode'):
+        G1(z, c, noise_mode='zeros')
 
 
 @pytest.mark.parametrize('cfg', ['t', 'r'])
