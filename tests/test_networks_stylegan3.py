@@ -382,3 +382,19 @@ def test_config_r_is_exactly_equivariant_to_quarter_turns():
     expected = torch.rot90(reference, k=1, dims=[3, 2])
     assert (rotated - expected).abs().max() < 1e-4 * reference.abs().max()
     assert (rotated - reference).abs().max() > 0.1 * reference.abs().max()
+
+#----------------------------------------------------------------------------
+# Pickled source must also run under the official package (DESIGN.md §4.3).
+
+def test_module_imports_only_numpy_scipy_torch_and_torch_utils():
+    import ast
+    tree = ast.parse(open(nets.__file__).read())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            imported.update(f'{node.module}.{alias.name}' for alias in node.names)
+    allowed = {'numpy', 'scipy.signal', 'scipy.special', 'torch', 'torch_utils.misc', 'torch_utils.persistence',
+               'torch_utils.ops.conv2d_gradfix', 'torch_utils.ops.filtered_lrelu', 'torch_utils.ops.bias_act'}
+    assert imported <= allowed, imported - allowed
