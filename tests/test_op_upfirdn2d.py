@@ -322,6 +322,7 @@ def test_kernel_fits_predicts_the_plugins_shared_memory_limit(filter_shape, fits
     plugin = _emulation_plugin()
     f = torch.ones(filter_shape)
     assert upfirdn2d._kernel_fits(f, (1, 1), (8, 8)) == fits
+    assert upfirdn2d._kernel_fits(f, (8, 8), (1, 1)) == fits  # its gradient downsamples by 8
     x = torch.zeros(1, 1, 64, 64)
     run = lambda: plugin.upfirdn2d_emulate_cpu(x, f if f.ndim == 2 else f[None], 1, 1, 8, 8, 30, 30, 30, 30, False, 1.0)
     if fits:

@@ -231,12 +231,20 @@ _functions = dict()              # Cache: (parsed arguments, run_kernel) -> auto
 
 
 def _kernel_fits(f, up, down):
-    """Whether the kernel's smallest tile (8x8 outputs) fits in shared memory for this filter (see upfirdn2d.h)."""
+    """Whether the kernel's smallest tile (8x8 outputs, see upfirdn2d.h) fits in shared memory for every pass of
+    the forward and of the gradient (which swaps up and down)."""
     fw, fh = _get_filter_size(f)
-    fh = 1 if f.ndim == 1 else fh  # Separable: each pass has a 1-D filter.
-    tile_in_w = (7 * down[0] + fw - 1) // up[0] + 1
-    tile_in_h = (7 * down[1] + fh - 1) // up[1] + 1
-    return 4 * (fw * fh + tile_in_w * tile_in_h) <= _KERNEL_SMEM_BYTES
+    if f.ndim == 2:
+        passes = [((fw, fh), up, down)]
+    else:  # Separable: an x pass with a [1, fw] filter, then a y pass with [fh, 1].
+        passes = [((fw, 1), (up[0], 1), (down[0], 1)), ((1, fh), (1, up[1]), (1, down[1]))]
+    for (taps_x, taps_y), pass_up, pass_down in passes:
+        for scale_up, scale_down in ((pass_up, pass_down), (pass_down, pass_up)):
+            tile_in_w = (7 * scale_down[0] + taps_x - 1) // scale_up[0] + 1
+            tile_in_h = (7 * scale_down[1] + taps_y - 1) // scale_up[1] + 1
+            if 4 * (taps_x * taps_y + tile_in_w * tile_in_h) > _KERNEL_SMEM_BYTES:
+                return False
+    return True
 
 
 def _run_kernel(x, f, up, down, padding, flip_filter, gain):
