@@ -352,3 +352,47 @@ def test_parity_check_rejects_a_wrong_kernel(monkeypatch):
     monkeypatch.setattr(upfirdn2d, '_upfirdn2d_cuda', lambda *args: original(*args[:5], run_kernel=wrong_kernel))
     ok, details = upfirdn2d._parity_check('cpu')
     assert not ok, details
+
+#----------------------------------------------------------------------------
+# On a GPU: the kernel itself against the reference (skipped on machines without CUDA).
+
+def _cuda_plugin_or_skip():
+    if not torch.cuda.is_available():
+        pytest.skip('no CUDA device: the kernel is covered by the CPU emulation tests instead')
+    from torch_utils import custom_ops
+    if custom_ops.try_get_plugin(upfirdn2d._PLUGIN_NAME) is None:
+        pytest.skip(f'upfirdn2d_plugin unavailable: {custom_ops.plugin_status(upfirdn2d._PLUGIN_NAME)}')
+
+
+@pytest.mark.parametrize('up,down,padding,filter_shape,h,w,flip_filter', EMULATION_CASES)
+def test_cuda_kernel_matches_reference_forward_grad_and_gradgrad(up, down, padding, filter_shape, h, w, flip_filter):
+    _cuda_plugin_or_skip()
+    torch.manual_seed(0)
+    x = torch.randn(2, 3, h, w, device='cuda', requires_grad=True)
+    f = torch.randn(filter_shape, device='cuda')
+    fast = upfirdn2d._upfirdn2d_cuda(up, down, padding, flip_filter, 1.5).apply(x, f)
+    ref = upfirdn2d._upfirdn2d_ref(x, f, up, down, padding, flip_filter, 1.5)
+    torch.testing.assert_close(fast, ref, atol=1e-4, rtol=1e-4)
+    dy = torch.randn_like(ref).requires_grad_(True)
+    dx_fast, = torch.autograd.grad(fast, x, dy, create_graph=True)
+    dx_ref, = torch.autograd.grad(ref, x, dy, create_graph=True)
+    torch.testing.assert_close(dx_fast, dx_ref, atol=1e-4, rtol=1e-4)
+    # The op is linear, so the gradient's own gradient (w.r.t. dy) is the forward op applied to ddx.
+    ddx = torch.randn_like(x)
+    ddy_fast, = torch.autograd.grad(dx_fast, dy, ddx)
+    ddy_ref, = torch.autograd.grad(dx_ref, dy, ddx)
+    torch.testing.assert_close(ddy_fast, ddy_ref, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_cuda_kernel_low_precision_close_to_reference(dtype):
+    _cuda_plugin_or_skip()
+    torch.manual_seed(0)
+    x = torch.randn(4, 8, 33, 47, device='cuda')
+    for separable in (False, True):
+        f = upfirdn2d.setup_filter(np.kaiser(12, 4.0) if separable else [1, 3, 3, 1], device='cuda')
+        for run in (lambda x, impl: upfirdn2d.upsample2d(x, f, impl=impl),
+                    lambda x, impl: upfirdn2d.downsample2d(x, f, impl=impl)):
+            fast = run(x.to(dtype), 'cuda')
+            assert fast.dtype == dtype
+            torch.testing.assert_close(fast.float(), run(x, 'ref'), atol=3e-2, rtol=3e-2)

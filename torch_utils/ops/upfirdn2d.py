@@ -255,7 +255,7 @@ def _run_kernel(x, f, up, down, padding, flip_filter, gain):
 
 def _run_passes(run_kernel, x, f, up, down, padding, flip_filter, gain):
     """upfirdn2d through run_kernel (2-D filters only): one pass, or two for a separable filter."""
-    f = f.to(torch.float32)
+    f = f.to(device=x.device, dtype=torch.float32)
     if f.ndim == 2:
         return run_kernel(x, f, up, down, padding, flip_filter, gain)
     px0, px1, py0, py1 = padding
