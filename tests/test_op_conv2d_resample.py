@@ -35,7 +35,8 @@ def _numpy_conv2d_resample(x, w, f, up, down, padding, groups, flip_weight):
     fh, fw = (f.shape[0], f.shape[-1])
     px0, px1, py0, py1 = padding
     if up > 1:
-        px0, px1, py0, py1 = px0 + (fw + up - 1) // 2, px1 + (fw - up) // 2, py0 + (fh + up - 1) // 2, py1 + (fh - up) // 2
+        px0, px1 = px0 + (fw + up - 1) // 2, px1 + (fw - up) // 2
+        py0, py1 = py0 + (fh + up - 1) // 2, py1 + (fh - up) // 2
     if down > 1:
         px0, px1 = px0 + (fw - down + 1) // 2, px1 + (fw - down) // 2
         py0, py1 = py0 + (fh - down + 1) // 2, py1 + (fh - down) // 2
