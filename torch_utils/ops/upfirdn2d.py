@@ -152,11 +152,12 @@ def _upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain):
     downx, downy = down
     px0, px1, py0, py1 = padding
 
-    # Zero insertion: every sample is followed by up-1 zeros along each axis.
+    # Zero insertion: every sample is followed by up-1 zeros along each axis. (A strided copy into zeros, not a
+    # 6-D pad, so that only 4-D ops are needed on every backend; autograd sees a linear copy.)
     if upx > 1 or upy > 1:
-        x = x.reshape([batch_size, num_channels, in_height, 1, in_width, 1])
-        x = F.pad(x, [0, upx - 1, 0, 0, 0, upy - 1])
-        x = x.reshape([batch_size, num_channels, in_height * upy, in_width * upx])
+        upsampled = x.new_zeros([batch_size, num_channels, in_height * upy, in_width * upx])
+        upsampled[:, :, ::upy, ::upx] = x
+        x = upsampled
 
     # Pad with zeros, then crop where padding is negative.
     x = F.pad(x, [max(px0, 0), max(px1, 0), max(py0, 0), max(py1, 0)])
