@@ -224,6 +224,18 @@ def test_cuda_path_double_backward_equals_reference_with_clamp_and_channels_last
     for ours, ref in zip(*results):
         torch.testing.assert_close(ours, ref)
 
+def test_cuda_path_non_dense_input_keeps_second_order_gradient(emulated_plugin, monkeypatch):
+    # A strided view is made dense before the autograd Function, so the gradient of the gradient still reaches x.
+    monkeypatch.setattr(ba.custom_ops, 'use_fast_path', lambda impl, x: True)
+    monkeypatch.setattr(ba.custom_ops, 'parity_ok', lambda *args: True)
+    base = torch.randn([2, 6, 5], dtype=torch.float64, requires_grad=True)
+    results = []
+    for impl in ['cuda', 'ref']:
+        (dx,) = torch.autograd.grad(ba.bias_act(base[:, ::2], act='tanh', impl=impl).sum(), [base], create_graph=True)
+        results.append(torch.autograd.grad(dx.square().sum(), [base])[0])
+    assert results[0].abs().max() > 0
+    torch.testing.assert_close(results[0], results[1])
+
 def test_parity_check_passes_for_a_correct_kernel(emulated_plugin):
     ok, details = ba._parity_check(device='cpu')
     assert ok, details

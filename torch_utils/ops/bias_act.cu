@@ -1,6 +1,7 @@
 // Fused bias + activation + gain + clamp, elementwise. Must equal _bias_act_ref in bias_act.py; the formulas of the
 // derivatives below are the closed forms of the activations listed there (same cuda_idx numbering).
 
+#include <algorithm>
 #include <c10/util/Half.h>
 #include <c10/util/BFloat16.h>
 #include "bias_act.h"
@@ -10,6 +11,18 @@
 
 template <typename T> struct OpMath { typedef float type; };
 template <> struct OpMath<double> { typedef double type; };
+
+// Math in the arithmetic type, never silently promoted to double (--use_fast_math maps the float ones to intrinsics).
+static __device__ __forceinline__ float  m_exp(float v)    { return expf(v); }
+static __device__ __forceinline__ double m_exp(double v)   { return ::exp(v); }
+static __device__ __forceinline__ float  m_expm1(float v)  { return expm1f(v); }
+static __device__ __forceinline__ double m_expm1(double v) { return ::expm1(v); }
+static __device__ __forceinline__ float  m_log1p(float v)  { return log1pf(v); }
+static __device__ __forceinline__ double m_log1p(double v) { return ::log1p(v); }
+static __device__ __forceinline__ float  m_tanh(float v)   { return tanhf(v); }
+static __device__ __forceinline__ double m_tanh(double v)  { return ::tanh(v); }
+static __device__ __forceinline__ float  m_abs(float v)    { return fabsf(v); }
+static __device__ __forceinline__ double m_abs(double v)   { return ::fabs(v); }
 
 enum { ACT_LINEAR = 1, ACT_RELU, ACT_LRELU, ACT_TANH, ACT_SIGMOID, ACT_ELU, ACT_SELU, ACT_SOFTPLUS, ACT_SWISH };
 
@@ -29,39 +42,39 @@ static __device__ __forceinline__ F act_eval(F v, F alpha)
         return Order == 0 ? (v > zero ? v : v * alpha) : Order == 1 ? (v > zero ? one : alpha) : zero;
     if constexpr (A == ACT_TANH)
     {
-        F t = tanh(v);
+        F t = m_tanh(v);
         return Order == 0 ? t : Order == 1 ? one - t * t : F(-2) * t * (one - t * t);
     }
     if constexpr (A == ACT_SIGMOID)
     {
-        F s = one / (one + exp(-v));
+        F s = one / (one + m_exp(-v));
         return Order == 0 ? s : Order == 1 ? s * (one - s) : s * (one - s) * (one - F(2) * s);
     }
     if constexpr (A == ACT_ELU)
     {
         if (v > zero)
             return Order == 0 ? v : Order == 1 ? one : zero;
-        return Order == 0 ? expm1(v) : exp(v);
+        return Order == 0 ? m_expm1(v) : m_exp(v);
     }
     if constexpr (A == ACT_SELU)
     {
         const F scale = F(1.0507009873554804934193349852946), selu_alpha = F(1.6732632423543772848170429916717);
         if (v > zero)
             return Order == 0 ? scale * v : Order == 1 ? scale : zero;
-        return Order == 0 ? scale * selu_alpha * expm1(v) : scale * selu_alpha * exp(v);
+        return Order == 0 ? scale * selu_alpha * m_expm1(v) : scale * selu_alpha * m_exp(v);
     }
     if constexpr (A == ACT_SOFTPLUS)
     {
         if (v > F(20))
             return Order == 0 ? v : Order == 1 ? one : zero;
         if (Order == 0)
-            return log1p(exp(v));
-        F s = one / (one + exp(-v));
+            return m_log1p(m_exp(v));
+        F s = one / (one + m_exp(-v));
         return Order == 1 ? s : s * (one - s);
     }
     if constexpr (A == ACT_SWISH)
     {
-        F s = one / (one + exp(-v));
+        F s = one / (one + m_exp(-v));
         return Order == 0 ? v * s : Order == 1 ? s * (one + v * (one - s))
                                                : s * (one - s) * (F(2) + v * (one - F(2) * s));
     }
@@ -81,12 +94,14 @@ static __global__ void bias_act_kernel(bias_act_kernel_params p)
     const T* xref = (const T*)p.xref;
     T* out = (T*)p.out;
     const F alpha = (F)p.alpha, gain = (F)p.gain, clamp = (F)p.clamp;
+    const bool index32 = p.numel <= (int64_t)UINT32_MAX;
 
     for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < p.numel; i += blockDim.x * (int64_t)gridDim.x)
     {
         F v = (F)(Mode == 0 ? g[i] : xref[i]);
-        if (b)
-            v += (F)b[(i / p.bias_stride) % p.bias_size];
+        if (b)  // 32-bit division is several times cheaper than 64-bit, and enough below 2^32 elements.
+            v += (F)b[index32 ? (uint32_t)i / (uint32_t)p.bias_stride % (uint32_t)p.bias_size
+                              : i / p.bias_stride % p.bias_size];
         F result;
         if (Mode == 0)
         {
@@ -97,7 +112,7 @@ static __global__ void bias_act_kernel(bias_act_kernel_params p)
         else
         {
             // torch.clamp passes the gradient where |y| <= clamp, so we do too.
-            bool pass = clamp < F(0) || fabs(act_eval<A, 0>(v, alpha) * gain) <= clamp;
+            bool pass = clamp < F(0) || m_abs(act_eval<A, 0>(v, alpha) * gain) <= clamp;
             result = pass ? (F)g[i] * act_eval<A, Mode>(v, alpha) * gain : F(0);
         }
         out[i] = (T)result;

@@ -75,6 +75,7 @@ def bias_act(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None, 
     if custom_ops.use_fast_path(impl, x) and (custom_ops.try_get_plugin(PLUGIN_NAME) is not None) and \
             custom_ops.parity_ok(PLUGIN_NAME, x.device, _parity_check):
         b = b.to(x.dtype) if b is not None else None
+        x = x if _is_dense(x) else x.contiguous()  # Outside the Function, so that x's graph stays connected.
         return _BiasActCuda.apply(x, b, dim, act, alpha, gain, clamp)
     return _bias_act_ref(x, b, dim, act, alpha, gain, clamp)
 
@@ -153,8 +154,6 @@ class _BiasActCuda(torch.autograd.Function):
     """y = bias_act(x, b) by the kernel; backward via _BiasActCudaGrad so that grad-of-grad works."""
     @staticmethod
     def forward(ctx, x, b, dim, act, alpha, gain, clamp):
-        if not _is_dense(x):
-            x = x.contiguous()
         ctx.args = (dim, act, alpha, gain, clamp)
         ctx.save_for_backward(x, b)
         return _run_kernel(x, b, None, 0, dim, act, alpha, gain, clamp)
