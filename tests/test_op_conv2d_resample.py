@@ -109,6 +109,18 @@ def test_conv2d_resample_stylegan2_shapes():
     assert conv2d_resample(x, w, padding=1).shape == (2, 4, 8, 8)
 
 
+def test_conv2d_resample_up_then_down_keeps_an_impulse_centred():
+    # StyleGAN2 generator (up) and discriminator (down) layers must not shift the image by half a pixel.
+    f = upfirdn2d.setup_filter([1, 3, 3, 1]).double()
+    w = torch.as_tensor(np.outer([1.0, 2.0, 1.0], [1.0, 2.0, 1.0]))[None, None]
+    x = torch.zeros(1, 1, 9, 9, dtype=torch.float64)
+    x[0, 0, 4, 4] = 1
+    y = conv2d_resample(conv2d_resample(x, w, f, up=2, padding=1, flip_weight=False), w, f, down=2, padding=1)
+    assert y.shape == x.shape
+    torch.testing.assert_close(y, y.flip([2, 3]))
+    assert y[0, 0].argmax().item() == 4 * 9 + 4
+
+
 def test_conv2d_resample_rejects_mismatched_channels():
     with pytest.raises(ValueError, match='channels'):
         conv2d_resample(torch.randn(1, 3, 4, 4), torch.randn(2, 2, 3, 3))

@@ -187,6 +187,17 @@ def test_upsample2d_then_box_downsample_recovers_bilinear_input():
     torch.testing.assert_close(up[:, :, 1::2, 1::2], x)
     torch.testing.assert_close(upfirdn2d.downsample2d(up, f, impl='ref'), x)
 
+def test_upsample2d_then_downsample2d_adds_no_half_pixel_shift():
+    # With even filters the pad splits must cancel: an impulse comes back centred on itself, symmetric.
+    f = upfirdn2d.setup_filter([1, 3, 3, 1]).double()
+    x = torch.zeros(1, 1, 9, 9, dtype=torch.float64)
+    x[0, 0, 4, 4] = 1
+    y = upfirdn2d.downsample2d(upfirdn2d.upsample2d(x, f, impl='ref'), f, impl='ref')
+    torch.testing.assert_close(y, y.flip([2, 3]))
+    assert y[0, 0].argmax().item() == 4 * 9 + 4
+    np.testing.assert_allclose(y[0, 0, 3:6, 4].numpy(), np.array([0.3, 1.0, 0.3]) * 0.390625, atol=2e-3)
+
+
 #----------------------------------------------------------------------------
 # setup_filter.
 
