@@ -371,7 +371,7 @@ class AugmentPipe(torch.nn.Module):
             raise ValueError(f'AugmentPipe: colour transforms (brightness, contrast, lumaflip, hue, saturation) need '
                              f'1 or 3 channels, got {channels}; disable them for this dataset')
         ref = torch.zeros([batch_size], dtype=torch.float64, device=x.device)
-        mat = self._sample_color_matrix(draws, prob, ref)                            # [N, 4, 4]
+        mat = self._sample_color_matrix(draws, prob, ref, grey=(channels == 1))     # [N, 4, 4]
         is_identity = (mat == torch.eye(4, dtype=mat.dtype, device=mat.device)).flatten(1).all(dim=1)
         mat = mat.to(x.dtype)
         flat = x.reshape(batch_size, channels, -1)
@@ -384,8 +384,9 @@ class AugmentPipe(torch.nn.Module):
             out = flat * gain[:, None, None] + offset[:, None, None]
         return torch.where(is_identity[:, None, None, None], x, out.reshape(x.shape))
 
-    def _sample_color_matrix(self, draws, prob, ref):
-        """[N, 4, 4] float64, applied as C @ [r, g, b, 1]; each new transform multiplies from the left."""
+    def _sample_color_matrix(self, draws, prob, ref, grey=False):
+        """[N, 4, 4] float64, applied as C @ [r, g, b, 1]; each new transform multiplies from the left.
+        grey=True leaves out hue and saturation, which act only off the grey axis (exactly, not up to rounding)."""
         mat = torch.eye(4, dtype=ref.dtype, device=ref.device).expand(ref.shape[0], 4, 4)
         luma_axis = np.ones(3) / np.sqrt(3)                       # The grey axis; 0 is mid-grey.
         v = torch.tensor([*luma_axis, 0], dtype=ref.dtype, device=ref.device)
@@ -403,10 +404,10 @@ class AugmentPipe(torch.nn.Module):
         if self.lumaflip != 0:                                    # Luma flip: mirror along the grey axis.
             flip = gated(draws.integers(2), self.lumaflip, 0)
             mat = (eye - 2 * vvT * flip[:, None, None]) @ mat
-        if self.hue != 0:                                         # Hue: rotate around the grey axis.
+        if self.hue != 0 and not grey:                            # Hue: rotate around the grey axis.
             theta = gated(draws.uniform(-np.pi, np.pi) * self.hue_max, self.hue, 0)
             mat = rotate3d(luma_axis, theta, ref) @ mat
-        if self.saturation != 0:                                  # Saturation: scale colour off the grey axis.
+        if self.saturation != 0 and not grey:                     # Saturation: scale colour off the grey axis.
             s = gated(draws.lognormal2(self.saturation_std), self.saturation, 1)
             mat = (vvT + (eye - vvT) * s[:, None, None]) @ mat
         return mat
