@@ -294,14 +294,19 @@ def test_cuda_function_forward_and_recursive_gradients_match_reference(up, down,
     assert torch.autograd.gradgradcheck(lambda x: function.apply(x, f), [x])
 
 
-def _emulation_plugin():
+def _emulation_plugin(monkeypatch):
+    """The built plugin (compile-only on machines without a GPU), or skip when no CUDA toolchain is here."""
     from torch_utils import custom_ops
+    if not os.environ.get('CUDA_HOME') and os.path.isfile('/usr/local/cuda/bin/nvcc'):
+        monkeypatch.setenv('CUDA_HOME', '/usr/local/cuda')
+    if not os.environ.get('TORCH_CUDA_ARCH_LIST') and not torch.cuda.is_available():
+        monkeypatch.setenv('TORCH_CUDA_ARCH_LIST', '9.0')
     problem = custom_ops.toolchain_problem()
     if problem is not None:
         pytest.skip(f'cannot build upfirdn2d_plugin here: {problem}')
-    os.environ.setdefault('TORCH_CUDA_ARCH_LIST', '9.0')
-    return custom_ops.get_plugin(upfirdn2d._PLUGIN_NAME, upfirdn2d._PLUGIN_SOURCES, upfirdn2d._PLUGIN_HEADERS,
-                                 upfirdn2d._SOURCE_DIR, extra_cuda_cflags=['--use_fast_math'])
+    spec = custom_ops._specs[upfirdn2d._PLUGIN_NAME]
+    return custom_ops.get_plugin(upfirdn2d._PLUGIN_NAME, spec['sources'], spec['headers'], spec['source_dir'],
+                                 **spec['build_kwargs'])
 
 
 EMULATION_CASES = [  # (up, down, padding, filter shape, input h, w, flip_filter)
@@ -316,8 +321,9 @@ EMULATION_CASES = [  # (up, down, padding, filter shape, input h, w, flip_filter
 
 @pytest.mark.slow
 @pytest.mark.parametrize('up,down,padding,filter_shape,h,w,flip_filter', EMULATION_CASES)
-def test_cuda_kernel_code_emulated_on_cpu_matches_reference(up, down, padding, filter_shape, h, w, flip_filter):
-    plugin = _emulation_plugin()
+def test_cuda_kernel_code_emulated_on_cpu_matches_reference(up, down, padding, filter_shape, h, w, flip_filter,
+                                                            monkeypatch):
+    plugin = _emulation_plugin(monkeypatch)
     torch.manual_seed(0)
     x = torch.randn(2, 3, h, w)
     f = torch.randn(filter_shape)
@@ -329,8 +335,8 @@ def test_cuda_kernel_code_emulated_on_cpu_matches_reference(up, down, padding, f
 
 @pytest.mark.slow
 @pytest.mark.parametrize('filter_shape,fits', [((32, 32), True), ((48, 48), False), ((48,), True)])
-def test_kernel_fits_predicts_the_plugins_shared_memory_limit(filter_shape, fits):
-    plugin = _emulation_plugin()
+def test_kernel_fits_predicts_the_plugins_shared_memory_limit(filter_shape, fits, monkeypatch):
+    plugin = _emulation_plugin(monkeypatch)
     f = torch.ones(filter_shape)
     assert upfirdn2d._kernel_fits(f, (1, 1), (8, 8)) == fits
     assert upfirdn2d._kernel_fits(f, (8, 8), (1, 1)) == fits  # its gradient downsamples by 8
