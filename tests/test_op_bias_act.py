@@ -1,6 +1,7 @@
 """bias_act: reference path against an independent numpy computation; gradients; dtypes; argument errors."""
 
 import math
+import os
 
 import numpy as np
 import pytest
@@ -254,5 +255,72 @@ def test_cpu_tensors_never_touch_the_plugin(monkeypatch):
         raise AssertionError('plugin requested for a CPU tensor')
     monkeypatch.setattr(ba.custom_ops, 'try_get_plugin', fail)
     ba.bias_act(torch.randn([2, 3]), torch.randn([3]), act='lrelu', impl='cuda')
+
+#----------------------------------------------------------------------------
+# The real kernel code without a GPU: the plugin runs its per-element code serially on the host for CPU tensors
+# (bias_act.cpp), so the compiled arithmetic, indexing and modes are checked against the reference here. Needs nvcc
+# and a CUDA build of torch; a fresh build takes ~3 minutes on 2 cores (shared with tests/test_plugin_build.py).
+
+@pytest.fixture(scope='module')
+def compiled_plugin():
+    from torch_utils import custom_ops
+    with pytest.MonkeyPatch.context() as env:
+        if not os.environ.get('CUDA_HOME') and os.path.isfile('/usr/local/cuda/bin/nvcc'):
+            env.setenv('CUDA_HOME', '/usr/local/cuda')
+        if not os.environ.get('TORCH_CUDA_ARCH_LIST') and not torch.cuda.is_available():
+            env.setenv('TORCH_CUDA_ARCH_LIST', '9.0')
+        problem = custom_ops.toolchain_problem(needs_cuda=True)
+        if problem is not None:
+            pytest.skip(f'cannot build bias_act_plugin here: {problem}')
+        spec = custom_ops._specs[ba.PLUGIN_NAME]
+        return custom_ops.get_plugin(ba.PLUGIN_NAME, spec['sources'], spec['headers'], spec['source_dir'],
+                                     **spec['build_kwargs'])
+
+@pytest.mark.slow
+@pytest.mark.parametrize('act', ALL_ACTS)
+def test_compiled_kernel_on_host_gradgradcheck_against_reference(compiled_plugin, act, monkeypatch):
+    monkeypatch.setattr(ba.custom_ops, 'try_get_plugin', lambda name: compiled_plugin)
+    torch.manual_seed(0)
+    x = torch.randn([2, 3, 4], dtype=torch.float64)
+    x = (x + 0.1 * x.sign()).requires_grad_(True)
+    b = torch.tensor([0.05, -0.05, 0.0], dtype=torch.float64, requires_grad=True)
+    fn = lambda x, b: ba._BiasActCuda.apply(x, b, 1, act, 0.3, 1.3, 10.0)
+    torch.testing.assert_close(fn(x, b), ba._bias_act_ref(x, b, 1, act, 0.3, 1.3, 10.0), rtol=1e-12, atol=1e-12)
+    assert torch.autograd.gradcheck(fn, (x, b))
+    assert torch.autograd.gradgradcheck(fn, (x, b))
+
+@pytest.mark.slow
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float16, torch.bfloat16])
+@pytest.mark.parametrize('act', ['lrelu', 'tanh', 'softplus'])
+def test_compiled_kernel_on_host_matches_reference_in_low_precision(compiled_plugin, dtype, act, monkeypatch):
+    monkeypatch.setattr(ba.custom_ops, 'try_get_plugin', lambda name: compiled_plugin)
+    torch.manual_seed(1)
+    x0 = (torch.randn([2, 5, 3, 7]) * 3).to(dtype).to(memory_format=torch.channels_last)
+    b0 = torch.randn([5]).to(dtype)
+    results = []
+    for fn in [ba._BiasActCuda.apply, ba._bias_act_ref]:
+        x, b = x0.clone().requires_grad_(True), b0.clone().requires_grad_(True)
+        y = fn(x, b, 1, act, 0.2, 1.4, -1.0)  # No clamp: rounding would move values across its boundary.
+        results.append([y] + list(torch.autograd.grad((y.float() ** 2).sum(), [x, b])))
+    tol = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.float16: dict(rtol=2e-2, atol=5e-2),
+           torch.bfloat16: dict(rtol=5e-2, atol=1e-1)}[dtype]
+    for ours, ref in zip(*results):
+        assert ours.dtype == dtype and ours.stride() == ref.stride()
+        torch.testing.assert_close(ours.float(), ref.float(), **tol)
+
+@pytest.mark.slow
+def test_compiled_kernel_on_host_clamps_values_and_gradients(compiled_plugin, monkeypatch):
+    monkeypatch.setattr(ba.custom_ops, 'try_get_plugin', lambda name: compiled_plugin)
+    x = torch.tensor([[-3.0, -0.5, 0.25, 0.5, 3.0]], dtype=torch.float64, requires_grad=True)
+    y = ba._BiasActCuda.apply(x, None, 1, 'lrelu', 0.2, 2.0, 0.8)
+    assert y.tolist() == [[-0.8, -0.2, 0.5, 0.8, 0.8]]
+    (dx,) = torch.autograd.grad(y.sum(), [x])
+    assert dx.tolist() == [[0.0, 0.4, 2.0, 0.0, 0.0]]  # 0.5 * 2 = 1.0 > 0.8 is clamped too.
+
+@pytest.mark.slow
+def test_parity_check_passes_with_compiled_kernel_on_host(compiled_plugin, monkeypatch):
+    monkeypatch.setattr(ba.custom_ops, 'try_get_plugin', lambda name: compiled_plugin)
+    ok, details = ba._parity_check(device='cpu')
+    assert ok, details
 
 #----------------------------------------------------------------------------

@@ -19,11 +19,14 @@ static bool same_layout(const torch::Tensor& a, const torch::Tensor& b)
 }
 
 // out = mode 0: clamp(act(g + b) * gain); mode 1: g * act'(xref + b) * gain * mask; mode 2: the same with act''.
-// b and xref may be empty tensors (no bias; mode 0).
+// b and xref may be empty tensors (no bias; mode 0). CPU tensors run the kernel's per-element code serially on the
+// host: a self-test of the kernel's arithmetic where no GPU exists (far too slow for real use; bias_act.py never
+// sends CPU tensors here).
 static torch::Tensor bias_act(torch::Tensor g, torch::Tensor b, torch::Tensor xref, int64_t mode, int64_t dim,
                               int64_t act, double alpha, double gain, double clamp)
 {
-    TORCH_CHECK(g.is_cuda(), "bias_act_plugin: input must be a CUDA tensor");
+    const bool on_host = !g.is_cuda();
+    TORCH_CHECK(g.is_cuda() || g.is_cpu(), "bias_act_plugin: input must be a CUDA (or, for self-tests, CPU) tensor");
     TORCH_CHECK(g.is_non_overlapping_and_dense(), "bias_act_plugin: input must be dense (call .contiguous())");
     TORCH_CHECK(0 <= dim && dim < g.dim(), "bias_act_plugin: dim ", dim, " out of range for ", g.dim(), " dims");
     TORCH_CHECK(0 <= mode && mode <= 2, "bias_act_plugin: mode must be 0, 1 or 2, got ", mode);
@@ -44,7 +47,9 @@ static torch::Tensor bias_act(torch::Tensor g, torch::Tensor b, torch::Tensor xr
                     "bias_act_plugin: xref must have the input's dtype and device");
     }
 
-    const c10::cuda::OptionalCUDAGuard device_guard(g.device());
+    c10::cuda::OptionalCUDAGuard device_guard;
+    if (!on_host)
+        device_guard.set_device(g.device());
     torch::Tensor out = torch::empty_like(g);  // A dense input keeps its strides (e.g. channels_last).
     if (g.numel() == 0)
         return out;
@@ -63,11 +68,11 @@ static torch::Tensor bias_act(torch::Tensor g, torch::Tensor b, torch::Tensor xr
     p.gain        = gain;
     p.clamp       = clamp;
 
-    cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
+    cudaStream_t stream = on_host ? nullptr : (cudaStream_t)c10::cuda::getCurrentCUDAStream();
     cudaError_t err = cudaSuccess;
     AT_DISPATCH_FLOATING_TYPES_AND2(at::ScalarType::Half, at::ScalarType::BFloat16, g.scalar_type(), "bias_act", [&]
     {
-        err = launch_bias_act<scalar_t>(p, stream);
+        err = launch_bias_act<scalar_t>(p, stream, on_host);
     });
     TORCH_CHECK(err == cudaSuccess, "bias_act_plugin: kernel launch failed: ", cudaGetErrorString(err));
     return out;

@@ -13,16 +13,16 @@ template <typename T> struct OpMath { typedef float type; };
 template <> struct OpMath<double> { typedef double type; };
 
 // Math in the arithmetic type, never silently promoted to double (--use_fast_math maps the float ones to intrinsics).
-static __device__ __forceinline__ float  m_exp(float v)    { return expf(v); }
-static __device__ __forceinline__ double m_exp(double v)   { return ::exp(v); }
-static __device__ __forceinline__ float  m_expm1(float v)  { return expm1f(v); }
-static __device__ __forceinline__ double m_expm1(double v) { return ::expm1(v); }
-static __device__ __forceinline__ float  m_log1p(float v)  { return log1pf(v); }
-static __device__ __forceinline__ double m_log1p(double v) { return ::log1p(v); }
-static __device__ __forceinline__ float  m_tanh(float v)   { return tanhf(v); }
-static __device__ __forceinline__ double m_tanh(double v)  { return ::tanh(v); }
-static __device__ __forceinline__ float  m_abs(float v)    { return fabsf(v); }
-static __device__ __forceinline__ double m_abs(double v)   { return ::fabs(v); }
+static __host__ __device__ __forceinline__ float  m_exp(float v)    { return expf(v); }
+static __host__ __device__ __forceinline__ double m_exp(double v)   { return ::exp(v); }
+static __host__ __device__ __forceinline__ float  m_expm1(float v)  { return expm1f(v); }
+static __host__ __device__ __forceinline__ double m_expm1(double v) { return ::expm1(v); }
+static __host__ __device__ __forceinline__ float  m_log1p(float v)  { return log1pf(v); }
+static __host__ __device__ __forceinline__ double m_log1p(double v) { return ::log1p(v); }
+static __host__ __device__ __forceinline__ float  m_tanh(float v)   { return tanhf(v); }
+static __host__ __device__ __forceinline__ double m_tanh(double v)  { return ::tanh(v); }
+static __host__ __device__ __forceinline__ float  m_abs(float v)    { return fabsf(v); }
+static __host__ __device__ __forceinline__ double m_abs(double v)   { return ::fabs(v); }
 
 enum { ACT_LINEAR = 1, ACT_RELU, ACT_LRELU, ACT_TANH, ACT_SIGMOID, ACT_ELU, ACT_SELU, ACT_SOFTPLUS, ACT_SWISH };
 
@@ -31,7 +31,7 @@ enum { ACT_LINEAR = 1, ACT_RELU, ACT_LRELU, ACT_TANH, ACT_SIGMOID, ACT_ELU, ACT_
 // (relu/lrelu: the x > 0 branch only for x > 0). softplus switches to the identity above 20, as torch does.
 
 template <int A, int Order, typename F>
-static __device__ __forceinline__ F act_eval(F v, F alpha)
+static __host__ __device__ __forceinline__ F act_eval(F v, F alpha)
 {
     const F one = 1, zero = 0;
     if constexpr (A == ACT_LINEAR)
@@ -82,77 +82,97 @@ static __device__ __forceinline__ F act_eval(F v, F alpha)
 }
 
 //----------------------------------------------------------------------------
-// One thread per element (grid-stride loop). All operands share one dense memory layout, so the position along the
-// bias dimension of memory element i is (i / bias_stride) % bias_size whatever the dimension order.
+// One element. All operands share one dense memory layout, so the position along the bias dimension of memory
+// element i is (i / bias_stride) % bias_size whatever the dimension order. Also compiled for the host, where
+// run_on_host() executes it serially as a self-test of this arithmetic on machines without a GPU.
 
 template <typename T, int A, int Mode>
-static __global__ void bias_act_kernel(bias_act_kernel_params p)
+static __host__ __device__ __forceinline__ void bias_act_element(const bias_act_kernel_params& p, int64_t i,
+                                                                 bool index32)
 {
     typedef typename OpMath<T>::type F;
     const T* g = (const T*)p.g;
     const T* b = (const T*)p.b;
     const T* xref = (const T*)p.xref;
-    T* out = (T*)p.out;
     const F alpha = (F)p.alpha, gain = (F)p.gain, clamp = (F)p.clamp;
-    const bool index32 = p.numel <= (int64_t)UINT32_MAX;
 
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < p.numel; i += blockDim.x * (int64_t)gridDim.x)
+    F v = (F)(Mode == 0 ? g[i] : xref[i]);
+    if (b)  // 32-bit division is several times cheaper than 64-bit, and enough below 2^32 elements.
+        v += (F)b[index32 ? (uint32_t)i / (uint32_t)p.bias_stride % (uint32_t)p.bias_size
+                          : i / p.bias_stride % p.bias_size];
+    F result;
+    if (Mode == 0)
     {
-        F v = (F)(Mode == 0 ? g[i] : xref[i]);
-        if (b)  // 32-bit division is several times cheaper than 64-bit, and enough below 2^32 elements.
-            v += (F)b[index32 ? (uint32_t)i / (uint32_t)p.bias_stride % (uint32_t)p.bias_size
-                              : i / p.bias_stride % p.bias_size];
-        F result;
-        if (Mode == 0)
-        {
-            result = act_eval<A, 0>(v, alpha) * gain;
-            if (clamp >= F(0))  // Written with comparisons so that NaN passes through, as in torch.clamp.
-                result = result < -clamp ? -clamp : result > clamp ? clamp : result;
-        }
-        else
-        {
-            // torch.clamp passes the gradient where |y| <= clamp, so we do too.
-            bool pass = clamp < F(0) || m_abs(act_eval<A, 0>(v, alpha) * gain) <= clamp;
-            result = pass ? (F)g[i] * act_eval<A, Mode>(v, alpha) * gain : F(0);
-        }
-        out[i] = (T)result;
+        result = act_eval<A, 0>(v, alpha) * gain;
+        if (clamp >= F(0))  // Written with comparisons so that NaN passes through, as in torch.clamp.
+            result = result < -clamp ? -clamp : result > clamp ? clamp : result;
     }
+    else
+    {
+        // torch.clamp passes the gradient where |y| <= clamp, so we do too.
+        bool pass = clamp < F(0) || m_abs(act_eval<A, 0>(v, alpha) * gain) <= clamp;
+        result = pass ? (F)g[i] * act_eval<A, Mode>(v, alpha) * gain : F(0);
+    }
+    ((T*)p.out)[i] = (T)result;
+}
+
+template <typename T, int A, int Mode>
+static __global__ void bias_act_kernel(bias_act_kernel_params p)
+{
+    const bool index32 = p.numel <= (int64_t)UINT32_MAX;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < p.numel; i += blockDim.x * (int64_t)gridDim.x)
+        bias_act_element<T, A, Mode>(p, i, index32);
+}
+
+template <typename T, int A, int Mode>
+static void run_on_host(const bias_act_kernel_params& p)
+{
+    const bool index32 = p.numel <= (int64_t)UINT32_MAX;
+    for (int64_t i = 0; i < p.numel; i++)
+        bias_act_element<T, A, Mode>(p, i, index32);
 }
 
 //----------------------------------------------------------------------------
 
 template <typename T, int A>
-static void launch_for_act(const bias_act_kernel_params& p, int blocks, int threads, cudaStream_t stream)
+static void launch_for_act(const bias_act_kernel_params& p, cudaStream_t stream, bool on_host)
 {
+    const int threads = 256;
+    const int blocks = (int)std::min<int64_t>((p.numel + threads - 1) / threads, 65536);
+    if (on_host)
+    {
+        if (p.mode == 0) run_on_host<T, A, 0>(p);
+        if (p.mode == 1) run_on_host<T, A, 1>(p);
+        if (p.mode == 2) run_on_host<T, A, 2>(p);
+        return;
+    }
     if (p.mode == 0) bias_act_kernel<T, A, 0><<<blocks, threads, 0, stream>>>(p);
     if (p.mode == 1) bias_act_kernel<T, A, 1><<<blocks, threads, 0, stream>>>(p);
     if (p.mode == 2) bias_act_kernel<T, A, 2><<<blocks, threads, 0, stream>>>(p);
 }
 
 template <typename T>
-cudaError_t launch_bias_act(const bias_act_kernel_params& p, cudaStream_t stream)
+cudaError_t launch_bias_act(const bias_act_kernel_params& p, cudaStream_t stream, bool on_host)
 {
-    const int threads = 256;
-    const int blocks = (int)std::min<int64_t>((p.numel + threads - 1) / threads, 65536);
     switch (p.act)
     {
-        case ACT_LINEAR:   launch_for_act<T, ACT_LINEAR>  (p, blocks, threads, stream); break;
-        case ACT_RELU:     launch_for_act<T, ACT_RELU>    (p, blocks, threads, stream); break;
-        case ACT_LRELU:    launch_for_act<T, ACT_LRELU>   (p, blocks, threads, stream); break;
-        case ACT_TANH:     launch_for_act<T, ACT_TANH>    (p, blocks, threads, stream); break;
-        case ACT_SIGMOID:  launch_for_act<T, ACT_SIGMOID> (p, blocks, threads, stream); break;
-        case ACT_ELU:      launch_for_act<T, ACT_ELU>     (p, blocks, threads, stream); break;
-        case ACT_SELU:     launch_for_act<T, ACT_SELU>    (p, blocks, threads, stream); break;
-        case ACT_SOFTPLUS: launch_for_act<T, ACT_SOFTPLUS>(p, blocks, threads, stream); break;
-        case ACT_SWISH:    launch_for_act<T, ACT_SWISH>   (p, blocks, threads, stream); break;
+        case ACT_LINEAR:   launch_for_act<T, ACT_LINEAR>  (p, stream, on_host); break;
+        case ACT_RELU:     launch_for_act<T, ACT_RELU>    (p, stream, on_host); break;
+        case ACT_LRELU:    launch_for_act<T, ACT_LRELU>   (p, stream, on_host); break;
+        case ACT_TANH:     launch_for_act<T, ACT_TANH>    (p, stream, on_host); break;
+        case ACT_SIGMOID:  launch_for_act<T, ACT_SIGMOID> (p, stream, on_host); break;
+        case ACT_ELU:      launch_for_act<T, ACT_ELU>     (p, stream, on_host); break;
+        case ACT_SELU:     launch_for_act<T, ACT_SELU>    (p, stream, on_host); break;
+        case ACT_SOFTPLUS: launch_for_act<T, ACT_SOFTPLUS>(p, stream, on_host); break;
+        case ACT_SWISH:    launch_for_act<T, ACT_SWISH>   (p, stream, on_host); break;
         default:           return cudaErrorInvalidValue;
     }
-    return cudaGetLastError();
+    return on_host ? cudaSuccess : cudaGetLastError();
 }
 
-template cudaError_t launch_bias_act<float>         (const bias_act_kernel_params& p, cudaStream_t stream);
-template cudaError_t launch_bias_act<double>        (const bias_act_kernel_params& p, cudaStream_t stream);
-template cudaError_t launch_bias_act<c10::Half>     (const bias_act_kernel_params& p, cudaStream_t stream);
-template cudaError_t launch_bias_act<c10::BFloat16> (const bias_act_kernel_params& p, cudaStream_t stream);
+template cudaError_t launch_bias_act<float>         (const bias_act_kernel_params& p, cudaStream_t stream, bool on_host);
+template cudaError_t launch_bias_act<double>        (const bias_act_kernel_params& p, cudaStream_t stream, bool on_host);
+template cudaError_t launch_bias_act<c10::Half>     (const bias_act_kernel_params& p, cudaStream_t stream, bool on_host);
+template cudaError_t launch_bias_act<c10::BFloat16> (const bias_act_kernel_params& p, cudaStream_t stream, bool on_host);
 
 //----------------------------------------------------------------------------

@@ -21,5 +21,6 @@ struct bias_act_kernel_params
     double      clamp;      // Clamp limit; < 0 means no clamping.
 };
 
-// Launches the kernel for element type T (float, double, c10::Half, c10::BFloat16) on the given stream.
-template <typename T> cudaError_t launch_bias_act(const bias_act_kernel_params& p, cudaStream_t stream);
+// Launches the kernel for element type T (float, double, c10::Half, c10::BFloat16) on the given stream; with on_host,
+// runs the same per-element code serially on the CPU instead (a self-test for machines without a GPU).
+template <typename T> cudaError_t launch_bias_act(const bias_act_kernel_params& p, cudaStream_t stream, bool on_host);
