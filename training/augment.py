@@ -146,6 +146,10 @@ def rotate3d(axis, theta, ref):
                     [az * ax * cc - ay * sin, az * ay * cc + ax * sin, az * az * cc + cos,      0],
                     [0, 0, 0, 1]], ref)
 
+def _precise_dtype(device):
+    """float64 for transform matrices and sign counts (exact 90-degree turns, exact sums), except on MPS."""
+    return torch.float32 if device.type == 'mps' else torch.float64
+
 #----------------------------------------------------------------------------
 # Random draws. Every transform draws its gate and parameters through this object, so a debug run can replace
 # them all by one percentile of their distributions (to visualize a transform at a known strength).
@@ -311,7 +315,7 @@ class AugmentPipe(torch.nn.Module):
     def _geometric(self, x, draws, prob):
         """All geometric transforms of each image as one inverse matrix, then one resampling."""
         batch_size, _, height, width = x.shape
-        matrix_ref = torch.zeros([batch_size], dtype=torch.float64, device=x.device)
+        matrix_ref = torch.zeros([batch_size], dtype=_precise_dtype(x.device), device=x.device)
         inv = self._sample_geometric_inverse(draws, prob, width, height, matrix_ref)   # [N, 3, 3] out -> in
         is_identity = (inv == torch.eye(3, dtype=inv.dtype, device=inv.device)).flatten(1).all(dim=1)
         # Blitting alone moves pixel centres onto pixel centres (90-degree turns need equal size parity).
@@ -322,7 +326,7 @@ class AugmentPipe(torch.nn.Module):
         return torch.where(is_identity[:, None, None, None], x, warped)
 
     def _sample_geometric_inverse(self, draws, prob, width, height, ref):
-        """[N, 3, 3] float64: maps output pixel positions (centred, in pixels) to input positions. Composing the
+        """[N, 3, 3] (ref's dtype): maps output pixel positions (centred, in pixels) to input positions. Composing the
         inverses of the transforms in application order: inv = T1^-1 T2^-1 ... so out(q) = in(inv q)."""
         inv = torch.eye(3, dtype=ref.dtype, device=ref.device).expand(ref.shape[0], 3, 3)
         def gated(value, multiplier, neutral):
@@ -370,7 +374,7 @@ class AugmentPipe(torch.nn.Module):
         if channels not in (1, 3):
             raise ValueError(f'AugmentPipe: colour transforms (brightness, contrast, lumaflip, hue, saturation) need '
                              f'1 or 3 channels, got {channels}; disable them for this dataset')
-        ref = torch.zeros([batch_size], dtype=torch.float64, device=x.device)
+        ref = torch.zeros([batch_size], dtype=_precise_dtype(x.device), device=x.device)
         mat = self._sample_color_matrix(draws, prob, ref, grey=(channels == 1))     # [N, 4, 4]
         is_identity = (mat == torch.eye(4, dtype=mat.dtype, device=mat.device)).flatten(1).all(dim=1)
         mat = mat.to(x.dtype)
@@ -385,7 +389,7 @@ class AugmentPipe(torch.nn.Module):
         return torch.where(is_identity[:, None, None, None], x, out.reshape(x.shape))
 
     def _sample_color_matrix(self, draws, prob, ref, grey=False):
-        """[N, 4, 4] float64, applied as C @ [r, g, b, 1]; each new transform multiplies from the left.
+        """[N, 4, 4] (ref's dtype), applied as C @ [r, g, b, 1]; each new transform multiplies from the left.
         grey=True leaves out hue and saturation, which act only off the grey axis (exactly, not up to rounding)."""
         mat = torch.eye(4, dtype=ref.dtype, device=ref.device).expand(ref.shape[0], 4, 4)
         luma_axis = np.ones(3) / np.sqrt(3)                       # The grey axis; 0 is mid-grey.
@@ -473,7 +477,7 @@ def _output_pixel_centres(height, width, margin, step, device, dtype):
 
 def _warp_integer(x, inv):
     """Pixel blitting: inv maps pixel centres onto pixel centres, so each output pixel copies one input pixel
-    (mirror reflection outside the image). Bit-exact. x: [N, C, H, W]; inv: [N, 3, 3] float64."""
+    (mirror reflection outside the image). Bit-exact. x: [N, C, H, W]; inv: [N, 3, 3]."""
     batch_size, channels, height, width = x.shape
     centres = _output_pixel_centres(height, width, 0, 1, x.device, inv.dtype).reshape(1, -1, 3)
     src = centres @ inv.transpose(1, 2)                                       # [N, H*W, 3]
@@ -488,7 +492,7 @@ _GEOM_PAD_MARGIN = 1      # Extra reflection padding beyond the up filter's supp
 
 def _warp_resampled(x, inv, lowpass):
     """General warp: reflect-pad, upsample 2x (low-pass), bilinear sample at 2x, downsample 2x (reversed
-    low-pass). x: [N, C, H, W]; inv: [N, 3, 3] float64 (output -> input, centred pixel coordinates);
+    low-pass). x: [N, C, H, W]; inv: [N, 3, 3] (output -> input, centred pixel coordinates);
     lowpass: [L] taps, L even (12 for symlet-6)."""
     batch_size, channels, height, width = x.shape
     taps = lowpass.numel()
@@ -499,7 +503,7 @@ def _warp_resampled(x, inv, lowpass):
     # The symlets are only nearly linear phase: their centroid c is off the middle (L - 1) / 2. Upsampling
     # then displaces the image content by delta (in 1x pixels), and downsampling displaces it back by the same
     # amount. Both cancel for translations but not under rotation, so both sampling grids are corrected.
-    centroid = float((torch.arange(taps, dtype=torch.float64) * lowpass.double().cpu()).sum())
+    centroid = float((torch.arange(taps, dtype=torch.float64) * lowpass.cpu().double()).sum())
     delta = ((taps - 1) / 2 - centroid) / 2
 
     # Reflection padding: the input area the 2x grid reads (its corners mapped by inv), plus the up filter's
@@ -575,7 +579,7 @@ class AdaController:
         self.augment_pipe = augment_pipe
         self.target, self.interval, self.ada_kimg = float(target), int(interval), float(ada_kimg)
         self.batch_size, self.report_stats = batch_size, report_stats
-        self._local = None            # float64 tensor [sum of signs, count] on the logits' device, this rank only.
+        self._local = None            # Tensor [sum of signs, count] on the logits' device, this rank only.
         self._global_sum = 0.0        # Already-reduced sums from accumulate_mean().
         self._global_num = 0.0
         self.num_steps = 0            # step() calls so far.
@@ -587,8 +591,8 @@ class AdaController:
 
     def accumulate(self, real_logits):
         """Add sign(real_logits) (tensor of any shape) to the running statistic."""
-        signs = real_logits.detach().sign().to(torch.float64)
-        stats = torch.stack([signs.sum(), torch.as_tensor(signs.numel(), dtype=torch.float64, device=signs.device)])
+        signs = real_logits.detach().sign().to(_precise_dtype(real_logits.device))
+        stats = torch.stack([signs.sum(), torch.as_tensor(signs.numel(), dtype=signs.dtype, device=signs.device)])
         self._local = stats if self._local is None else self._local + stats.to(self._local.device)
 
     def accumulate_mean(self, mean, num):
@@ -643,7 +647,8 @@ class AdaController:
         self._global_sum, self._global_num = float(state['signs_sum']), float(state['signs_num'])
         self._local = None
         if state.get('local_signs_num', 0) > 0:
-            self._local = torch.tensor([state['local_signs_sum'], state['local_signs_num']], dtype=torch.float64,
-                                       device=self.augment_pipe.p.device)
+            device = self.augment_pipe.p.device
+            self._local = torch.tensor([state['local_signs_sum'], state['local_signs_num']],
+                                       dtype=_precise_dtype(device), device=device)
 
 #----------------------------------------------------------------------------
