@@ -170,9 +170,9 @@ cudaError_t launch_bias_act(const bias_act_kernel_params& p, cudaStream_t stream
     return on_host ? cudaSuccess : cudaGetLastError();
 }
 
-template cudaError_t launch_bias_act<float>         (const bias_act_kernel_params& p, cudaStream_t stream, bool on_host);
-template cudaError_t launch_bias_act<double>        (const bias_act_kernel_params& p, cudaStream_t stream, bool on_host);
-template cudaError_t launch_bias_act<c10::Half>     (const bias_act_kernel_params& p, cudaStream_t stream, bool on_host);
-template cudaError_t launch_bias_act<c10::BFloat16> (const bias_act_kernel_params& p, cudaStream_t stream, bool on_host);
+template cudaError_t launch_bias_act<float>         (const bias_act_kernel_params&, cudaStream_t, bool);
+template cudaError_t launch_bias_act<double>        (const bias_act_kernel_params&, cudaStream_t, bool);
+template cudaError_t launch_bias_act<c10::Half>     (const bias_act_kernel_params&, cudaStream_t, bool);
+template cudaError_t launch_bias_act<c10::BFloat16> (const bias_act_kernel_params&, cudaStream_t, bool);
 
 //----------------------------------------------------------------------------

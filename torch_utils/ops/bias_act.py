@@ -35,6 +35,11 @@ class ActivationSpec:
     def ref(self):
         return self.func
 
+    def __getitem__(self, key):  # Dict-style access too (spec['def_gain']), as with an EasyDict.
+        if not isinstance(key, str) or not hasattr(self, key):
+            raise KeyError(key)
+        return getattr(self, key)
+
 activation_funcs = {
     'linear':   ActivationSpec(lambda x, alpha: x,                           0,   1,            1, False),
     'relu':     ActivationSpec(lambda x, alpha: F.relu(x),                   0,   math.sqrt(2), 2, False),
