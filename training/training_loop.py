@@ -20,7 +20,6 @@ import random
 import re
 import sys
 import time
-import warnings
 
 import numpy as np
 import PIL.Image
@@ -227,7 +226,9 @@ def build_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interva
 # Resume: reading a snapshot and checking that it fits the new run.
 
 def find_latest_snapshot(path):
-    """`path` itself if it is a file, else the snapshot with the highest kimg in the run directory `path`."""
+    """`path` itself if it is a file or URL, else the snapshot with the highest kimg in the run directory `path`."""
+    if dnnlib.util.is_url(path):
+        return path
     if not os.path.isdir(path):
         if not os.path.isfile(path):
             raise FileNotFoundError(f'--resume: {path} is neither a snapshot file nor a run directory')
@@ -239,18 +240,12 @@ def find_latest_snapshot(path):
 
 
 def load_snapshot(path):
-    """Read a snapshot pickle (ours or official) into a dict, through the project's safe loader if present."""
-    try:
-        from torch_utils import safe_pickle  # The restricted unpickler (DESIGN §4), when it exists.
-    except ImportError:
-        safe_pickle = None
-    if safe_pickle is not None and hasattr(safe_pickle, 'load_network_pkl'):
-        return safe_pickle.load_network_pkl(path)
-    with open(path, 'rb') as f:
-        data = pickle.load(f)
-    if not isinstance(data, dict) or 'G_ema' not in data:
-        raise ValueError(f'--resume: {path} is not a network snapshot (expected a dict with G, D, G_ema)')
-    return data
+    """Read a snapshot pickle (ours or official; path or URL) into a dict with the safe loader (DESIGN §4)."""
+    from torch_utils import safe_pickle
+    if dnnlib.util.is_url(path):
+        with dnnlib.util.open_url(path) as f:
+            return safe_pickle.load_network_pkl(f)
+    return safe_pickle.load_network_pkl(path)
 
 
 _CONFIG_FIELDS = [  # (what the user calls it, how to read it from a network's init_kwargs)
@@ -519,6 +514,8 @@ def format_status_line(state, timer, total_kimg, device):
     tick_nimg = max(state.cur_nimg - state.tick_start_nimg, 1)
     sec_per_kimg = tick_sec / tick_nimg * 1e3
     cuda = device.type == 'cuda'
+    gpu_mem_gb = torch.cuda.max_memory_allocated(device) / 2**30 if cuda else 0
+    gpu_reserved_gb = torch.cuda.max_memory_reserved(device) / 2**30 if cuda else 0
     p = float(state.augment_pipe.p.cpu()) if state.augment_pipe is not None else 0
     eta_sec = max(total_kimg * 1e3 - state.cur_nimg, 0) * sec_per_kimg / 1e3
     fields = [f"tick {r0('Progress/tick', state.cur_tick):<5d}",
@@ -528,8 +525,8 @@ def format_status_line(state, timer, total_kimg, device):
               f"sec/kimg {r0('Timing/sec_per_kimg', sec_per_kimg):<7.2f}",
               f"maintenance {r0('Timing/maintenance_sec', timer.maintenance_sec):<6.1f}",
               f"cpumem {r0('Resources/cpu_mem_gb', _cpu_mem_gb()):<6.2f}",
-              f"gpumem {r0('Resources/peak_gpu_mem_gb', torch.cuda.max_memory_allocated(device) / 2**30 if cuda else 0):<6.2f}",  # noqa: E501
-              f"reserved {r0('Resources/peak_gpu_mem_reserved_gb', torch.cuda.max_memory_reserved(device) / 2**30 if cuda else 0):<6.2f}",  # noqa: E501
+              f"gpumem {r0('Resources/peak_gpu_mem_gb', gpu_mem_gb):<6.2f}",
+              f"reserved {r0('Resources/peak_gpu_mem_reserved_gb', gpu_reserved_gb):<6.2f}",
               f"augment {r0('Progress/augment', p):.3f}",
               f"eta {dnnlib.util.format_time(eta_sec)}"]
     if cuda:
@@ -747,7 +744,7 @@ def setup_state(ctx):
             ctx.log(f'Warning: the snapshot was written with {resume_state["num_gpus"]} GPUs and batch '
                     f'{resume_state["batch_size"]}; continuing with {ctx.num_gpus} and {ctx.batch_size}, '
                     'which is not bit-exact.')
-        if state.cur_nimg >= ctx.total_kimg * 1000:
+        if state.cur_nimg >= round(ctx.total_kimg * 1000):
             raise ValueError(f'--kimg={ctx.total_kimg:g} is already reached: the snapshot is at '
                              f'{state.cur_nimg / 1000:g} kimg (--kimg counts from the start of the original run)')
         ctx.log(f'Continuing exactly at {state.cur_nimg / 1000:g} kimg, tick {state.cur_tick}.')
@@ -829,6 +826,7 @@ def training_loop(
     setup_outputs(ctx, state)
     if rng_state is not None:
         restore_rng_state(rng_state, ctx.device)
+    total_nimg, tick_nimg = round(total_kimg * 1000), round(kimg_per_tick * 1000)  # Whole images, also for 0.052.
     ctx.log(f'Training for {total_kimg:g} kimg...')
     try:
         done = False
@@ -841,8 +839,8 @@ def training_loop(
                 update_ada(state, ctx.ada_stats, ctx.ada_target, ctx.ada_interval, ctx.ada_kimg, batch_size)
             state.cur_nimg += batch_size
             state.batch_idx += 1
-            done = state.cur_nimg >= total_kimg * 1000
-            if not done and state.cur_tick != 0 and state.cur_nimg < state.tick_start_nimg + kimg_per_tick * 1000:
+            done = state.cur_nimg >= total_nimg
+            if not done and state.cur_tick != 0 and state.cur_nimg < state.tick_start_nimg + tick_nimg:
                 continue
             done = end_tick(ctx, state, done)
     finally:

@@ -1,0 +1,222 @@
+"""train.py: the pure config builder per --cfg (against the official init_kwargs and the published presets),
+start-up validation, --dry-run, run directory naming, and a 2-process gloo run on CPU."""
+
+import json
+import os
+
+import PIL.Image
+import pytest
+from click.testing import CliRunner
+
+import dnnlib
+import train
+from training import training_loop as tl
+from training.shapes_dataset import render_shape_image
+
+DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
+
+
+def dataset_info(resolution=256, has_labels=False, name='ffhq', size=70000):
+    return dict(name=name, resolution=resolution, size=size, has_labels=has_labels)
+
+
+def build(cfg, **opts):
+    opts = dict(dict(data='datasets/ffhq.zip', gpus=8, batch=32, gamma=10), **opts)
+    return train.build_training_options(dataset_info(), cfg=cfg, **opts)
+
+
+@pytest.fixture(scope='module')
+def shapes_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp('shapes16')
+    for idx in range(16):
+        image, _label = render_shape_image(idx, 16)
+        PIL.Image.fromarray(image).save(path / f'img{idx:08d}.png')
+    return str(path)
+
+#----------------------------------------------------------------------------
+# Presets.
+
+@pytest.mark.parametrize('cfg,layout', [('stylegan2', 'official-stylegan2-256'),
+                                        ('stylegan3-t', 'official-stylegan3-t-256'),
+                                        ('stylegan3-r', 'official-stylegan3-r-256')])
+def test_network_kwargs_equal_the_official_init_kwargs(cfg, layout):
+    with open(os.path.join(DATA_DIR, 'official_layout.json')) as f:
+        official = json.load(f)[layout]
+    options = build(cfg)
+    common = dict(c_dim=0, img_resolution=256, img_channels=3)
+    G_kwargs = {k: v for k, v in options['G_kwargs'].items() if k != 'class_name'}
+    assert dict(G_kwargs, **common) == official['G_ema']['init_kwargs']
+    assert options['G_kwargs']['class_name'].split('.')[-2] == official['G_ema']['class_module']
+    if 'D' in official:
+        D_kwargs = {k: v for k, v in options['D_kwargs'].items() if k != 'class_name'}
+        assert dict(D_kwargs, **common) == official['D']['init_kwargs']
+
+
+def test_stylegan2_preset_values():
+    options = build('stylegan2')
+    assert options['G_kwargs']['mapping_kwargs'] == {'num_layers': 8}
+    assert options['G_opt_kwargs'] == dict(class_name='torch.optim.Adam', betas=[0, 0.99], eps=1e-8, lr=0.002)
+    assert options['D_opt_kwargs']['lr'] == 0.002
+    assert options['loss_kwargs'] == dict(class_name='training.loss.StyleGAN2Loss', r1_gamma=10, style_mixing_prob=0.9,
+                                          pl_weight=2, pl_no_weight_grad=True)
+    assert options['G_reg_interval'] == 4 and options['D_reg_interval'] == 16
+    assert options['ema_kimg'] == 10 and options['ema_rampup'] == 0.05
+    assert options['ada_target'] == 0.6 and options['ada_interval'] == 4 and options['ada_kimg'] == 500
+    assert options['augment_kwargs']['class_name'] == 'training.augment.AugmentPipe'
+    assert options['batch_gpu'] == 4 and options['num_gpus'] == 8
+    assert options['run_desc'] == 'stylegan2-ffhq-gpus8-batch32-gamma10'
+
+
+def test_stylegan3_presets_drop_pl_and_mixing_and_r_adds_blur_and_doubles_channels():
+    t = build('stylegan3-t', batch=64)
+    assert t['G_kwargs']['mapping_kwargs'] == {'num_layers': 2} and t['G_opt_kwargs']['lr'] == 0.0025
+    assert t['loss_kwargs'] == dict(class_name='training.loss.StyleGAN2Loss', r1_gamma=10)
+    assert t['G_reg_interval'] is None and t['ema_kimg'] == 20
+    assert t['G_kwargs']['magnitude_ema_beta'] == pytest.approx(0.5 ** (64 / 20000))
+    r = build('stylegan3-r', batch=64, cbase=16384, cmax=256)
+    assert r['G_kwargs']['channel_base'] == 32768 and r['G_kwargs']['channel_max'] == 512
+    assert r['D_kwargs']['channel_base'] == 16384 and r['D_kwargs']['channel_max'] == 256
+    assert r['G_kwargs']['conv_kernel'] == 1 and r['G_kwargs']['use_radial_filters'] is True
+    assert r['loss_kwargs']['blur_init_sigma'] == 10 and r['loss_kwargs']['blur_fade_kimg'] == 64 * 200 / 32
+
+
+def test_options_map_onto_training_loop_arguments():
+    options = build('stylegan2', gpus=2, batch=16, batch_gpu=4, glr=0.001, dlr=0.003, map_depth=3, mbstd_group=2,
+                    freezed=2, mirror=True, cond=False, aug='fixed', p=0.3, kimg=100, tick=2, snap=5, seed=7,
+                    fp32=True, nobench=True, workers=1, metrics=['fid50k_full'], resume='old.pkl')
+    assert options['G_opt_kwargs']['lr'] == 0.001 and options['D_opt_kwargs']['lr'] == 0.003
+    assert options['G_kwargs']['mapping_kwargs']['num_layers'] == 3
+    assert options['D_kwargs']['epilogue_kwargs']['mbstd_group_size'] == 2
+    assert options['D_kwargs']['block_kwargs']['freeze_layers'] == 2
+    assert options['training_set_kwargs']['xflip'] is True and options['training_set_kwargs']['random_seed'] == 7
+    assert options['augment_p'] == 0.3 and options['ada_target'] is None
+    assert (options['total_kimg'], options['kimg_per_tick'], options['network_snapshot_ticks']) == (100, 2, 5)
+    assert options['G_kwargs']['num_fp16_res'] == 0 and options['D_kwargs']['conv_clamp'] is None
+    assert options['cudnn_benchmark'] is False and options['data_loader_kwargs']['num_workers'] == 1
+    assert options['resume_pkl'] == 'old.pkl'
+    assert options['weights_only_resume_overrides'] == dict(ada_kimg=100, ema_rampup=None)
+    assert build('stylegan2', aug='noaug')['augment_kwargs'] is None
+
+
+@pytest.mark.parametrize('cfg', sorted(train.CONFIG_PRESETS))
+def test_every_preset_names_importable_classes_or_fails_at_start(cfg):
+    options = build(cfg, metrics=[])
+    missing = [options[key]['class_name'] for key in ('G_kwargs', 'D_kwargs')
+               if not _importable(options[key]['class_name'])]
+    if missing:  # stylegan1 until training/networks_stylegan1.py exists.
+        with pytest.raises(train.UsageError, match=r'needs training/networks_stylegan\d\.py'):
+            train.check_modules_exist(options)
+        return
+    train.check_modules_exist(options)
+    for key in ('loss_kwargs', 'training_set_kwargs', 'augment_kwargs'):
+        assert _importable(options[key]['class_name']), key
+
+
+def _importable(class_name):
+    try:
+        dnnlib.util.get_obj_by_name(class_name)
+        return True
+    except (ImportError, AttributeError):
+        return False
+
+#----------------------------------------------------------------------------
+# Validation at start.
+
+@pytest.mark.parametrize('opts,message', [
+    (dict(gpus=3, batch=32), r'--batch=32 must be a multiple of --gpus=3'),
+    (dict(gpus=2, batch=32, batch_gpu=32), r'multiple of --gpus times --batch-gpu \(2 x 32\)'),
+    (dict(gpus=8, batch=16), r'--batch-gpu=2 cannot be smaller than --mbstd-group=4'),
+    (dict(cond=True), r'--cond=1 requires labels'),
+    (dict(cfg='stylegan4'), r'--cfg=stylegan4: choose one of'),
+    (dict(batch=None), r'--batch is required'),
+])
+def test_bad_options_fail_with_a_message_naming_the_option(opts, message):
+    opts = dict(dict(cfg='stylegan2', data='x.zip', gpus=1, batch=32, gamma=1), **opts)
+    with pytest.raises(train.UsageError, match=message):
+        train.build_training_options(dataset_info(), **opts)
+
+
+def test_missing_dataset_fails_at_start(tmp_path):
+    result = CliRunner().invoke(train.main, ['--outdir', str(tmp_path / 'runs'), '--cfg=stylegan2', '--gpus=1',
+                                             '--batch=4', '--gamma=1', '--data', str(tmp_path / 'nope.zip')])
+    assert result.exit_code != 0 and 'nope.zip' in result.output and 'does not exist' in result.output
+    assert not os.path.exists(tmp_path / 'runs')
+
+
+def test_missing_augment_or_metrics_module_fails_at_start():
+    with pytest.raises(RuntimeError, match='--aug: the augment pipe training.no_such.AugmentPipe is not available'):
+        tl.check_optional_modules([], dict(class_name='training.no_such.AugmentPipe'))
+    if _importable('metrics.metric_main.calc_metric'):
+        with pytest.raises(ValueError, match='unknown metric'):
+            tl.check_optional_modules(['no_such_metric'], None)
+    else:
+        with pytest.raises(RuntimeError, match='--metrics=fid50k_full: the metrics package cannot be imported'):
+            tl.check_optional_modules(['fid50k_full'], None)
+
+
+def test_metrics_default_depends_on_the_metrics_package():
+    expected = 'fid50k_full' if train.metrics_available() else 'none'
+    option = next(p for p in train.main.params if p.name == 'metrics')
+    assert option.default == expected and f'here: {expected}' in option.help
+
+#----------------------------------------------------------------------------
+# --dry-run, run directories, resume paths.
+
+def test_dry_run_prints_the_options_as_json_and_creates_nothing(shapes_dir, tmp_path):
+    outdir = tmp_path / 'runs'
+    result = CliRunner().invoke(train.main, ['--outdir', str(outdir), '--cfg=stylegan3-r', '--data', shapes_dir,
+                                             '--gpus=1', '--batch=8', '--gamma=0.5', '--aug=noaug', '--metrics=none',
+                                             '--device=cpu', '--desc=try', '--dry-run'])
+    assert result.exit_code == 0, result.output
+    text = result.output.split('Training options:')[1].split('Output directory:')[0]
+    options = json.loads(text)
+    assert options['G_kwargs']['class_name'] == 'training.networks_stylegan3.Generator'
+    assert options['training_set_kwargs']['resolution'] == 16 and options['training_set_kwargs']['max_size'] == 16
+    assert options['run_desc'] == f'stylegan3-r-{os.path.basename(shapes_dir)}-gpus1-batch8-gamma0.5-try'
+    assert options['device'] == 'cpu' and 'Dry run; exiting.' in result.output
+    assert not outdir.exists()
+
+
+def test_run_dirs_are_numbered_after_the_highest_existing_id(tmp_path):
+    (tmp_path / '00007-old').mkdir()
+    (tmp_path / 'notes').mkdir()
+    first = train.make_run_dir(str(tmp_path), 'stylegan2-x-gpus1-batch4-gamma1')
+    second = train.make_run_dir(str(tmp_path), 'stylegan2-x-gpus1-batch4-gamma1')
+    assert os.path.basename(first) == '00008-stylegan2-x-gpus1-batch4-gamma1'
+    assert os.path.basename(second) == '00009-stylegan2-x-gpus1-batch4-gamma1'
+
+
+def test_resume_of_a_run_directory_resolves_to_its_latest_snapshot(shapes_dir, tmp_path):
+    run_dir = tmp_path / '00000-run'
+    run_dir.mkdir()
+    for kimg in (4, 12):
+        (run_dir / f'network-snapshot-{kimg:06d}.pkl').write_bytes(b'')
+    result = CliRunner().invoke(train.main, ['--outdir', str(tmp_path), '--cfg=stylegan2', '--data', shapes_dir,
+                                             '--gpus=1', '--batch=4', '--gamma=1', '--aug=noaug', '--metrics=none',
+                                             '--device=cpu', '--resume', str(run_dir), '-n'])
+    assert result.exit_code == 0, result.output
+    assert f'"resume_pkl": "{run_dir}/network-snapshot-000012.pkl"' in result.output
+
+#----------------------------------------------------------------------------
+# Two processes.
+
+def test_two_gloo_processes_on_cpu_keep_identical_parameters(shapes_dir, tmp_path):
+    info = dict(name='shapes16', resolution=16, size=16, has_labels=False)
+    options = train.build_training_options(info, cfg='stylegan2', data=shapes_dir, gpus=2, batch=4, gamma=1,
+                                           cbase=256, cmax=16, map_depth=1, mbstd_group=2, aug='ada', workers=0,
+                                           fp32=True, device='cpu', metrics=[])
+    options['G_kwargs'].update(z_dim=16, w_dim=16)
+    options.update(kimg_per_tick=0.008, total_kimg=0.02, image_grid_size=[2, 2], network_snapshot_ticks=1,
+                   image_snapshot_ticks=None, data_loader_kwargs=dict(num_workers=0))
+    train.launch_training(options, str(tmp_path))
+    run_dir = tmp_path / '00000-stylegan2-shapes16-gpus2-batch4-gamma1'
+    names = set(os.listdir(run_dir))
+    assert {'training_options.json', 'log.txt', 'stats.jsonl', 'network-snapshot-000000.pkl'} <= names
+    with open(run_dir / 'log.txt') as f:
+        log = f.read()
+    assert log.count('\ntick ') + log.startswith('tick ') == 3  # Ticks end at 4, 12, 20 images.
+    snapshot = tl.load_snapshot(str(run_dir / 'network-snapshot-000000.pkl'))
+    # Each snapshot ran check_ddp_consistency (parameters equal on both ranks) and holds both ranks' state.
+    ranks = snapshot[tl.RESUME_STATE_KEY]['ranks']
+    assert len(ranks) == 2 and snapshot[tl.RESUME_STATE_KEY]['cur_nimg'] == 20
+    assert not all(a == b for a, b in zip(ranks[0]['rng']['python'][1], ranks[1]['rng']['python'][1]))

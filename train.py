@@ -1,0 +1,426 @@
+"""Train a StyleGAN1/2/3 generator: a thin click CLI over a pure config builder.
+
+    python train.py --outdir=training-runs --cfg=stylegan3-t --data=datasets/afhqv2-512x512.zip \\
+        --gpus=8 --batch=32 --gamma=8.2 --mirror=1
+
+`build_training_options()` turns the options into a JSON-serialisable dict (the presets of each --cfg live in
+one table, CONFIG_PRESETS); that dict becomes training_options.json and the keyword arguments of
+training.training_loop.training_loop(). `--dry-run` prints it and exits.
+"""
+
+import copy
+import importlib.util
+import json
+import os
+import re
+import tempfile
+
+import click
+
+import dnnlib
+from training import training_loop
+
+#----------------------------------------------------------------------------
+# Presets: everything that differs between --cfg values. Values used by all configs live in
+# build_training_options(). (StyleGAN2: Karras et al. 2020; StyleGAN3: Karras et al. 2021, Table/App. D.)
+
+CONFIG_PRESETS = {
+    'stylegan1': dict(
+        G_class='training.networks_stylegan1.Generator', D_class='training.networks_stylegan2.Discriminator',
+        D_extra=dict(architecture='orig'), map_depth=8, glr=0.002, style_mixing_prob=0.9, pl_weight=0,
+        G_reg_interval=None),
+    'stylegan2': dict(
+        G_class='training.networks_stylegan2.Generator', D_class='training.networks_stylegan2.Discriminator',
+        G_extra=dict(fused_modconv_default='inference_only'), map_depth=8, glr=0.002, style_mixing_prob=0.9,
+        pl_weight=2, pl_no_weight_grad=True, G_reg_interval=4),
+    'stylegan3-t': dict(
+        G_class='training.networks_stylegan3.Generator', D_class='training.networks_stylegan2.Discriminator',
+        map_depth=2, glr=0.0025, style_mixing_prob=0, pl_weight=0, G_reg_interval=None, magnitude_ema=True),
+    'stylegan3-r': dict(
+        G_class='training.networks_stylegan3.Generator', D_class='training.networks_stylegan2.Discriminator',
+        G_extra=dict(conv_kernel=1, use_radial_filters=True), channel_multiplier=2, map_depth=2, glr=0.0025,
+        style_mixing_prob=0, pl_weight=0, G_reg_interval=None, magnitude_ema=True, blur_init_sigma=10),
+}
+
+# The full 'bgc' pipe of StyleGAN2-ADA: geometric and colour transforms, each at the same probability p.
+ADA_PIPE_KWARGS = dict(class_name='training.augment.AugmentPipe', xflip=1, rotate90=1, xint=1, scale=1, rotate=1,
+                       aniso=1, xfrac=1, brightness=1, contrast=1, lumaflip=1, hue=1, saturation=1)
+
+# Changed when --resume points at a pickle without resume state (fine-tuning from official weights): ADA reacts
+# faster and G_ema starts without ramp-up. Ignored for an exact resume, which keeps the original schedule.
+WEIGHTS_ONLY_RESUME_OVERRIDES = dict(ada_kimg=100, ema_rampup=None)
+
+OPTION_DEFAULTS = dict(
+    outdir=None, cfg=None, data=None, gpus=1, batch=None, gamma=None, cond=False, mirror=False, aug='ada',
+    resume=None, freezed=0, p=0.2, target=0.6, batch_gpu=None, cbase=32768, cmax=512, glr=None, dlr=0.002,
+    map_depth=None, mbstd_group=4, desc=None, metrics=(), kimg=25000, tick=4, snap=50, seed=0, fp32=False,
+    nobench=False, workers=3, device='cpu', dry_run=False)
+
+#----------------------------------------------------------------------------
+# The pure config builder.
+
+class UsageError(ValueError):
+    """An option (or combination) that cannot work; the message names the option."""
+
+
+def _check_options(opts, dataset_info):
+    if opts.cfg not in CONFIG_PRESETS:
+        raise UsageError(f'--cfg={opts.cfg}: choose one of {", ".join(CONFIG_PRESETS)}')
+    for name in ('data', 'batch', 'gamma'):
+        if opts[name] is None:
+            raise UsageError(f'--{name} is required')
+    batch_gpu = opts.batch_gpu or opts.batch // opts.gpus
+    if opts.batch % opts.gpus != 0:
+        raise UsageError(f'--batch={opts.batch} must be a multiple of --gpus={opts.gpus}')
+    if opts.batch % (opts.gpus * batch_gpu) != 0:
+        raise UsageError(f'--batch={opts.batch} must be a multiple of --gpus times --batch-gpu '
+                         f'({opts.gpus} x {batch_gpu})')
+    if batch_gpu < opts.mbstd_group:
+        raise UsageError(f'--batch-gpu={batch_gpu} cannot be smaller than --mbstd-group={opts.mbstd_group} '
+                         '(lower --mbstd-group or raise --batch / --batch-gpu)')
+    if opts.cond and not dataset_info['has_labels']:
+        raise UsageError(f'--cond=1 requires labels in {opts.data}/dataset.json; this dataset has none')
+    return batch_gpu
+
+
+def _network_kwargs(opts, preset, batch_size):
+    """G_kwargs and D_kwargs as the official training script writes them (see official_layout.json)."""
+    channel_base = opts.cbase * preset.get('channel_multiplier', 1)
+    channel_max = opts.cmax * preset.get('channel_multiplier', 1)
+    G_kwargs = dnnlib.EasyDict(class_name=preset['G_class'], z_dim=512, w_dim=512,
+                               mapping_kwargs=dnnlib.EasyDict(num_layers=opts.map_depth or preset['map_depth']),
+                               channel_base=channel_base, channel_max=channel_max, **preset.get('G_extra', {}))
+    if preset.get('magnitude_ema'):
+        G_kwargs.magnitude_ema_beta = 0.5 ** (batch_size / (20 * 1e3))
+    D_kwargs = dnnlib.EasyDict(class_name=preset['D_class'], block_kwargs=dnnlib.EasyDict(freeze_layers=opts.freezed),
+                               mapping_kwargs=dnnlib.EasyDict(),
+                               epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=opts.mbstd_group),
+                               channel_base=opts.cbase, channel_max=opts.cmax, **preset.get('D_extra', {}))
+    if opts.fp32:
+        G_kwargs.num_fp16_res = D_kwargs.num_fp16_res = 0
+        G_kwargs.conv_clamp = D_kwargs.conv_clamp = None
+    return G_kwargs, D_kwargs
+
+
+def _loss_kwargs(opts, preset, batch_size):
+    loss_kwargs = dnnlib.EasyDict(class_name='training.loss.StyleGAN2Loss', r1_gamma=opts.gamma)
+    if preset['style_mixing_prob']:
+        loss_kwargs.style_mixing_prob = preset['style_mixing_prob']
+    if preset['pl_weight']:
+        loss_kwargs.pl_weight = preset['pl_weight']
+        loss_kwargs.pl_no_weight_grad = preset.get('pl_no_weight_grad', False)
+    if preset.get('blur_init_sigma'):
+        loss_kwargs.blur_init_sigma = preset['blur_init_sigma']
+        loss_kwargs.blur_fade_kimg = batch_size * 200 / 32
+    return loss_kwargs
+
+
+def run_desc(opts, dataset_name):
+    """The run directory name after its number: <cfg>-<dataset>-gpus<G>-batch<B>-gamma<g>[-<desc>]."""
+    desc = f'{opts.cfg}-{dataset_name}-gpus{opts.gpus}-batch{opts.batch}-gamma{opts.gamma:g}'
+    return desc + (f'-{opts.desc}' if opts.desc else '')
+
+
+def build_training_options(dataset_info, **opts):
+    """Options of train.py (python names, e.g. batch_gpu) -> JSON-serialisable keyword arguments of training_loop().
+
+    dataset_info: dict(name, resolution, size, has_labels) of the dataset at --data (describe_dataset()).
+    Pure: reads no files and no devices, so every preset is testable anywhere. Raises UsageError."""
+    opts = dnnlib.EasyDict({**OPTION_DEFAULTS, **opts})
+    batch_gpu = _check_options(opts, dataset_info)
+    preset = CONFIG_PRESETS[opts.cfg]
+    c = dnnlib.EasyDict()
+    c.training_set_kwargs = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=opts.data,
+                                            use_labels=bool(opts.cond), max_size=dataset_info['size'],
+                                            xflip=bool(opts.mirror), resolution=dataset_info['resolution'],
+                                            random_seed=opts.seed)
+    c.data_loader_kwargs = dnnlib.EasyDict(pin_memory=True, prefetch_factor=2, num_workers=opts.workers)
+    c.G_kwargs, c.D_kwargs = _network_kwargs(opts, preset, opts.batch)
+    c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', betas=[0, 0.99], eps=1e-8,
+                                     lr=opts.glr if opts.glr is not None else preset['glr'])
+    c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', betas=[0, 0.99], eps=1e-8, lr=opts.dlr)
+    c.loss_kwargs = _loss_kwargs(opts, preset, opts.batch)
+    c.augment_kwargs = None
+    if opts.aug != 'noaug':
+        c.augment_kwargs = dnnlib.EasyDict(ADA_PIPE_KWARGS)
+    c.update(metrics=list(opts.metrics or []), random_seed=opts.seed, num_gpus=opts.gpus, batch_size=opts.batch,
+             batch_gpu=batch_gpu, ema_kimg=opts.batch * 10 / 32, ema_rampup=0.05,
+             G_reg_interval=preset['G_reg_interval'], D_reg_interval=16,
+             augment_p=opts.p if opts.aug == 'fixed' else 0, ada_target=opts.target if opts.aug == 'ada' else None,
+             ada_interval=4, ada_kimg=500, total_kimg=opts.kimg, kimg_per_tick=opts.tick,
+             image_snapshot_ticks=opts.snap, network_snapshot_ticks=opts.snap, resume_pkl=opts.resume,
+             cudnn_benchmark=not opts.nobench, device=opts.device, run_desc=run_desc(opts, dataset_info['name']))
+    if opts.resume is not None:
+        c.weights_only_resume_overrides = dict(WEIGHTS_ONLY_RESUME_OVERRIDES)
+    return json.loads(json.dumps(c))  # Plain dicts/lists only: exactly what training_options.json will hold.
+
+#----------------------------------------------------------------------------
+# Edges: the dataset, optional modules, devices, the run directory.
+
+def describe_dataset(data, cond=False):
+    """dict(name, resolution, size, has_labels) of the dataset at `data`; errors name the option."""
+    from training import dataset as dataset_module  # Imported here: --help should not need torch/PIL.
+    if data is None:
+        raise UsageError('--data is required (a dataset zip or folder made by dataset_tool.py)')
+    try:
+        dataset = dataset_module.ImageFolderDataset(path=data, use_labels=False, max_size=None, xflip=False)
+        info = dict(name=dataset.name, resolution=dataset.resolution, size=len(dataset), has_labels=False)
+        if cond:
+            info['has_labels'] = dataset_module.ImageFolderDataset(path=data, use_labels=True).has_labels
+    except (IOError, OSError, ValueError) as err:
+        raise UsageError(f'--data={data}: {err}') from err
+    return info
+
+
+def check_modules_exist(options):
+    """Fail at start when --cfg, --aug or --metrics need a module this checkout does not have yet."""
+    for key in ('G_kwargs', 'D_kwargs'):
+        module_name = options[key]['class_name'].rsplit('.', 1)[0]
+        if importlib.util.find_spec(module_name) is None:
+            raise UsageError(f'--cfg: needs {module_name.replace(".", "/")}.py, which this checkout does not have')
+    training_loop.check_optional_modules(options['metrics'], options['augment_kwargs'])
+
+
+def metrics_available():
+    try:
+        return importlib.util.find_spec('metrics.metric_main') is not None
+    except ImportError:
+        return False
+
+
+def resolve_device(device):
+    """'auto' -> 'cuda' when a GPU is usable, else 'cpu'; explicit names are checked."""
+    import torch
+    if device == 'auto':
+        return 'cuda' if torch.cuda.is_available() else 'cpu'
+    if device == 'cuda' and not torch.cuda.is_available():
+        raise UsageError('--device=cuda: no usable CUDA device here (use --device=cpu or auto)')
+    if device == 'mps' and not (getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()):
+        raise UsageError('--device=mps: MPS is not available here (use --device=cpu or auto)')
+    return device
+
+
+def make_run_dir(outdir, desc):
+    """Create <outdir>/<next 5-digit id>-<desc> and return its path (retries if another process took the id)."""
+    os.makedirs(outdir, exist_ok=True)
+    while True:
+        prev_ids = [int(m.group()) for m in (re.match(r'^\d+', name) for name in os.listdir(outdir)) if m]
+        run_dir = os.path.join(outdir, f'{max(prev_ids, default=-1) + 1:05d}-{desc}')
+        try:
+            os.makedirs(run_dir)
+            return run_dir
+        except FileExistsError:
+            continue
+
+#----------------------------------------------------------------------------
+# Processes: one per GPU (or CPU worker), spawned here or started by torchrun.
+
+def _launched_by_torchrun():
+    return 'TORCHELASTIC_RUN_ID' in os.environ or ('RANK' in os.environ and 'WORLD_SIZE' in os.environ)
+
+
+def _process_device(options, local_rank):
+    return f'cuda:{local_rank}' if options['device'] == 'cuda' else options['device']
+
+
+def subprocess_fn(rank, options, init_method, local_rank=None):
+    """One training process: join the process group (if several), tee rank 0's output to log.txt, train."""
+    import torch
+    from torch_utils import training_stats
+    num_gpus = options['num_gpus']
+    device = _process_device(options, rank if local_rank is None else local_rank)
+    if num_gpus > 1 and not torch.distributed.is_initialized():
+        backend = 'nccl' if options['device'] == 'cuda' else 'gloo'
+        torch.distributed.init_process_group(backend=backend, init_method=init_method, rank=rank,
+                                             world_size=num_gpus)
+    sync_device = torch.device(device) if num_gpus > 1 and options['device'] == 'cuda' else None
+    training_stats.init_multiprocessing(rank=rank, sync_device=sync_device)
+    logger = dnnlib.util.Logger(os.path.join(options['run_dir'], 'log.txt'), 'a') if rank == 0 else None
+    try:
+        kwargs = {k: v for k, v in options.items() if k != 'run_desc'}
+        training_loop.training_loop(rank=rank, **dict(kwargs, device=device))
+    finally:
+        if logger is not None:
+            logger.close()
+        if num_gpus > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def launch_training(options, outdir, dry_run=False):
+    """Print the options, create the run directory and training_options.json, start the processes."""
+    import torch
+    if _launched_by_torchrun():
+        return _launch_under_torchrun(options, outdir, dry_run)
+    if not dry_run:
+        options['run_dir'] = make_run_dir(outdir, options['run_desc'])
+    _print_summary(options, outdir, dry_run)
+    if dry_run:
+        return None
+    _write_options(options)
+    if options['num_gpus'] == 1:
+        return subprocess_fn(0, options, init_method=None)
+    with tempfile.TemporaryDirectory() as temp_dir:
+        init_method = f'file://{os.path.abspath(os.path.join(temp_dir, ".torch_distributed_init"))}'
+        torch.multiprocessing.spawn(fn=subprocess_fn, args=(options, init_method), nprocs=options['num_gpus'])
+    return None
+
+
+def _launch_under_torchrun(options, outdir, dry_run):
+    """torchrun sets RANK/WORLD_SIZE/LOCAL_RANK: rank 0 makes the run directory and tells the others its name."""
+    import torch
+    rank, world_size = int(os.environ['RANK']), int(os.environ['WORLD_SIZE'])
+    local_rank = int(os.environ.get('LOCAL_RANK', rank))
+    if world_size != options['num_gpus']:
+        raise UsageError(f'launched by torchrun with WORLD_SIZE={world_size} but --gpus={options["num_gpus"]}; '
+                         f'pass --gpus={world_size} (and a --batch divisible by it)')
+    if options['device'] == 'cuda':
+        torch.cuda.set_device(local_rank)
+    if world_size > 1:
+        torch.distributed.init_process_group(backend='nccl' if options['device'] == 'cuda' else 'gloo',
+                                             init_method='env://')
+    run_dir = [make_run_dir(outdir, options['run_desc']) if rank == 0 and not dry_run else None]
+    if world_size > 1:
+        torch.distributed.broadcast_object_list(run_dir, src=0)
+    options['run_dir'] = run_dir[0]
+    if rank == 0:
+        _print_summary(options, outdir, dry_run)
+        if not dry_run:
+            _write_options(options)
+    if not dry_run:
+        subprocess_fn(rank, options, init_method='env://', local_rank=local_rank)
+
+
+def _write_options(options):
+    path = os.path.join(options['run_dir'], 'training_options.json')
+    training_loop.write_file_atomic(path, lambda f: json.dump(options, f, indent=2), mode='wt')
+
+
+def _print_summary(options, outdir, dry_run):
+    print('\nTraining options:')
+    print(json.dumps(options, indent=2))
+    print()
+    print(f'Output directory:    {options.get("run_dir", os.path.join(outdir, "<next id>-" + options["run_desc"]))}')
+    print(f'Number of GPUs:      {options["num_gpus"]} ({options["device"]})')
+    print(f'Batch size:          {options["batch_size"]} images')
+    print(f'Training duration:   {options["total_kimg"]} kimg')
+    print(f'Dataset path:        {options["training_set_kwargs"]["path"]}')
+    print(f'Dataset size:        {options["training_set_kwargs"]["max_size"]} images')
+    print(f'Dataset resolution:  {options["training_set_kwargs"]["resolution"]}')
+    print(f'Dataset labels:      {options["training_set_kwargs"]["use_labels"]}')
+    print(f'Dataset x-flips:     {options["training_set_kwargs"]["xflip"]}')
+    print()
+    if dry_run:
+        print('Dry run; exiting.')
+
+#----------------------------------------------------------------------------
+# The command line.
+
+def _parse_comma_separated_list(_ctx, _param, value):
+    if isinstance(value, (list, tuple)):
+        return list(value)
+    if value is None or value.lower() == 'none' or value == '':
+        return []
+    return value.split(',')
+
+
+_DEFAULT_METRICS = 'fid50k_full' if metrics_available() else 'none'
+
+
+@click.command(context_settings=dict(max_content_width=120))
+# Required.
+@click.option('--outdir', help='Where to make the run directory', metavar='DIR', required=True)
+@click.option('--cfg', help='Base configuration', required=True,
+              type=click.Choice(['stylegan1', 'stylegan2', 'stylegan3-t', 'stylegan3-r']))
+@click.option('--data', help='Training data (zip or folder from dataset_tool.py)', metavar='[ZIP|DIR]', type=str,
+              required=True)
+@click.option('--gpus', help='Number of GPUs (processes) to use', metavar='INT', type=click.IntRange(min=1),
+              required=True)
+@click.option('--batch', help='Total batch size', metavar='INT', type=click.IntRange(min=1), required=True)
+@click.option('--gamma', help='R1 regularization weight', metavar='FLOAT', type=click.FloatRange(min=0),
+              required=True)
+# Optional features.
+@click.option('--cond', help='Train a conditional model', metavar='BOOL', type=bool, default=False,
+              show_default=True)
+@click.option('--mirror', help='Enable dataset x-flips', metavar='BOOL', type=bool, default=False, show_default=True)
+@click.option('--aug', help='Augmentation mode (ada and fixed need training/augment.py)',
+              type=click.Choice(['noaug', 'ada', 'fixed']), default='ada', show_default=True)
+@click.option('--resume', help='Resume from a snapshot pickle or a run directory (its latest snapshot)',
+              metavar='[PATH|DIR]', type=str)
+@click.option('--freezed', help='Freeze the first layers of D', metavar='INT', type=click.IntRange(min=0),
+              default=0, show_default=True)
+# Misc hyperparameters.
+@click.option('--p', help='Probability for --aug=fixed', metavar='FLOAT', type=click.FloatRange(min=0, max=1),
+              default=0.2, show_default=True)
+@click.option('--target', help='Target value for --aug=ada', metavar='FLOAT', type=click.FloatRange(min=0, max=1),
+              default=0.6, show_default=True)
+@click.option('--batch-gpu', help='Limit batch size per GPU', metavar='INT', type=click.IntRange(min=1))
+@click.option('--cbase', help='Capacity multiplier', metavar='INT', type=click.IntRange(min=1), default=32768,
+              show_default=True)
+@click.option('--cmax', help='Max. feature maps', metavar='INT', type=click.IntRange(min=1), default=512,
+              show_default=True)
+@click.option('--glr', help='G learning rate  [default: 0.002 for stylegan1/2, 0.0025 for stylegan3]',
+              metavar='FLOAT', type=click.FloatRange(min=0))
+@click.option('--dlr', help='D learning rate', metavar='FLOAT', type=click.FloatRange(min=0), default=0.002,
+              show_default=True)
+@click.option('--map-depth', help='Mapping network depth  [default: 8 for stylegan1/2, 2 for stylegan3]',
+              metavar='INT', type=click.IntRange(min=1))
+@click.option('--mbstd-group', help='Minibatch std group size', metavar='INT', type=click.IntRange(min=1),
+              default=4, show_default=True)
+# Misc settings.
+@click.option('--desc', help='String to include in the run directory name', metavar='STR', type=str)
+@click.option('--metrics', help='Quality metrics  [default: fid50k_full when the metrics package is present, '
+              f'else none; here: {_DEFAULT_METRICS}]', metavar='[NAME|A,B,C|none]',
+              callback=_parse_comma_separated_list, default=_DEFAULT_METRICS)
+@click.option('--kimg', help='Total training duration (a resumed run counts on)', metavar='KIMG',
+              type=click.IntRange(min=1), default=25000, show_default=True)
+@click.option('--tick', help='How often to print progress', metavar='KIMG', type=click.IntRange(min=1), default=4,
+              show_default=True)
+@click.option('--snap', help='How often to save snapshots', metavar='TICKS', type=click.IntRange(min=1),
+              default=50, show_default=True)
+@click.option('--seed', help='Random seed', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True)
+@click.option('--fp32', help='Disable mixed-precision', metavar='BOOL', type=bool, default=False,
+              show_default=True)
+@click.option('--nobench', help='Disable cuDNN benchmarking', metavar='BOOL', type=bool, default=False,
+              show_default=True)
+@click.option('--workers', help='DataLoader worker processes', metavar='INT', type=click.IntRange(min=0),
+              default=3, show_default=True)
+@click.option('--device', help='Where to train: auto = CUDA if available, else CPU',
+              type=click.Choice(['auto', 'cpu', 'cuda', 'mps']), default='auto', show_default=True)
+@click.option('-n', '--dry-run', help='Print training options and exit', is_flag=True)
+def main(**opts):
+    """Train a GAN using the techniques of StyleGAN, StyleGAN2, StyleGAN2-ADA and StyleGAN3.
+
+    \b
+    Examples:
+    \b
+    # A tiny run on the built-in dataset, on CPU:
+    python dataset_tool.py --source=builtin:shapes --dest=datasets/shapes-32x32.zip --max-images=2000
+    python train.py --outdir=training-runs --cfg=stylegan2 --data=datasets/shapes-32x32.zip \\
+        --gpus=1 --batch=8 --gamma=0.1 --cbase=4096 --cmax=64 --aug=noaug --kimg=10 --snap=5
+    \b
+    # StyleGAN3-T on AFHQv2 with 8 GPUs (or under torchrun with 8 processes):
+    python train.py --outdir=training-runs --cfg=stylegan3-t --data=datasets/afhqv2-512x512.zip \\
+        --gpus=8 --batch=32 --gamma=8.2 --mirror=1
+    \b
+    # Continue a run exactly where its latest snapshot left it:
+    python train.py ... --resume=training-runs/00000-stylegan2-shapes-32x32-gpus1-batch8-gamma0.1 --kimg=20
+    """
+    try:
+        opts['device'] = resolve_device(opts['device'])
+        if opts['resume'] is not None and not dnnlib.util.is_url(opts['resume']):
+            opts['resume'] = training_loop.find_latest_snapshot(opts['resume'])
+        dataset_info = describe_dataset(opts['data'], cond=opts['cond'])
+        options = build_training_options(dataset_info, **opts)
+        if opts['device'] == 'cuda' and not _launched_by_torchrun():
+            import torch
+            if opts['gpus'] > torch.cuda.device_count():
+                raise UsageError(f'--gpus={opts["gpus"]}: only {torch.cuda.device_count()} CUDA devices here')
+        check_modules_exist(options)
+    except (UsageError, FileNotFoundError, RuntimeError) as err:
+        raise click.ClickException(str(err)) from err
+    launch_training(copy.deepcopy(options), opts['outdir'], dry_run=opts['dry_run'])
+
+#----------------------------------------------------------------------------
+
+if __name__ == '__main__':
+    main()
