@@ -20,8 +20,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from training import augment  # noqa: E402
-from training import networks_stylegan2  # noqa: E402
+from training import augment, networks_stylegan2  # noqa: E402
 
 # Per resolution: (channel_base, channel_max, batch on CPU, batch on GPU), as in bench_training.py.
 CONFIGS = {32: (16384, 512, 8, 64), 64: (16384, 512, 8, 64), 128: (16384, 512, 4, 32), 256: (16384, 512, 2, 32)}

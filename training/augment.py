@@ -28,10 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from torch_utils import persistence
-from torch_utils import training_stats
-from torch_utils.ops import grid_sample_gradfix
-from torch_utils.ops import upfirdn2d
+from torch_utils import persistence, training_stats
+from torch_utils.ops import grid_sample_gradfix, upfirdn2d
 
 #----------------------------------------------------------------------------
 # Wavelet low-pass filters (analysis filters, orthonormal: taps sum to sqrt(2), squares sum to 1).
@@ -230,7 +228,7 @@ class AugmentPipe(torch.nn.Module):
         brightness=0, contrast=0, lumaflip=0, hue=0, saturation=0,   # Colour transforms.
         brightness_std=0.2, contrast_std=0.5,                   # Std of the offset; std of log2(contrast).
         hue_max=1, saturation_std=1,                            # Max hue angle (fraction of pi); std log2(sat).
-        imgfilter=0, imgfilter_bands=[1, 1, 1, 1],              # noqa: B006 (official signature) Band multipliers.
+        imgfilter=0, imgfilter_bands=[1, 1, 1, 1],
         imgfilter_std=1,                                        # Std of log2(band gain).
         noise=0, cutout=0,                                      # Corruptions.
         noise_std=0.1, cutout_size=0.5,                         # Std of the noise std; cutout side (of the size).
@@ -452,7 +450,7 @@ class AugmentPipe(torch.nn.Module):
 
     def _cutout(self, x, draws, prob):
         """Zero (mid-grey) a rectangle of cutout_size times the image size, centred uniformly in the image."""
-        batch_size, _, height, width = x.shape
+        _, _, height, width = x.shape
         apply = draws.gate(prob * self.cutout)
         centre = draws.uniform(0, 1, [2]).to(x.dtype)                         # [N, 2], fractions of (W, H).
         xs = (torch.arange(width, device=x.device, dtype=x.dtype) + 0.5) / width
@@ -468,8 +466,8 @@ class AugmentPipe(torch.nn.Module):
 def _output_pixel_centres(height, width, margin, step, device, dtype):
     """Centred coordinates (x, y, 1) of a grid of pixel centres: [rows, cols, 3]. The grid covers the output
     image plus `margin` output pixels on each side, with spacing `step` output pixels."""
-    cols = int(round((width + 2 * margin) / step))
-    rows = int(round((height + 2 * margin) / step))
+    cols = round((width + 2 * margin) / step)
+    rows = round((height + 2 * margin) / step)
     xs = (torch.arange(cols, device=device, dtype=dtype) + 0.5) * step - margin - width / 2
     ys = (torch.arange(rows, device=device, dtype=dtype) + 0.5) * step - margin - height / 2
     grid_y, grid_x = torch.meshgrid(ys, xs, indexing='ij')
@@ -494,7 +492,7 @@ def _warp_resampled(x, inv, lowpass):
     """General warp: reflect-pad, upsample 2x (low-pass), bilinear sample at 2x, downsample 2x (reversed
     low-pass). x: [N, C, H, W]; inv: [N, 3, 3] (output -> input, centred pixel coordinates);
     lowpass: [L] taps, L even (12 for symlet-6)."""
-    batch_size, channels, height, width = x.shape
+    batch_size, _, height, width = x.shape
     taps = lowpass.numel()
     lowpass = (lowpass / lowpass.sum()).to(torch.float32)
     # Down-sampling 2x with L taps turns 2 * size + L - 2 samples into size: the 2x grid extends this far
