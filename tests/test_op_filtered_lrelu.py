@@ -77,6 +77,8 @@ CASES = [
     ([2, 1, 21, 19], 'sep', (9,), 'sep', (8,), 1, 2, [-1, 4, 3, -2], None, False),      # Cropping.
     ([1, 2, 6, 6], 'none', (1,), 'none', (1,), 1, 1, 0, 0.5, False),                    # Plain lrelu + clamp.
     ([1, 2, 9, 7], 'sep', (6,), 'none', (1,), 2, 2, [3, 2, 2, 3], None, False),          # fd shorter than down.
+    ([1, 2, 38, 37], 'sep', (12,), 'sep', (12,), 2, 2, [9, 8, 9, 8], None, False),      # SG3-T 36 px, 2x2 tiles.
+    ([1, 1, 38, 38], 'sep', (24,), 'sep', (12,), 4, 2, [10, 7, 10, 7], 1.0, False),     # SG3-T 36 -> 68 px.
 ]
 
 def _case_args(case, seed=0):

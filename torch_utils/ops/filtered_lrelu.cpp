@@ -8,11 +8,22 @@
 #include "filtered_lrelu.h"
 
 //----------------------------------------------------------------------------
-// Output tile sizes (rows, columns) tried largest first; columns must be multiples of 4 (see filtered_lrelu.h: codes
-// are packed 4 per byte along x and each tile writes whole bytes). Capped so that 2+ blocks fit on one SM.
+// Largest output tile sizes (rows, columns) tried, largest first; columns must be multiples of 4 (see
+// filtered_lrelu.h: codes are packed 4 per byte along x and each tile writes whole bytes). Capped so that 2+ blocks
+// fit on one SM.
 
 static const int FL_TILES[][2] = {{32, 32}, {16, 32}, {16, 16}, {8, 16}, {8, 8}, {4, 8}, {4, 4}};
 static const int FL_SMEM_CAP = 100 * 1024;
+
+// The tile length (<= max_tile, a multiple of `multiple`) that covers `out_size` with the fewest, evenly filled tiles:
+// 36 outputs take 2 tiles of 18 (20 along x), not 32 + 4 with most of the second tile idle.
+static int fl_balanced_tile(int out_size, int max_tile, int multiple)
+{
+    int num_tiles = (out_size + max_tile - 1) / max_tile;
+    int tile = (out_size + num_tiles - 1) / num_tiles;
+    tile = (tile + multiple - 1) / multiple * multiple;
+    return std::min(tile, max_tile);
+}
 
 static int fl_dtype_code(const torch::Tensor& x)
 {
@@ -23,6 +34,15 @@ static int fl_dtype_code(const torch::Tensor& x)
     default: TORCH_CHECK(false, "filtered_lrelu: x must be float32, float16 or bfloat16, got ", x.scalar_type());
     }
     return -1;
+}
+
+static void fl_check_device(const torch::Tensor& t)
+{
+#ifdef FL_CPU_EMULATION
+    TORCH_CHECK(!t.is_cuda(), "filtered_lrelu: the CPU emulation build takes CPU tensors");
+#else
+    TORCH_CHECK(t.is_cuda(), "filtered_lrelu: the plugin takes CUDA tensors (use the reference path on the CPU)");
+#endif
 }
 
 static void fl_check_filter(const torch::Tensor& f, const char* name, int separable, int taps_y, int taps_x,
@@ -48,6 +68,7 @@ static std::tuple<torch::Tensor, torch::Tensor> filtered_lrelu_forward(
     double gain, double slope, double clamp, bool write_si, int64_t tile_y, int64_t tile_x)
 {
     int dtype = fl_dtype_code(x);
+    fl_check_device(x);
     TORCH_CHECK(x.dim() == 4 && x.is_contiguous(), "filtered_lrelu: x must be a contiguous [N, C, H, W] tensor");
     TORCH_CHECK(x.size(0) * x.size(1) <= std::numeric_limits<int>::max() && x.size(2) * x.size(3) <=
                 std::numeric_limits<int>::max() / 16, "filtered_lrelu: x ", x.sizes(), " is too large");
@@ -73,18 +94,23 @@ static std::tuple<torch::Tensor, torch::Tensor> filtered_lrelu_forward(
     p.clamp = (float)clamp;
     int device_index = x.is_cuda() ? x.get_device() : -1;
     int smem_limit = std::min(fl_max_smem_bytes(device_index), FL_SMEM_CAP);
+    // Per-axis sizes first (the tile length does not change them), then the largest tile that fits.
+    auto init_axes = [&](int ty, int tx) {
+        return fl_axis_init(p.ay, (int)x.size(2), (int)up, (int)down, (int)pad_y0, (int)pad_y1, (int)fu_taps_y,
+                            (int)fd_taps_y, ty) &
+               fl_axis_init(p.ax, (int)x.size(3), (int)up, (int)down, (int)pad_x0, (int)pad_x1, (int)fu_taps_x,
+                            (int)fd_taps_x, tx);
+    };
+    TORCH_CHECK(init_axes(4, 4), "filtered_lrelu: x ", x.sizes(), " gives no output sample with up=", up,
+                ", down=", down, ", padding=[", pad_x0, ", ", pad_x1, ", ", pad_y0, ", ", pad_y1, "] and filters ",
+                fu_taps_y, "x", fu_taps_x, ", ", fd_taps_y, "x", fd_taps_x);
+    int out_h = p.ay.out_size, out_w = p.ax.out_size;
     int num_candidates = (int)(sizeof(FL_TILES) / sizeof(FL_TILES[0]));
     bool fits = false;
     for (int k = 0; k < num_candidates && !fits; k++) {
-        int ty = tile_y ? (int)tile_y : FL_TILES[k][0];
-        int tx = tile_x ? (int)tile_x : FL_TILES[k][1];
-        bool ok_y = fl_axis_init(p.ay, (int)x.size(2), (int)up, (int)down, (int)pad_y0, (int)pad_y1,
-                                 (int)fu_taps_y, (int)fd_taps_y, ty);
-        bool ok_x = fl_axis_init(p.ax, (int)x.size(3), (int)up, (int)down, (int)pad_x0, (int)pad_x1,
-                                 (int)fu_taps_x, (int)fd_taps_x, tx);
-        TORCH_CHECK(ok_y && ok_x, "filtered_lrelu: x ", x.sizes(), " gives no output sample with up=", up,
-                    ", down=", down, ", padding=[", pad_x0, ", ", pad_x1, ", ", pad_y0, ", ", pad_y1, "] and filters ",
-                    fu_taps_y, "x", fu_taps_x, ", ", fd_taps_y, "x", fd_taps_x);
+        int ty = tile_y ? (int)tile_y : fl_balanced_tile(out_h, FL_TILES[k][0], 1);
+        int tx = tile_x ? (int)tile_x : fl_balanced_tile(out_w, FL_TILES[k][1], 4);
+        init_axes(ty, tx);
         fits = fl_smem_layout(p).total_bytes <= smem_limit || tile_y;
     }
     TORCH_CHECK(fits, "filtered_lrelu: the filters are too large for the kernel's shared memory");
@@ -128,6 +154,7 @@ static std::tuple<torch::Tensor, torch::Tensor> filtered_lrelu_forward(
 static torch::Tensor filtered_lrelu_mask_apply(torch::Tensor g, torch::Tensor si, double gain, double slope)
 {
     int dtype = fl_dtype_code(g);
+    fl_check_device(g);
     TORCH_CHECK(g.dim() == 4 && g.is_contiguous(), "filtered_lrelu: g must be a contiguous [N, C, H, W] tensor");
     TORCH_CHECK(si.scalar_type() == torch::kUInt8 && si.is_contiguous() && si.dim() == 4 &&
                 si.device() == g.device(), "filtered_lrelu: si must be a contiguous uint8 tensor on g's device");
