@@ -17,6 +17,7 @@ and torch_utils/tf_legacy.py; this module is the public entry point with the off
 import click
 
 import dnnlib
+from torch_utils import persistence
 from torch_utils import safe_pickle
 from torch_utils.safe_pickle import CorruptPickleError, UnsafePickleError  # noqa: F401 (re-exported)
 
@@ -38,7 +39,7 @@ def clean_snapshot(data):
     clean = dict(training_set_kwargs=data.get('training_set_kwargs'))
     for key in ['G', 'D', 'G_ema', 'augment_pipe']:
         module = data.get(key)
-        clean[key] = safe_pickle.rebuild_network(module) if module is not None else None
+        clean[key] = safe_pickle.rebuild_network(module) if persistence.is_persistent(module) else module
     if clean['training_set_kwargs'] is not None:
         clean['training_set_kwargs'] = dict(clean['training_set_kwargs'])
     return clean

@@ -239,11 +239,11 @@ def test_our_snapshot_round_trips_bit_identically(tmp_path):
 
 def test_resume_state_of_plain_data_loads_unchanged():
     G, D = _tiny_pair()
-    opt = torch.optim.Adam(G.parameters(), lr=0.002, betas=(0.0, 0.99))
-    G.requires_grad_(True)
-    _render(G).square().mean().backward()
+    opt = torch.optim.Adam(G.mapping.parameters(), lr=0.002, betas=(0.0, 0.99))
+    G.mapping.requires_grad_(True)
+    G.mapping(torch.randn([2, G.z_dim]), None).square().mean().backward()
     opt.step()
-    G.requires_grad_(False)
+    G.mapping.requires_grad_(False)
     resume_state = dict(optimizer=opt.state_dict(), python_rng=random.getstate(), numpy_rng=np.random.get_state(),
                         torch_rng=torch.get_rng_state(), counters=dict(cur_nimg=np.int64(4000), tick=3),
                         seen={1, 2}, ordered=collections.OrderedDict(a=1.5))
@@ -268,20 +268,30 @@ def test_force_fp16_rebuilds_with_the_official_settings():
     assert torch.allclose(_render(data['G']), _render(G_plain), atol=1e-5)  # fp32 on CPU: same images.
 
 
-def test_official_augment_pipe_maps_to_ours_or_is_dropped_with_a_warning():
-    G, _ = _tiny_pair()
+def test_official_augment_pipe_maps_onto_ours():
+    augment = pytest.importorskip('training.augment')
+    pipe = augment.AugmentPipe(xflip=1, rotate90=1, xint=1, brightness=1).eval().requires_grad_(False)
+    pipe.p.copy_(torch.as_tensor(0.3))
+    meta = dict(type='class', version=6, module_src='import torch\nclass AugmentPipe(torch.nn.Module): pass\n',
+                class_name='AugmentPipe', state=dict(pipe.__getstate__()))
+    G, D = _tiny_pair()
+    data = legacy.load_network_pkl(io.BytesIO(pickle.dumps(dict(G_ema=G, augment_pipe=_MetaOnly(meta)))))
+    loaded = data['augment_pipe']
+    assert type(loaded) is augment.AugmentPipe and float(loaded.p) == pytest.approx(0.3)
+    assert loaded.init_kwargs == pipe.init_kwargs
+    for (name, tensor), (_, original) in zip(misc.named_params_and_buffers(loaded),
+                                             misc.named_params_and_buffers(pipe)):
+        assert torch.equal(tensor, original), name
+
+
+def test_augment_pipe_is_dropped_with_a_warning_when_our_module_is_missing(monkeypatch):
+    monkeypatch.setitem(safe_pickle.FAMILY_MODULES, 'augment', 'training.no_such_augment_module')
     meta = dict(type='class', version=6, module_src='import torch\nclass AugmentPipe(torch.nn.Module): pass\n',
                 class_name='AugmentPipe', state=dict(_init_args=(), _init_kwargs={}))
-    blob = pickle.dumps(dict(G_ema=G, augment_pipe=_MetaOnly(meta)))
-    try:
-        from training import augment  # noqa: F401
-    except ImportError:
-        with pytest.warns(UserWarning, match='training/augment.py'):
-            data = legacy.load_network_pkl(io.BytesIO(blob))
-        assert data['augment_pipe'] is None and type(data['G_ema']) is nets2.Generator
-    else:
-        data = safe_pickle.load_pickle(io.BytesIO(blob))
-        assert type(data['augment_pipe']).__module__ == 'training.augment'
+    G, _ = _tiny_pair()
+    with pytest.warns(UserWarning, match='training/augment.py'):
+        data = legacy.load_network_pkl(io.BytesIO(pickle.dumps(dict(G_ema=G, augment_pipe=_MetaOnly(meta)))))
+    assert data['augment_pipe'] is None and type(data['G_ema']) is nets2.Generator
 
 
 class _MetaOnly:
@@ -571,6 +581,23 @@ def test_tf_era_pickle_converts_and_renders_like_our_network(tf_network_class):
     torch.testing.assert_close(_render(data['G_ema']), _render(G), rtol=0, atol=1e-6)
     torch.testing.assert_close(_render(data['G']), _render(G), rtol=0, atol=1e-6)
     torch.testing.assert_close(_judge(data['D']), _judge(D), rtol=0, atol=1e-6)
+    trusted = legacy.load_network_pkl(io.BytesIO(_tf_pickle(tf_network_class, G, D)), allow_exec=True)
+    torch.testing.assert_close(_render(trusted['G_ema']), _render(G), rtol=0, atol=1e-6)
+
+
+def test_tf_era_gs_alone_converts_to_g_ema(tf_network_class):
+    G, D = _tiny_tf_equivalents()
+    blob = _tf_pickle(tf_network_class, G, D)
+    G_rec, _D_rec, Gs_rec = safe_pickle.load_pickle(io.BytesIO(blob))
+    assert Gs_rec.build_func_name == 'G_main' and Gs_rec.version == 4
+    assert sorted(Gs_rec.components) == ['mapping', 'synthesis']
+    single = pickle.dumps(tf_network_class(**{field: getattr(Gs_rec, field) for field in [
+        'name', 'static_kwargs', 'variables', 'build_func_name', 'build_module_src', 'version']},
+        components={name: tf_network_class(**{field: getattr(comp, field) for field in ['name', 'variables']})
+                    for name, comp in Gs_rec.components.items()}), protocol=4)
+    data = legacy.load_network_pkl(io.BytesIO(single))
+    assert data['G'] is None and data['D'] is None
+    torch.testing.assert_close(_render(data['G_ema']), _render(G), rtol=0, atol=1e-6)
 
 
 def test_tf_era_conversion_rejects_unknown_variables(tf_network_class):
@@ -580,7 +607,7 @@ def test_tf_era_conversion_rejects_unknown_variables(tf_network_class):
                               variables=own + [('Extra/weight', np.zeros(3, np.float32))], components=dict(
                                   mapping=tf_network_class(name='G_mapping', variables=mapping),
                                   synthesis=tf_network_class(name='G_synthesis', variables=synthesis)))
-    with pytest.raises(ValueError, match='Extra/weight'):
+    with pytest.raises(CorruptPickleError, match='Extra/weight'):
         legacy.load_network_pkl(io.BytesIO(pickle.dumps(record, protocol=4)))
 
 
@@ -605,6 +632,28 @@ def test_legacy_cli_converts_ada_pickles_and_forces_fp16(tmp_path):
     assert data['G_ema'].init_kwargs['num_fp16_res'] == 4
     assert data['G_ema'].synthesis.b8.fused_modconv_default is not None  # Rebuilt by our current code.
     torch.testing.assert_close(_render(data['G_ema']), _render(G), rtol=0, atol=1e-5)
+
+
+def test_legacy_cli_accepts_force_fp16_with_a_value_and_reads_unseekable_streams(tmp_path):
+    G, D = _tiny_pair()
+    source, dest = tmp_path / 'ours.pkl', tmp_path / 'fp16.pkl'
+    safe_pickle.save_network_pkl(_snapshot(G, D), source)
+    result = CliRunner().invoke(legacy.main, [f'--source={source}', f'--dest={dest}', '--force-fp16=1'])
+    assert result.exit_code == 0, result.output
+    assert legacy.load_network_pkl(str(dest))['D'].init_kwargs['num_fp16_res'] == 4
+
+    class Unseekable(io.RawIOBase):
+        def __init__(self, data):
+            self.inner = io.BytesIO(data)
+
+        def readable(self):
+            return True
+
+        def readinto(self, buffer):
+            return self.inner.readinto(buffer)
+    stream = io.BufferedReader(Unseekable(source.read_bytes()))
+    assert not stream.seekable()
+    torch.testing.assert_close(_render(legacy.load_network_pkl(stream)['G_ema']), _render(G), rtol=0, atol=0)
 
 
 def test_legacy_cli_reports_refused_files_and_writes_nothing(tmp_path):

@@ -201,10 +201,14 @@ class _BoundedReader:
         if num_bytes is None or num_bytes < 0:
             num_bytes = self._remaining
         self._reserve(num_bytes)
-        data = self._file.read(num_bytes)
-        if len(data) != num_bytes:
-            raise CorruptPickleError(f'{self._source}: the file ended early (still being written?)')
-        return data
+        chunks = []
+        while num_bytes > 0:  # Raw streams may return fewer bytes than asked for.
+            chunk = self._file.read(num_bytes)
+            if not chunk:
+                raise CorruptPickleError(f'{self._source}: the file ended early (still being written?)')
+            chunks.append(chunk)
+            num_bytes -= len(chunk)
+        return b''.join(chunks) if len(chunks) != 1 else chunks[0]
 
     def readinto(self, buffer):
         view = memoryview(buffer).cast('B')
@@ -239,9 +243,10 @@ def _bounded(file, max_bytes, source):
 # overridden one opcode at a time (the C unpickler cannot intercept BUILD, APPENDS or SETITEMS).
 
 def _is_empty_state(state):
-    if isinstance(state, tuple) and len(state) == 2:
-        return all(_is_empty_state(part) for part in state)
-    return state is None or (type(state) is dict and len(state) == 0)
+    """None, {} or a (state, slotstate) pair of those: what older Pythons pickle for a dict with no attributes."""
+    def empty(part):
+        return part is None or (type(part) is dict and len(part) == 0)
+    return empty(state) or (type(state) is tuple and len(state) == 2 and empty(state[0]) and empty(state[1]))
 
 
 class RestrictedUnpickler(pickle._Unpickler):
@@ -530,7 +535,6 @@ def load_pickle(f, allow_exec=False, max_bytes=DEFAULT_MAX_BYTES):
                                          f'({type(err).__name__}: {err})') from err
 
 
-
 def load_network_pkl(f, force_fp16=False, allow_exec=False, max_bytes=DEFAULT_MAX_BYTES):
     """Load a network pickle (ours, official StyleGAN2-ADA/StyleGAN3, or TF-era StyleGAN2) as a snapshot dict.
 
@@ -543,7 +547,10 @@ def load_network_pkl(f, force_fp16=False, allow_exec=False, max_bytes=DEFAULT_MA
     with _opened(f) as (file, source):
         data = load_pickle(file, allow_exec=allow_exec, max_bytes=max_bytes)
     if tf_legacy.is_tf_snapshot(data):
-        data = tf_legacy.convert_tf_snapshot(data)
+        try:
+            data = tf_legacy.convert_tf_snapshot(data)
+        except ValueError as err:
+            raise CorruptPickleError(f'{source}: {err}') from err
     data = _check_snapshot(data, source)
     if force_fp16:
         for key in ['G', 'D', 'G_ema']:
