@@ -11,6 +11,8 @@ import torch
 from torch_utils.ops import filtered_lrelu
 from torch_utils.ops import upfirdn2d
 
+PLUGIN_NAME = filtered_lrelu.PLUGIN_NAME
+
 #----------------------------------------------------------------------------
 
 def _lowpass(taps, radial=False):
@@ -30,19 +32,24 @@ def _padding(in_size, out_size, up, down, fu_taps, fd_taps):
 
 def _case(name, device, dtype, batch, channels, in_size, out_size, up, down, fu_taps, fd_taps, radial=False,
           gain=np.sqrt(2), slope=0.2, clamp=256):
+    """One case; off CUDA the shape shrinks (2 images, 3 channels, ~18 px) so that the CPU run stays a quick test."""
+    if device.type != 'cuda':
+        small = 18 + in_size % 2
+        batch, channels, in_size, out_size = 2, 3, small, max(1, out_size * small // in_size)
     fu = _lowpass(fu_taps).to(device) if fu_taps > 1 else None
     fd = _lowpass(fd_taps, radial).to(device) if fd_taps > 1 else None
     kwargs = dict(fu=fu, fd=fd, up=up, down=down, padding=_padding(in_size, out_size, up, down, fu_taps, fd_taps),
                   gain=gain, slope=slope, clamp=clamp)
-    gen = torch.Generator(device=device).manual_seed(0)
-    x = torch.randn([batch, channels, in_size, in_size], generator=gen, device=device).to(dtype)
-    b = torch.randn([channels], generator=gen, device=device).to(dtype)
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn([batch, channels, in_size, in_size], generator=gen).to(device, dtype).requires_grad_(True)
+    b = torch.randn([channels], generator=gen).to(device, dtype).requires_grad_(True)
     ref_fn = lambda x, b: filtered_lrelu._filtered_lrelu_ref(x, b=b, **kwargs)
     fast_fn = lambda x, b: filtered_lrelu.filtered_lrelu(x, b=b, impl='cuda', **kwargs)
-    return (name, ref_fn, fast_fn, (x, b))
+    return (f'{name} {batch}x{channels}x{in_size}', ref_fn, fast_fn, [x, b])
 
 def cases(device, dtype):
     """StyleGAN3 layer shapes at 256 and 1024 px (batch 16 / 4), plus odd shapes and filters."""
+    device = torch.device(device)
     return [
         _case('sg3t256_36px_512ch', device, dtype, 16, 512, 38, 36, 2, 2, 12, 12),
         _case('sg3t256_up_36to68_256ch', device, dtype, 16, 256, 38, 68, 4, 2, 24, 12),
