@@ -377,12 +377,17 @@ def test_gradcheck_with_respect_to_images(spec):
     assert torch.autograd.gradcheck(_seeded(pipe), [images], fast_mode=True)
 
 def test_geometric_gradients_are_finite_nonzero_and_twice_differentiable():
-    images = _pattern(batch=4, height=16, width=16).requires_grad_(True)
-    pipe = _pipe(**augpipe_specs['bgc'])
+    images = _pattern(batch=12, height=16, width=16).requires_grad_(True)
+    pipe = _pipe(p=0.1, **augpipe_specs['bgcf'])              # Some images transformed, some passed through.
     torch.manual_seed(0)
     out = pipe(images)
+    unchanged = [torch.equal(o, x) for o, x in zip(out, images)]
+    assert any(unchanged) and not all(unchanged)
     (grad,) = torch.autograd.grad(out.square().sum(), [images], create_graph=True)   # As in R1.
     assert torch.isfinite(grad).all() and (grad.abs().sum(dim=(1, 2, 3)) > 0).all()
+    for g, x, same in zip(grad, images, unchanged):           # d/dx sum(x^2) = 2x where the image passed.
+        if same:
+            assert torch.equal(g, 2 * x)
     (grad2,) = torch.autograd.grad(grad.square().sum(), [images])
     assert torch.isfinite(grad2).all() and grad2.abs().sum() > 0
 

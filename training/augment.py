@@ -315,13 +315,12 @@ class AugmentPipe(torch.nn.Module):
         batch_size, _, height, width = x.shape
         matrix_ref = torch.zeros([batch_size], dtype=_precise_dtype(x.device), device=x.device)
         inv = self._sample_geometric_inverse(draws, prob, width, height, matrix_ref)   # [N, 3, 3] out -> in
-        is_identity = (inv == torch.eye(3, dtype=inv.dtype, device=inv.device)).flatten(1).all(dim=1)
+        changed = (inv != torch.eye(3, dtype=inv.dtype, device=inv.device)).flatten(1).any(dim=1)
         # Blitting alone moves pixel centres onto pixel centres (90-degree turns need equal size parity).
         if not self._geom_enabled() and (self.rotate90 == 0 or (width - height) % 2 == 0):
-            warped = _warp_integer(x, inv)
-        else:
-            warped = _warp_resampled(x, inv, self.Hz_geom)
-        return torch.where(is_identity[:, None, None, None], x, warped)
+            return _apply_to_changed(x, changed, lambda subset, index: _warp_integer(subset, inv[index]))
+        return _apply_to_changed(x, changed,
+                                 lambda subset, index: _warp_resampled(subset, inv[index], self.Hz_geom))
 
     def _sample_geometric_inverse(self, draws, prob, width, height, ref):
         """[N, 3, 3] (ref's dtype): maps output pixel positions (centred, in pixels) to input positions. Composing the
@@ -418,27 +417,20 @@ class AugmentPipe(torch.nn.Module):
     # Image-space filtering (App. B): amplify/attenuate 4 octave bands, keeping the expected image power.
 
     def _image_filter(self, x, draws, prob):
-        batch_size, channels, height, width = x.shape
+        batch_size = x.shape[0]
         bank = self.Hz_fbank.to(x.dtype)                                     # [bands, taps]
-        num_bands, taps = bank.shape
+        num_bands = bank.shape[0]
         gains = torch.ones([batch_size, num_bands], dtype=x.dtype, device=x.device)
         for band, multiplier in enumerate(self.imgfilter_bands):
             t = draws.lognormal2(self.imgfilter_std).to(x.dtype)
             apply = draws.gate(prob * self.imgfilter * multiplier)
             gains[:, band] = torch.where(apply, gains[:, band] * t, gains[:, band])
-        is_identity = (gains == 1).all(dim=1)
+        changed = (gains != 1).any(dim=1)
         # Expected power of natural images per band ~ [10, 1, 1, 1] / 13 (1/f^2 spectrum, 4 octave bands).
         band_power = torch.tensor([10, 1, 1, 1], dtype=x.dtype, device=x.device) / 13
         gains = gains / (gains.square() * band_power[:num_bands]).sum(dim=1, keepdim=True).sqrt()
         taps_per_image = gains @ bank                                        # [N, taps], zero phase.
-
-        # Separable: along x, then along y; one filter per image, shared by its channels.
-        pad = taps // 2
-        weight = taps_per_image.repeat_interleave(channels, dim=0)[:, None, None, :]   # [N*C, 1, 1, taps]
-        y = _reflect_pad(x, pad, pad, pad, pad).reshape(1, batch_size * channels, height + 2 * pad, width + 2 * pad)
-        y = F.conv2d(y, weight, groups=batch_size * channels)
-        y = F.conv2d(y, weight.transpose(2, 3), groups=batch_size * channels)
-        return torch.where(is_identity[:, None, None, None], x, y.reshape(x.shape))
+        return _apply_to_changed(x, changed, lambda subset, index: _filter_separable(subset, taps_per_image[index]))
 
     #------------------------------------------------------------------------
     # Corruptions (App. B): additive RGB noise and cutout.
@@ -459,6 +451,28 @@ class AugmentPipe(torch.nn.Module):
         inside_y = (ys[None, :] - centre[:, 1:2]).abs() < self.cutout_size / 2        # [N, H]
         inside = inside_y[:, :, None] & inside_x[:, None, :] & apply[:, None, None]   # [N, H, W]
         return x * (~inside)[:, None].to(x.dtype)
+
+#----------------------------------------------------------------------------
+# Per-image application helpers.
+
+def _apply_to_changed(x, changed, transform):
+    """transform(x[index], index) for the images where changed [N] (bool) is set; the others pass bit-exactly
+    unchanged and cost nothing (at ADA's usual p most images skip a group). One host sync."""
+    index = changed.nonzero()[:, 0]
+    if index.numel() == 0:
+        return x
+    return x.index_copy(0, index, transform(x.index_select(0, index), index))
+
+def _filter_separable(x, taps_per_image):
+    """Filter each image along x, then along y, with its own odd-length 1-D filter (centred), mirror padding.
+    x: [N, C, H, W]; taps_per_image: [N, taps]."""
+    batch_size, channels, height, width = x.shape
+    pad = taps_per_image.shape[1] // 2
+    weight = taps_per_image.repeat_interleave(channels, dim=0)[:, None, None, :]   # [N*C, 1, 1, taps]
+    y = _reflect_pad(x, pad, pad, pad, pad).reshape(1, batch_size * channels, height + 2 * pad, width + 2 * pad)
+    y = F.conv2d(y, weight, groups=batch_size * channels)
+    y = F.conv2d(y, weight.transpose(2, 3), groups=batch_size * channels)
+    return y.reshape(x.shape)
 
 #----------------------------------------------------------------------------
 # Resampling with a per-image inverse matrix.
