@@ -502,6 +502,20 @@ def _warp_integer(x, inv):
 
 _GEOM_PAD_MARGIN = 1      # Extra reflection padding beyond the up filter's support (bilinear footprint).
 
+def _warp_padding(inv, width, height, grid_margin, filter_margin):
+    """Padding (left, right, top, bottom) in whole pixels so that the input positions that inv maps the output
+    (grown by grid_margin pixels per side) to, plus filter_margin, lie inside; the same for the whole batch,
+    at most 4x the size per side (beyond that grid_sample reads zeros). One host sync."""
+    half_w, half_h = width / 2 + grid_margin, height / 2 + grid_margin
+    corners = torch.tensor([[-half_w, -half_h, 1], [half_w, -half_h, 1], [-half_w, half_h, 1], [half_w, half_h, 1]],
+                           dtype=inv.dtype, device=inv.device)
+    src = (corners[None] @ inv.transpose(1, 2))[..., :2]                      # [N, 4, 2]; affine: corners suffice.
+    half_size = torch.tensor([width / 2, height / 2], dtype=inv.dtype, device=inv.device)
+    reach = torch.cat([-(src.amin(dim=(0, 1)) + half_size), src.amax(dim=(0, 1)) - half_size]).cpu().tolist()
+    left, top, right, bottom = [int(np.clip(np.ceil(r + filter_margin), 0, 4 * size))
+                                for r, size in zip(reach, (width, height, width, height))]
+    return left, right, top, bottom
+
 def _warp_resampled(x, inv, lowpass):
     """General warp: reflect-pad, upsample 2x (low-pass), bilinear sample at 2x, downsample 2x (reversed
     low-pass). x: [N, C, H, W]; inv: [N, 3, 3] (output -> input, centred pixel coordinates);
@@ -518,18 +532,9 @@ def _warp_resampled(x, inv, lowpass):
     centroid = float((torch.arange(taps, dtype=torch.float64) * lowpass.cpu().double()).sum())
     delta = ((taps - 1) / 2 - centroid) / 2
 
-    # Reflection padding: the input area the 2x grid reads (its corners mapped by inv), plus the up filter's
-    # reach (taps / 4 pixels) and the bilinear footprint.
-    half_w, half_h = width / 2 + grid_margin + abs(delta), height / 2 + grid_margin + abs(delta)
-    corners = torch.tensor([[-half_w, -half_h, 1], [half_w, -half_h, 1], [-half_w, half_h, 1], [half_w, half_h, 1]],
-                           dtype=inv.dtype, device=x.device)
-    src = corners[None] @ inv.transpose(1, 2)                                 # [N, 4, 3]
-    half_size = torch.tensor([width / 2, height / 2], dtype=inv.dtype, device=x.device)
-    reach = torch.cat([-(src[..., :2].amin(dim=(0, 1)) + half_size), src[..., :2].amax(dim=(0, 1)) - half_size])
-    reach = reach.cpu().tolist()                                              # One host sync per batch.
-    pad_left, pad_top, pad_right, pad_bottom = [
-        int(np.clip(np.ceil(r + abs(delta) + taps / 4) + _GEOM_PAD_MARGIN, 0, 4 * size))
-        for r, size in zip(reach, (width, height, width, height))]
+    # Reflection padding: the input area the 2x grid reads, plus the up filter's reach and the bilinear footprint.
+    pad_left, pad_right, pad_top, pad_bottom = _warp_padding(inv, width, height, grid_margin + abs(delta),
+                                                             abs(delta) + taps / 4 + _GEOM_PAD_MARGIN)
     padded = _reflect_pad(x, pad_left, pad_right, pad_top, pad_bottom)
     padded_h, padded_w = padded.shape[2:]
 
