@@ -102,8 +102,8 @@ def main():
           f'{"D f+b s":>9} {"pipe/D":>7}')
     for row in rows:
         print(f'{row["resolution"]:>5} {row["pipe"]:>7} {row["p"]:>5.2f} {row["batch"]:>5} '
-              f'{row["pipe_fwd_sec"]:>11.4f} {row["pipe_img_per_sec"]:>8.1f} {row["pipe_fwd_bwd_sec"]:>11.4f} {row["d_fwd_bwd_sec"]:>9.4f} '
-              f'{row["pipe_fwd_bwd_over_d_fwd_bwd"]:>7.3f}')
+              f'{row["pipe_fwd_sec"]:>11.4f} {row["pipe_img_per_sec"]:>8.1f} {row["pipe_fwd_bwd_sec"]:>11.4f} '
+              f'{row["d_fwd_bwd_sec"]:>9.4f} {row["pipe_fwd_bwd_over_d_fwd_bwd"]:>7.3f}')
 
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results',
                                    f'augment_{device.type}_p{args.p:g}.json')
