@@ -471,6 +471,17 @@ def test_controller_accepts_collector_means_and_resumes_exactly():
     assert ada.p == resumed.p > 0
     assert ada.state_dict() == resumed.state_dict()
 
+def test_controller_reports_progress_augment_at_each_adjustment():
+    from torch_utils import training_stats
+    collector = training_stats.Collector(regex='Progress/augment', keep_previous=False)
+    ada = _controller(interval=2)
+    for _ in range(4):
+        ada.accumulate(torch.ones(2))
+        ada.step()
+    collector.update()
+    assert collector.num('Progress/augment') == 2
+    assert collector.mean('Progress/augment') == pytest.approx(1.5 * 128 / 500e3, rel=1e-5)   # p after 1, 2 steps.
+
 def test_controller_rejects_bad_settings():
     with pytest.raises(ValueError, match='batch_size'):
         AdaController(_pipe(), batch_size=0)
