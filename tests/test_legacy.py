@@ -237,6 +237,23 @@ def test_our_snapshot_round_trips_bit_identically(tmp_path):
     assert [p.name for p in tmp_path.iterdir() if 'tmp' in p.name] == []  # Atomic writes leave no temporaries.
 
 
+def test_our_snapshot_still_loads_after_our_module_source_changed():
+    G, D = _tiny_pair(seed=9)
+    changed_src = persistence._get_module_src(nets2.Generator.__module__) + '\n# (a later version of this file)\n'
+
+    class ChangedSource(OfficialLayoutPickler):
+        def reducer_override(self, obj):
+            reduced = super().reducer_override(obj)
+            if reduced is not NotImplemented:
+                reduced[1][0]['module_src'] = changed_src
+            return reduced
+    buffer = io.BytesIO()
+    ChangedSource(buffer).dump(_snapshot(G, D))
+    data = legacy.load_network_pkl(io.BytesIO(buffer.getvalue()))
+    assert type(data['G_ema']) is nets2.Generator
+    assert torch.equal(_render(data['G_ema']), _render(G))
+
+
 def test_resume_state_of_plain_data_loads_unchanged():
     G, D = _tiny_pair()
     opt = torch.optim.Adam(G.mapping.parameters(), lr=0.002, betas=(0.0, 0.99))
@@ -477,6 +494,24 @@ def test_truncated_corrupt_empty_and_oversized_files_are_clear_errors(tmp_path):
             safe_pickle.load_pickle(io.BytesIO(garbage))
     with pytest.raises(CorruptPickleError, match='not a network pickle'):
         legacy.load_network_pkl(io.BytesIO(pickle.dumps([1, 2, 3])))
+
+def test_randomly_damaged_pickles_load_or_fail_with_an_unpickling_error():
+    torch.manual_seed(0)
+    layer = nets2.FullyConnectedLayer(4, 3, activation='lrelu').eval().requires_grad_(False)
+    blob = bytearray(pickle.dumps(dict(G=layer, D=None, G_ema=layer, training_set_kwargs=dict(path='x'))))
+    rng = np.random.RandomState(1)
+    outcomes = collections.Counter()
+    for _ in range(300):
+        damaged = bytearray(blob)
+        for pos in rng.randint(0, len(blob), size=rng.randint(1, 4)):
+            damaged[pos] = rng.randint(256)
+        try:
+            legacy.load_network_pkl(io.BytesIO(bytes(damaged)))
+            outcomes['loaded'] += 1
+        except pickle.UnpicklingError:
+            outcomes['refused'] += 1
+    assert outcomes['refused'] > 0 and sum(outcomes.values()) == 300
+
 
 #----------------------------------------------------------------------------
 # TF-era pickles.

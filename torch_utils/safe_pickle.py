@@ -37,7 +37,6 @@ import io
 import os
 import pickle
 import re
-import struct
 import warnings
 
 import numpy as np
@@ -529,8 +528,7 @@ def load_pickle(f, allow_exec=False, max_bytes=DEFAULT_MAX_BYTES):
                 return RestrictedUnpickler(reader, source=source).load()
             except pickle.UnpicklingError:
                 raise
-            except (EOFError, ValueError, TypeError, KeyError, IndexError, AttributeError, OverflowError,
-                    MemoryError, UnicodeDecodeError, RuntimeError, struct.error) as err:
+            except Exception as err:  # Whatever corrupt bytes make the unpickler or a constructor trip over.
                 raise CorruptPickleError(f'{source}: not a readable network pickle '
                                          f'({type(err).__name__}: {err})') from err
 
