@@ -157,6 +157,8 @@ def test_bad_input_is_a_clear_error():
         pipe(torch.zeros([3, 8, 8]))
     with pytest.raises(ValueError, match='1 or 3 channels'):
         pipe(torch.zeros([2, 2, 8, 8]))
+    with pytest.raises(ValueError, match='imgfilter_bands'):
+        AugmentPipe(imgfilter=1, imgfilter_bands=[1, 1, 1])
 
 #----------------------------------------------------------------------------
 # Pixel blitting: exact pixel copies.

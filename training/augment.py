@@ -234,6 +234,9 @@ class AugmentPipe(torch.nn.Module):
         noise_std=0.1, cutout_size=0.5,                         # Std of the noise std; cutout side (of the size).
     ):
         super().__init__()
+        if len(imgfilter_bands) != 4:
+            raise ValueError(f'AugmentPipe: imgfilter_bands={imgfilter_bands!r} must have 4 multipliers, one per '
+                             f'octave band (lowest first)')
         self.register_buffer('p', torch.zeros([]))              # Overall probability, tuned by ADA.
 
         self.xflip, self.rotate90, self.xint, self.xint_max = float(xflip), float(rotate90), float(xint), \
