@@ -20,6 +20,7 @@ import dnnlib
 from torch_utils import persistence
 from torch_utils import safe_pickle
 from torch_utils.safe_pickle import CorruptPickleError, UnsafePickleError  # noqa: F401 (re-exported)
+from torch_utils.tf_legacy import convert_tf_discriminator, convert_tf_generator  # noqa: F401 (official names)
 
 #----------------------------------------------------------------------------
 

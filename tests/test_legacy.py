@@ -595,7 +595,7 @@ def _tf_pickle(Network, G, D):
             synthesis=Network(name='G_synthesis', build_func_name='G_synthesis_stylegan2', variables=synthesis)))
     tf_D = Network(name='D', build_func_name='D_stylegan2', variables=_tf_discriminator_variables(D),
                    static_kwargs=dict(num_channels=3, resolution=16, label_size=0, fmap_base=64, fmap_max=8,
-                                      architecture='resnet'))
+                                      architecture='resnet', resample_kernel=np.array([1, 3, 3, 1])))
     return pickle.dumps((generator('G'), tf_D, generator('Gs')), protocol=4)
 
 
@@ -644,6 +644,20 @@ def test_tf_era_conversion_rejects_unknown_variables(tf_network_class):
                                   synthesis=tf_network_class(name='G_synthesis', variables=synthesis)))
     with pytest.raises(CorruptPickleError, match='Extra/weight'):
         legacy.load_network_pkl(io.BytesIO(pickle.dumps(record, protocol=4)))
+
+
+def test_tf_era_settings_we_do_not_reproduce_are_named(tf_network_class):
+    G, _ = _tiny_tf_equivalents()
+    own, mapping, synthesis = _tf_generator_variables(G)
+    for setting, pattern in [(dict(resample_kernel=[1, 2, 1]), 'resample_kernel'), (dict(fmap_decay=0.5), 'fmap_decay'),
+                             (dict(nonlinearity='relu'), 'nonlinearity')]:
+        record = tf_network_class(name='Gs', static_kwargs=dict(fmap_base=64, fmap_max=8, latent_size=8,
+                                                                dlatent_size=8, **setting),
+                                  variables=own, components=dict(
+                                      mapping=tf_network_class(name='G_mapping', variables=mapping),
+                                      synthesis=tf_network_class(name='G_synthesis', variables=synthesis)))
+        with pytest.raises(CorruptPickleError, match=pattern):
+            legacy.load_network_pkl(io.BytesIO(pickle.dumps(record, protocol=4)))
 
 
 def test_legacy_cli_converts_a_tf_pickle_into_a_loadable_snapshot(tf_network_class, tmp_path):

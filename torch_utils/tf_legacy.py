@@ -126,7 +126,11 @@ def _static_kwargs(record):
 
 def _require(kwargs, key, expected, default, network):
     value = kwargs.get(key, default)
-    if value != expected and not (isinstance(expected, list) and list(np.ravel(value)) == expected):
+    if isinstance(expected, list):
+        matches = [float(v) for v in np.ravel(value)] == [float(v) for v in expected]
+    else:
+        matches = (value == expected)
+    if not matches:
         raise ValueError(f'TF-era {network}: {key}={value!r} is not supported by the converter (needs {expected!r})')
 
 
