@@ -253,6 +253,30 @@ def test_fused_kernel_emulation_low_precision_is_close_to_float32(emulation, dty
     assert float((y_low.float() - y32).abs().max()) <= tol * float(y32.abs().max())
 
 @pytest.mark.slow
+def test_public_op_dispatches_to_the_plugin_after_a_passing_parity_check(emulation, monkeypatch):
+    calls = []
+    class CountingPlugin:
+        def forward(self, *args):
+            calls.append('forward')
+            return emulation.forward(*args)
+        def mask_apply(self, *args):
+            calls.append('mask_apply')
+            return emulation.mask_apply(*args)
+    plugin = CountingPlugin()
+    monkeypatch.setattr(custom_ops, 'use_fast_path', lambda impl, x: impl == 'cuda')  # Pretend CPU tensors are CUDA.
+    monkeypatch.setattr(custom_ops, 'try_get_plugin', lambda name: plugin if name == fl.PLUGIN_NAME else None)
+    monkeypatch.setattr(custom_ops, '_parity', dict())
+    x, b, fu, fd, kwargs = _case_args(CASES[1])
+    x = torch.tensor(x, dtype=torch.float32, requires_grad=True)
+    y = fl.filtered_lrelu(x, fu, fd, torch.tensor(b, dtype=torch.float32), **kwargs)
+    y.backward(torch.ones_like(y))
+    assert custom_ops._parity == {(fl.PLUGIN_NAME, 'cpu'): True}
+    calls_after_parity_check = calls[-2:]
+    assert calls_after_parity_check == ['forward', 'mask_apply']
+    y_ref = fl._filtered_lrelu_ref(x.detach(), fu, fd, torch.tensor(b, dtype=torch.float32), **kwargs)
+    assert torch.allclose(y.detach(), y_ref, rtol=0, atol=1e-5 * float(y_ref.abs().max()))
+
+@pytest.mark.slow
 def test_parity_check_passes_on_the_emulation(emulation):
     ok, details = fl._parity_check('cpu', plugin=emulation)
     assert ok, details
@@ -261,19 +285,16 @@ def test_parity_check_passes_on_the_emulation(emulation):
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason='no CUDA device on this machine')
 @pytest.mark.parametrize('case', CASES)
-def test_cuda_fused_path_matches_reference(case):
+@pytest.mark.parametrize('tile', TILES)
+def test_cuda_fused_path_matches_float64_reference(case, tile):
     x, b, fu, fd, kwargs = _case_args(case)
     plugin = custom_ops.try_get_plugin(fl.PLUGIN_NAME)
     if plugin is None:
         pytest.skip(f'{fl.PLUGIN_NAME} could not be built: {custom_ops.plugin_status(fl.PLUGIN_NAME)}')
-    fu, fd = (None if f is None else f.cuda() for f in (fu, fd))
-    x = torch.tensor(x, dtype=torch.float32, device='cuda', requires_grad=True)
-    b = torch.tensor(b, dtype=torch.float32, device='cuda', requires_grad=True)
-    y_ref = fl._filtered_lrelu_ref(x, fu, fd, b, **kwargs)
-    y = _fused(plugin, x, fu, fd, b, kwargs)
-    dy = torch.randn_like(y_ref)
-    assert torch.allclose(y, y_ref, rtol=0, atol=1e-5 * float(y_ref.abs().max()))
-    for g, g_ref in zip(torch.autograd.grad(y, [x, b], dy), torch.autograd.grad(y_ref, [x, b], dy)):
-        assert torch.allclose(g, g_ref, rtol=0, atol=1e-5 * float(g_ref.abs().max()))
+    x, b = torch.tensor(x, dtype=torch.float32), torch.tensor(b, dtype=torch.float32)
+    out_size = fl._parse_args(x, fu, fd, b, **kwargs).out_size
+    dy = torch.randn(list(x.shape[:2]) + list(out_size), generator=torch.Generator().manual_seed(5))
+    errors = fl._fused_errors(plugin, 'cuda', x, b, fu, fd, dy, tile=tile, **kwargs)
+    assert max(errors.values()) <= 1e-5, errors
 
 #----------------------------------------------------------------------------

@@ -250,6 +250,26 @@ class _MaskApply(torch.autograd.Function):
 
 #----------------------------------------------------------------------------
 
+def _fused_errors(plugin, device, x, b, fu, fd, dy, tile=(0, 0), **kwargs):
+    """Relative errors {'y', 'dx', 'db'} of the fused path on `device` (float32) against the reference in float64 on
+    the CPU (so that TF32 convolutions in a GPU reference cannot blur the comparison). x, b, fu, fd, dy: CPU tensors;
+    kwargs: filtered_lrelu's up, down, padding, gain, slope, clamp, flip_filter."""
+    x64, b64 = x.double().requires_grad_(True), b.double().requires_grad_(True)
+    y_ref = _filtered_lrelu_ref(x64, fu, fd, b64, **kwargs)
+    ref = [y_ref] + list(torch.autograd.grad(y_ref, [x64, b64], dy.double()))
+    x32 = x.to(device, torch.float32).requires_grad_(True)
+    b32 = b.to(device, torch.float32).requires_grad_(True)
+    fu32, fd32 = (None if f is None else f.to(device) for f in (fu, fd))
+    spec = _parse_args(x32, fu32, fd32, b32, **kwargs)
+    y = _filtered_lrelu_fused(plugin, x32, fu32, fd32, b32, spec, tile=tile)
+    ours = [y] + list(torch.autograd.grad(y, [x32, b32], dy.to(device)))
+    errors = dict()
+    for name, u, v in zip(['y', 'dx', 'db'], ours, ref):
+        if u.shape != v.shape:
+            raise ValueError(f'filtered_lrelu: fused {name} has shape {tuple(u.shape)}, reference {tuple(v.shape)}')
+        errors[name] = float((u.detach().cpu().double() - v.detach()).abs().max()) / float(v.detach().abs().max())
+    return errors
+
 def _parity_check(device='cuda', seed=0, plugin=None):
     """Compare the fused kernel with the reference on small random inputs: forward and gradients of x and b.
 
@@ -269,19 +289,11 @@ def _parity_check(device='cuda', seed=0, plugin=None):
     ]
     worst = (0.0, 'exact')
     for shape, fu, fd, up, down, padding, clamp, flip in cases:
-        fu, fd = (None if f is None else f.to(device) for f in (fu, fd))
-        x = torch.randn(shape, generator=gen).to(device).requires_grad_(True)
-        b = torch.randn([shape[1]], generator=gen).to(device).requires_grad_(True)
+        x = torch.randn(shape, generator=gen)
+        b = torch.randn([shape[1]], generator=gen)
         kwargs = dict(up=up, down=down, padding=padding, gain=1.3, slope=0.25, clamp=clamp, flip_filter=flip)
-        y_ref = _filtered_lrelu_ref(x, fu, fd, b, **kwargs)
-        spec = _parse_args(x, fu, fd, b, up, down, padding, 1.3, 0.25, clamp, flip)
-        y_fused = _filtered_lrelu_fused(plugin, x, fu, fd, b, spec)
-        dy = torch.randn(y_ref.shape, generator=gen).to(device)
-        grads_ref = torch.autograd.grad(y_ref, [x, b], dy)
-        grads_fused = torch.autograd.grad(y_fused, [x, b], dy)
-        for name, u, v in [('y', y_fused, y_ref), ('dx', grads_fused[0], grads_ref[0]),
-                           ('db', grads_fused[1], grads_ref[1])]:
-            err = float((u.detach() - v.detach()).abs().max()) / (float(v.detach().abs().max()) + 1e-8)
+        dy = torch.randn(shape[:2] + list(_parse_args(x, fu, fd, b, **kwargs).out_size), generator=gen)
+        for name, err in _fused_errors(plugin, device, x, b, fu, fd, dy, **kwargs).items():
             where = f'{name} for x {shape}, up={up}, down={down}'
             if not np.isfinite(err):
                 return False, f'non-finite result in {where}'
