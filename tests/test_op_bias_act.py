@@ -54,6 +54,7 @@ def test_activation_defaults_match_design():
     expected_gain = dict(linear=1, relu=sqrt2, lrelu=sqrt2, tanh=1, sigmoid=1, elu=1, selu=1, softplus=1, swish=sqrt2)
     assert {name: spec.def_gain for name, spec in ba.activation_funcs.items()} == pytest.approx(expected_gain)
     assert ba.activation_funcs['lrelu'].def_alpha == pytest.approx(0.2)
+    assert ba.activation_funcs['lrelu']['def_alpha'] == ba.activation_funcs['lrelu'].def_alpha  # EasyDict-style.
     assert len({spec.cuda_idx for spec in ba.activation_funcs.values()}) == len(ba.activation_funcs)
 
 @pytest.mark.parametrize('act', ALL_ACTS)

@@ -78,7 +78,7 @@ def bias_act(x, b=None, dim=1, act='linear', alpha=None, gain=None, clamp=None, 
     """
     spec, dim, alpha, gain, clamp = _check_args(x, b, dim, act, alpha, gain, clamp)
     if custom_ops.use_fast_path(impl, x) and (custom_ops.try_get_plugin(PLUGIN_NAME) is not None) and \
-            custom_ops.parity_ok(PLUGIN_NAME, x.device, _parity_check):
+            custom_ops.parity_ok(PLUGIN_NAME, x.device, lambda: _parity_check(x.device)):
         b = b.to(x.dtype) if b is not None else None
         x = x if _is_dense(x) else x.contiguous()  # Outside the Function, so that x's graph stays connected.
         return _BiasActCuda.apply(x, b, dim, act, alpha, gain, clamp)
