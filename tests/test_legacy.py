@@ -430,6 +430,22 @@ def test_build_cannot_install_or_call_setstate(tmp_path):
     assert dnnlib.EasyDict(a=1).a == 1
 
 
+def test_numpy_objects_get_their_state_once_and_dtypes_are_private_copies():
+    blob = pickle.dumps(np.arange(3.0), protocol=4)
+    assert np.array_equal(safe_pickle.load_pickle(io.BytesIO(blob)), np.arange(3.0))
+    # The same array's BUILD applied a second time (e.g. to swap in another dtype or size) is refused.
+    twice = blob[:-1] + pickle.EMPTY_TUPLE + pickle.BUILD + pickle.STOP
+    with pytest.raises(UnsafePickleError, match='twice'):
+        safe_pickle.load_pickle(io.BytesIO(twice))
+    # dtype(..., copy=False) would hand out numpy's shared float64; BUILD then must not be able to alter it.
+    blob = (b'\x80\x04' + _stack_global('numpy', 'dtype') + pickle.SHORT_BINUNICODE + b'\x02f8' + pickle.NEWFALSE
+            + pickle.NEWFALSE + pickle.TUPLE3 + pickle.REDUCE
+            + pickle.dumps((3, '>', None, None, None, -1, -1, 0), protocol=2)[2:-1]
+            + pickle.BUILD + pickle.STOP)
+    loaded = safe_pickle.load_pickle(io.BytesIO(blob))
+    assert loaded is not np.dtype('f8') and np.dtype('f8').byteorder in '=<'
+
+
 def test_appends_and_setitems_only_touch_real_containers():
     # APPENDS on an EasyDict would look up and call its attribute 'extend' (an item).
     blob = (b'\x80\x04' + _stack_global('dnnlib.util', 'EasyDict') + pickle.EMPTY_TUPLE + pickle.NEWOBJ

@@ -144,7 +144,7 @@ def _np_dtype(spec, align=False, copy=False):
     """numpy `dtype(spec, align, copy)` for a type string; the layout arrives by BUILD."""
     if not isinstance(spec, str) or type(align) is not bool or type(copy) is not bool:
         raise UnsafePickleError('numpy dtype records must be dtype(str, bool, bool)')
-    return np.dtype(spec, align=align, copy=copy)
+    return np.dtype(spec, align=align, copy=True)  # Always a private copy: BUILD must never touch numpy's own.
 
 
 def _reconstruct_persistent_obj(meta):
@@ -256,6 +256,7 @@ class RestrictedUnpickler(pickle._Unpickler):
     def __init__(self, file, source='<pickle>'):
         super().__init__(file)
         self._source = source
+        self._awaiting_state = {}  # id -> object created by this load whose one BUILD is still to come.
 
     def _refuse(self, what):
         raise UnsafePickleError(f'{self._source}: refused: {what}. {_allow_exec_hint()}.')
@@ -282,14 +283,20 @@ class RestrictedUnpickler(pickle._Unpickler):
         func = self.stack[-1]
         if id(func) not in _CALLABLE or type(args) is not tuple:
             self._refuse(f'a call of {_describe(func)}')
-        self.stack[-1] = func(*args)
+        result = func(*args)
+        if func is _np_reconstruct or func is _np_dtype:
+            self._awaiting_state[id(result)] = result
+        self.stack[-1] = result
 
     def _load_newobj(self):
         args = self.stack.pop()
         cls = self.stack.pop()
         if not any(cls is allowed for allowed in _NEWOBJ_CLASSES) or type(args) is not tuple:
             self._refuse(f'creating an instance of {_describe(cls)}')
-        self.append(cls.__new__(cls, *args))
+        obj = cls.__new__(cls, *args)
+        if cls is tf_legacy.TFNetworkRecord:
+            self._awaiting_state[id(obj)] = obj
+        self.append(obj)
 
     def _load_newobj_ex(self):
         kwargs = self.stack.pop()
@@ -298,8 +305,13 @@ class RestrictedUnpickler(pickle._Unpickler):
         self._load_newobj()
 
     def _load_build(self):
+        # numpy arrays, dtypes and TF records get their state once, right after this load created them: setting
+        # the state of an object already in use (say a dtype shared by an array) could break memory safety.
         state = self.stack.pop()
         inst = self.stack[-1]
+        fresh = self._awaiting_state.pop(id(inst), None) is inst
+        if not fresh and (isinstance(inst, (np.ndarray, np.dtype)) or type(inst) is tf_legacy.TFNetworkRecord):
+            self._refuse(f'setting the state of {_describe(inst)} twice (BUILD)')
         if type(inst) is np.ndarray:
             if not (isinstance(state, tuple) and len(state) == 5 and isinstance(state[2], np.dtype)
                     and not state[2].hasobject and isinstance(state[4], bytes)):
