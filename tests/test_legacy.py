@@ -126,6 +126,16 @@ def _official_bytes(data, **kwargs):
     return buffer.getvalue()
 
 
+class _MetaOnly:
+    """Pickles as the persistent-object call of a given meta (used to splice records into a pickle)."""
+
+    def __init__(self, meta):
+        self.meta = meta
+
+    def __reduce__(self):
+        return persistence._reconstruct_persistent_obj, (self.meta,)
+
+
 def _snapshot(G, D, **extra):
     return dict(G=G, D=D, G_ema=G, augment_pipe=None, training_set_kwargs=dict(path='data.zip', xflip=False),
                 **extra)
@@ -310,15 +320,6 @@ def test_augment_pipe_is_dropped_with_a_warning_when_our_module_is_missing(monke
         data = legacy.load_network_pkl(io.BytesIO(pickle.dumps(dict(G_ema=G, augment_pipe=_MetaOnly(meta)))))
     assert data['augment_pipe'] is None and type(data['G_ema']) is nets2.Generator
 
-
-class _MetaOnly:
-    """Pickles as the persistent-object call of a given meta (used to splice records into a pickle)."""
-
-    def __init__(self, meta):
-        self.meta = meta
-
-    def __reduce__(self):
-        return persistence._reconstruct_persistent_obj, (self.meta,)
 
 #----------------------------------------------------------------------------
 # Hostile pickles are refused without side effects.
