@@ -136,9 +136,9 @@ def build_training_options(dataset_info, **opts):
                                             random_seed=opts.seed)
     c.data_loader_kwargs = dnnlib.EasyDict(pin_memory=True, prefetch_factor=2, num_workers=opts.workers)
     c.G_kwargs, c.D_kwargs = _network_kwargs(opts, preset, opts.batch)
-    c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', betas=[0, 0.99], eps=1e-8,
+    c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', betas=[0.0, 0.99], eps=1e-8,
                                      lr=opts.glr if opts.glr is not None else preset['glr'])
-    c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', betas=[0, 0.99], eps=1e-8, lr=opts.dlr)
+    c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', betas=[0.0, 0.99], eps=1e-8, lr=opts.dlr)
     c.loss_kwargs = _loss_kwargs(opts, preset, opts.batch)
     c.augment_kwargs = None
     if opts.aug != 'noaug':

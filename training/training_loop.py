@@ -135,13 +135,15 @@ class _WorkerSeeder:
         torch.manual_seed(seed)
 
 
-def setup_data(training_set_kwargs, data_loader_kwargs, rank, num_gpus, batch_size, random_seed, start_nimg):
+def setup_data(training_set_kwargs, data_loader_kwargs, rank, num_gpus, batch_size, random_seed, start_nimg, device):
     """Dataset, and an endless iterator of per-process batches [batch_size // num_gpus, C, H, W] uint8 + labels
     that starts at global image number `start_nimg` of the shuffled stream (exact resume)."""
     training_set = dnnlib.util.construct_class_by_name(**training_set_kwargs)
     sampler = misc.InfiniteSampler(dataset=training_set, rank=rank, num_replicas=num_gpus, seed=random_seed,
                                    start_index=start_nimg)
     loader_kwargs = dict(data_loader_kwargs)
+    if device.type != 'cuda':
+        loader_kwargs['pin_memory'] = False  # Pinned memory only helps copies to a GPU (and warns without one).
     if loader_kwargs.get('num_workers', 0) == 0:
         loader_kwargs.pop('prefetch_factor', None)  # Only meaningful (and only allowed) with worker processes.
         loader_kwargs.pop('persistent_workers', None)
@@ -210,6 +212,8 @@ def build_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interva
     for name, module, opt_kwargs, reg_interval in [('G', G, G_opt_kwargs, G_reg_interval),
                                                    ('D', D, D_opt_kwargs, D_reg_interval)]:
         opt_kwargs = dnnlib.EasyDict(opt_kwargs)
+        if 'betas' in opt_kwargs:
+            opt_kwargs.betas = [float(beta) for beta in opt_kwargs.betas]  # Adam refuses [0, 0.99] (int and float).
         if reg_interval is None:
             opt = dnnlib.util.construct_class_by_name(params=module.parameters(), **opt_kwargs)
             phases += [Phase(name + 'both', module, opt, 1)]
@@ -633,6 +637,16 @@ def evaluate_metrics(ctx, snapshot_data, snapshot_pkl):
     return results
 
 
+def _warn_nonfinite_gradients(log, stats_dict):
+    """Say so when NaN/Inf gradients were replaced during the tick (they are zeroed, never silently)."""
+    prefix = 'Progress/nonfinite_grads/'
+    counts = {name[len(prefix):]: value.mean * value.num for name, value in stats_dict.items()
+              if name.startswith(prefix) and value.num > 0 and value.mean > 0}
+    if counts:
+        log('Warning: non-finite gradient entries replaced this tick: '
+            + ', '.join(f'{phase} {int(count)}' for phase, count in sorted(counts.items())))
+
+
 def end_tick(ctx, state, done):
     """Everything between two ticks. The RNG state is set aside and put back, so that maintenance (images,
     metrics) does not change the training's random streams: a run resumed from this tick's snapshot continues
@@ -654,7 +668,9 @@ def end_tick(ctx, state, done):
             metrics_dict = evaluate_metrics(ctx, snapshot_data, snapshot_pkl)
         del snapshot_data
     ctx.stats_collector.update()
-    ctx.outputs.write_tick(ctx.stats_collector.as_dict(), metrics_dict, state.cur_nimg, ctx.timer.total_sec(state))
+    stats_dict = ctx.stats_collector.as_dict()
+    _warn_nonfinite_gradients(ctx.log, stats_dict)
+    ctx.outputs.write_tick(stats_dict, metrics_dict, state.cur_nimg, ctx.timer.total_sec(state))
     if ctx.progress_fn is not None:
         ctx.progress_fn(state.cur_nimg // 1000, ctx.total_kimg)
     state.cur_tick += 1
@@ -721,7 +737,7 @@ def setup_state(ctx):
     ctx.log('Loading training set...')
     ctx.training_set, ctx.training_set_iterator = setup_data(
         ctx.training_set_kwargs, ctx.data_loader_kwargs, ctx.rank, ctx.num_gpus, ctx.batch_size, ctx.random_seed,
-        start_nimg)
+        start_nimg, ctx.device)
     ctx.log(f'Num images: {len(ctx.training_set)}, image shape: {list(ctx.training_set.image_shape)}, '
             f'label shape: {list(ctx.training_set.label_shape)}')
     ctx.log('Constructing networks...')
