@@ -310,8 +310,9 @@ def check_resume_compatible(resume_pkl, resume_data, G, D):
 class TrainingState:
     """Networks, optimizers, loss, counters and ADA statistics: everything a resumed run needs.
 
-    `snapshot_data()` -> the pickled snapshot dict (official keys + RESUME_STATE_KEY);
-    `load_snapshot_data()` restores from one (everything, or weights only for official pickles)."""
+    Saving: `snapshot_data(resume_state(rank_states, ...))` -> the pickled dict (official keys + RESUME_STATE_KEY),
+    with `rank_state()` gathered from every process. Loading: `load_weights()` (any snapshot, official ones
+    included), then `load_resume_state()` (ours: counters, optimizers, this rank's state) for an exact resume."""
 
     def __init__(self, G, D, G_ema, augment_pipe, loss, phases, optimizers, training_set_kwargs):
         self.G, self.D, self.G_ema, self.augment_pipe = G, D, G_ema, augment_pipe
@@ -330,15 +331,18 @@ class TrainingState:
     def modules(self):
         return dict(G=self.G, D=self.D, G_ema=self.G_ema, augment_pipe=self.augment_pipe)
 
-    def rank_state(self, device):
-        """What differs between processes: RNGs, pl_mean, and the networks' buffers (w_avg, magnitude_ema)."""
-        return dict(rng=capture_rng_state(device), loss=self.loss.state_dict(),
+    def rank_state(self, rng_state):
+        """What differs between processes: RNGs (as captured at the tick boundary), the loss state (pl_mean) and
+        the networks' buffers (w_avg, magnitude_ema are updated from each process's own fakes)."""
+        loss_state = self.loss.state_dict() if hasattr(self.loss, 'state_dict') else {}
+        return dict(rng=rng_state, loss=loss_state,
                     buffers={name: {k: v.detach().cpu().clone() for k, v in module.named_buffers()}
                              for name, module in [('G', self.G), ('D', self.D)]})
 
     def load_rank_state(self, rank_state, device):
         """Restore rank_state(); the RNG part is returned for the caller to restore last."""
-        self.loss.load_state_dict(rank_state['loss'])
+        if hasattr(self.loss, 'load_state_dict'):
+            self.loss.load_state_dict(rank_state['loss'])
         for name, module in [('G', self.G), ('D', self.D)]:
             saved = rank_state['buffers'][name]
             for k, v in module.named_buffers():
@@ -608,9 +612,7 @@ def gather_objects(obj, num_gpus):
 
 def save_network_snapshot(ctx, state, rng_state):
     """Write network-snapshot-<kimg>.pkl atomically (rank 0); collective. Returns (path, snapshot dict)."""
-    rank_state = state.rank_state(ctx.device)
-    rank_state['rng'] = rng_state
-    rank_states = gather_objects(rank_state, ctx.num_gpus)
+    rank_states = gather_objects(state.rank_state(rng_state), ctx.num_gpus)
     if ctx.num_gpus > 1:
         for module in state.modules().values():
             if module is not None:
