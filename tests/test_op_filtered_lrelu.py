@@ -109,7 +109,8 @@ def test_public_op_on_cpu_is_the_reference_and_defaults_match_stylegan3():
 def test_output_size_follows_the_documented_formula():
     fu = upfirdn2d.setup_filter(np.ones(12), separable=True)
     fd = upfirdn2d.setup_filter(np.ones([5, 7]))
-    for h, w, up, down, pads in [(36, 36, 2, 2, (10, 11, 9, 12)), (17, 5, 4, 2, (13, 3, 2, 14)), (9, 8, 1, 3, (5,) * 4)]:
+    sizes = [(36, 36, 2, 2, (10, 11, 9, 12)), (17, 5, 4, 2, (13, 3, 2, 14)), (9, 8, 1, 3, (5,) * 4)]
+    for h, w, up, down, pads in sizes:
         y = fl._filtered_lrelu_ref(torch.zeros([1, 1, h, w]), fu, fd, up=up, down=down, padding=list(pads))
         mid_h, mid_w = h * up + pads[2] + pads[3] - 12 + 1, w * up + pads[0] + pads[1] - 12 + 1
         assert y.shape == (1, 1, (mid_h - 5 + down) // down, (mid_w - 7 + down) // down)

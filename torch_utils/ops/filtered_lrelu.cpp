@@ -59,6 +59,39 @@ static void fl_check_filter(const torch::Tensor& f, const char* name, int separa
 
 //----------------------------------------------------------------------------
 
+struct FlAxisArgs {
+    int in_size, pad0, pad1, fu_taps, fd_taps;
+};
+
+// Fills p.ay and p.ax for the requested tile, or (tile 0 x 0) for the largest evenly filled tile whose shared
+// memory fits.
+static void fl_choose_tiles(FlParams& p, const FlAxisArgs& ya, const FlAxisArgs& xa, int up, int down, int tile_y,
+                            int tile_x, int device_index)
+{
+    auto init_axes = [&](int ty, int tx) {
+        bool ok_y = fl_axis_init(p.ay, ya.in_size, up, down, ya.pad0, ya.pad1, ya.fu_taps, ya.fd_taps, ty);
+        bool ok_x = fl_axis_init(p.ax, xa.in_size, up, down, xa.pad0, xa.pad1, xa.fu_taps, xa.fd_taps, tx);
+        return ok_y && ok_x;
+    };
+    // The output size does not depend on the tile: find it first.
+    TORCH_CHECK(init_axes(4, 4), "filtered_lrelu: input ", ya.in_size, "x", xa.in_size, " gives no output sample",
+                " with up=", up, ", down=", down, ", padding=[", xa.pad0, ", ", xa.pad1, ", ", ya.pad0, ", ", ya.pad1,
+                "] and filters ", ya.fu_taps, "x", xa.fu_taps, ", ", ya.fd_taps, "x", xa.fd_taps);
+    int out_h = p.ay.out_size, out_w = p.ax.out_size;
+    int smem_limit = std::min(fl_max_smem_bytes(device_index), FL_SMEM_CAP);
+    int num_candidates = (int)(sizeof(FL_TILES) / sizeof(FL_TILES[0]));
+    bool fits = false;
+    for (int k = 0; k < num_candidates && !fits; k++) {
+        int ty = tile_y ? tile_y : fl_balanced_tile(out_h, FL_TILES[k][0], 1);
+        int tx = tile_x ? tile_x : fl_balanced_tile(out_w, FL_TILES[k][1], 4);
+        init_axes(ty, tx);
+        fits = fl_smem_layout(p).total_bytes <= smem_limit || tile_y;
+    }
+    TORCH_CHECK(fits, "filtered_lrelu: the filters are too large for the kernel's shared memory");
+    TORCH_CHECK(fl_smem_layout(p).total_bytes <= fl_max_smem_bytes(device_index),
+                "filtered_lrelu: tile ", p.ay.tile_out, "x", p.ax.tile_out, " needs too much shared memory");
+}
+
 // Returns (y [N, C, out_h, out_w] like x, si [N, C, mid_h, ceil(mid_w / 4)] uint8 or an empty tensor).
 static std::tuple<torch::Tensor, torch::Tensor> filtered_lrelu_forward(
     torch::Tensor x, torch::Tensor fu, torch::Tensor fd, torch::Tensor b,
@@ -93,29 +126,9 @@ static std::tuple<torch::Tensor, torch::Tensor> filtered_lrelu_forward(
     p.slope = (float)slope;
     p.clamp = (float)clamp;
     int device_index = x.is_cuda() ? x.get_device() : -1;
-    int smem_limit = std::min(fl_max_smem_bytes(device_index), FL_SMEM_CAP);
-    // Per-axis sizes first (the tile length does not change them), then the largest tile that fits.
-    auto init_axes = [&](int ty, int tx) {
-        return fl_axis_init(p.ay, (int)x.size(2), (int)up, (int)down, (int)pad_y0, (int)pad_y1, (int)fu_taps_y,
-                            (int)fd_taps_y, ty) &
-               fl_axis_init(p.ax, (int)x.size(3), (int)up, (int)down, (int)pad_x0, (int)pad_x1, (int)fu_taps_x,
-                            (int)fd_taps_x, tx);
-    };
-    TORCH_CHECK(init_axes(4, 4), "filtered_lrelu: x ", x.sizes(), " gives no output sample with up=", up,
-                ", down=", down, ", padding=[", pad_x0, ", ", pad_x1, ", ", pad_y0, ", ", pad_y1, "] and filters ",
-                fu_taps_y, "x", fu_taps_x, ", ", fd_taps_y, "x", fd_taps_x);
-    int out_h = p.ay.out_size, out_w = p.ax.out_size;
-    int num_candidates = (int)(sizeof(FL_TILES) / sizeof(FL_TILES[0]));
-    bool fits = false;
-    for (int k = 0; k < num_candidates && !fits; k++) {
-        int ty = tile_y ? (int)tile_y : fl_balanced_tile(out_h, FL_TILES[k][0], 1);
-        int tx = tile_x ? (int)tile_x : fl_balanced_tile(out_w, FL_TILES[k][1], 4);
-        init_axes(ty, tx);
-        fits = fl_smem_layout(p).total_bytes <= smem_limit || tile_y;
-    }
-    TORCH_CHECK(fits, "filtered_lrelu: the filters are too large for the kernel's shared memory");
-    TORCH_CHECK(fl_smem_layout(p).total_bytes <= fl_max_smem_bytes(device_index),
-                "filtered_lrelu: tile ", p.ay.tile_out, "x", p.ax.tile_out, " needs too much shared memory");
+    FlAxisArgs args_y = {(int)x.size(2), (int)pad_y0, (int)pad_y1, (int)fu_taps_y, (int)fd_taps_y};
+    FlAxisArgs args_x = {(int)x.size(3), (int)pad_x0, (int)pad_x1, (int)fu_taps_x, (int)fd_taps_x};
+    fl_choose_tiles(p, args_y, args_x, (int)up, (int)down, (int)tile_y, (int)tile_x, device_index);
 
     auto opts = x.options();
 #ifdef FL_CPU_EMULATION
