@@ -219,8 +219,14 @@ class _FusedFilteredLReLU(torch.autograd.Function):
         return dx, db, None, None, None, None, None, None, None, None
 
 def _fused_backward(plugin, dy, si, fu, fd, spec):
-    """dL/dx from dL/dy and the stored codes; see _FusedFilteredLReLU (padding derivation in the tests' terms:
-    the transposed calls must give z's size and then x's size exactly)."""
+    """dL/dx [N, C, H, W] from dL/dy [N, C, out_h, out_w] and the stored codes si; see _FusedFilteredLReLU.
+
+    Paddings, per axis (taps T, forward padding p0/p1): y[o] = sum_t kd[t] a[o * down + t] has the transpose
+    da[m] = full convolution of (dy zero-inserted by down) with kd reversed, i.e. upfirdn2d with the other flip and
+    padding (Td - 1, mid - out * down), which yields exactly mid samples. z[m] = sum_t ku[t] u[m + t - p0] has the
+    transpose du[i] = full convolution of dz with ku reversed, read at i + p0, i.e. padding (Tu - 1 - p0, Tu - 1 - p1),
+    which yields in * up samples; keeping every up-th gives x's size.
+    """
     (fuh, fuw), (fdh, fdw) = spec.fu_taps, spec.fd_taps
     (mid_h, mid_w), (out_h, out_w) = spec.mid_size, spec.out_size
     px0, px1, py0, py1 = spec.padding
