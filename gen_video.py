@@ -223,10 +223,10 @@ def generate_video(G, output, seeds, grid=(1, 1), num_keyframes=None, w_frames=1
 
 @click.command()
 @click.option('--network', 'network_pkl', help='Network pickle filename or URL', required=True)
-@click.option('--seeds', type=cli.parse_range, help="Random seeds, e.g. '0-11' (see the seed layout above)",
-              required=True)
+@click.option('--seeds', type=cli.parse_range, help="Keyframe seeds, e.g. '0-11'", required=True, metavar='LIST')
 @click.option('--shuffle-seed', type=int, help='Shuffle the seeds with this random seed (default: keep order)')
-@click.option('--grid', type=parse_grid, default='1x1', show_default=True, help='Grid of videos, columns x rows')
+@click.option('--grid', type=parse_grid, default='1x1', show_default=True, help='Grid of videos, columns x rows',
+              metavar='WxH')
 @click.option('--num-keyframes', type=click.IntRange(min=1),
               help='Keyframes per cell (default: number of seeds / cells; seeds repeat to fill)')
 @click.option('--w-frames', type=click.IntRange(min=1), default=120, show_default=True, help='Frames per keyframe')
@@ -244,6 +244,10 @@ def main(network_pkl, seeds, shuffle_seed, grid, num_keyframes, w_frames, trunca
 
     Each grid cell interpolates in W through its keyframe seeds with a periodic cubic spline; the video has
     num_keyframes * w_frames frames of (columns * resolution) x (rows * resolution) pixels.
+
+    Seed i (after shuffling) is keyframe k of cell (x, y) where i = (y * W + x) * K + k. Without --num-keyframes,
+    K = len(seeds) / (W * H) and the number of seeds must be a multiple of W * H; with --num-keyframes=K the
+    seeds repeat cyclically to fill the K * W * H keyframes.
     """
     check_output(output)  # fail fast, before loading the network
     try:
