@@ -19,6 +19,7 @@ import logging
 import os
 import pickle
 import uuid
+import warnings
 import zipfile
 
 import numpy as np
@@ -150,7 +151,9 @@ def load_detector_file(path):
     with open(path, 'rb') as f:
         magic = f.read(4)
     if magic[:2] == b'PK':  # TorchScript archives are zip files.
-        return torch.jit.load(path, map_location='cpu').eval()
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', FutureWarning)  # Recent PyTorch marks TorchScript deprecated.
+            return torch.jit.load(path, map_location='cpu').eval()
     name = os.path.basename(path)
     if not any(name == official or name.endswith('_' + official) for official in OFFICIAL_DETECTOR_NAMES):
         raise ValueError(f'{path}: not a TorchScript archive; pickled detectors are only loaded under the official '

@@ -1,0 +1,179 @@
+"""Compute quality metrics (FID, KID, precision/recall, IS, PPL, ...) for a network pickle.
+
+Examples:
+    python calc_metrics.py --network=network-snapshot-000400.pkl --metrics=fid50k_full,kid50k_full
+    python calc_metrics.py --network=ffhq.pkl --metrics=pr50k3_full --data=~/datasets/ffhq.zip --mirror=1 --gpus=2
+    python calc_metrics.py --network=ffhq.pkl --metrics=fid50k_full --device=cpu --detector-dir=~/detectors
+
+Detector files (Inception for FID/KID/IS, VGG16 for PR/PPL) are downloaded into the dnnlib cache on first use. On a
+machine without internet, put them in <cache>/detectors/ ($DNNLIB_CACHE_DIR/detectors/ when that variable is set)
+or in a folder given by --detector-dir; without them the command stops at once and says which file to put where.
+Results are printed as JSON lines and, when the pickle sits in a training run directory, appended to
+<run dir>/metric-<name>.jsonl.
+"""
+
+import copy
+import os
+import tempfile
+
+import click
+
+import dnnlib
+
+#----------------------------------------------------------------------------
+
+def _parse_metric_list(_ctx, _param, value):
+    names = [name.strip() for name in str(value).split(',') if name.strip()]
+    if names == ['none']:
+        return []
+    return names
+
+
+def resolve_device(device):
+    """'auto' -> 'cuda' when a GPU is usable, else 'cpu'; explicit names are checked."""
+    import torch
+    if device == 'auto':
+        return 'cuda' if torch.cuda.is_available() else 'cpu'
+    if device == 'cuda' and not torch.cuda.is_available():
+        raise click.UsageError('--device=cuda: no usable CUDA device here (use --device=cpu or auto)')
+    if device == 'mps' and not (getattr(torch.backends, 'mps', None) and torch.backends.mps.is_available()):
+        raise click.UsageError('--device=mps: MPS is not available here (use --device=cpu or auto)')
+    return device
+
+
+def check_metrics(metrics, detector_dir):
+    """Unknown names and missing detector files stop the command before anything is loaded."""
+    from metrics import metric_main, metric_utils
+    if not metrics:
+        raise click.UsageError('--metrics: name at least one metric; valid: '
+                               f'{", ".join(metric_main.list_valid_metrics())}')
+    try:
+        metric_main.check_metrics_available(metrics, detector_dir=detector_dir)
+    except ValueError as err:
+        raise click.UsageError(f'--metrics: {err}') from err
+    except metric_utils.DetectorUnavailableError as err:
+        raise click.ClickException(str(err)) from err
+
+
+def load_generator(network_pkl):
+    """(G_ema, snapshot dict) from a pickle path or URL."""
+    import legacy
+    try:
+        with dnnlib.util.open_url(network_pkl, verbose=True) as f:
+            snapshot = legacy.load_network_pkl(f)
+    except (IOError, OSError, ValueError) as err:
+        raise click.ClickException(f'--network={network_pkl}: {err}') from err
+    if snapshot.get('G_ema') is None:
+        raise click.ClickException(f'--network={network_pkl}: the pickle holds no G_ema')
+    return snapshot['G_ema'], snapshot
+
+
+def build_dataset_kwargs(data, mirror, snapshot, G):
+    """Real-data constructor: --data, else the pickle's training_set_kwargs; checked by opening it once."""
+    if data is not None:
+        dataset_kwargs = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=data)
+    elif snapshot.get('training_set_kwargs') is not None:
+        dataset_kwargs = dnnlib.EasyDict(copy.deepcopy(dict(snapshot['training_set_kwargs'])))
+    else:
+        raise click.UsageError('--data: the pickle does not record its training data; give --data=ZIP|DIR')
+    dataset_kwargs.update(resolution=G.img_resolution, use_labels=(G.c_dim != 0), max_size=None)
+    if mirror is not None:
+        dataset_kwargs.xflip = mirror
+    try:
+        dataset = dnnlib.util.construct_class_by_name(**dataset_kwargs)
+    except (IOError, OSError, ValueError) as err:
+        raise click.UsageError(f'--data={dataset_kwargs.get("path")}: {err}') from err
+    if dataset.has_labels != (G.c_dim != 0):
+        raise click.UsageError(f'--data={dataset_kwargs.get("path")}: the network has c_dim={G.c_dim} but the '
+                               f'dataset has {"" if dataset.has_labels else "no "}labels')
+    return dataset_kwargs
+
+
+def find_run_dir(network_pkl):
+    """The training run directory holding the pickle (it has training_options.json), or None."""
+    if os.path.isfile(network_pkl):
+        folder = os.path.dirname(os.path.abspath(network_pkl))
+        if os.path.isfile(os.path.join(folder, 'training_options.json')):
+            return folder
+    return None
+
+#----------------------------------------------------------------------------
+# One process per GPU (or CPU worker); rank 0 reports.
+
+def subprocess_fn(rank, args, init_method=None, local_rank=None):
+    import torch
+    from metrics import metric_main
+    if args.num_gpus > 1 and not torch.distributed.is_initialized():
+        backend = 'nccl' if args.device == 'cuda' else 'gloo'
+        torch.distributed.init_process_group(backend=backend, init_method=init_method, rank=rank,
+                                             world_size=args.num_gpus)
+    device = f'cuda:{rank if local_rank is None else local_rank}' if args.device == 'cuda' else args.device
+    try:
+        for metric in args.metrics:
+            result = metric_main.calc_metric(metric=metric, G=args.G, dataset_kwargs=args.dataset_kwargs,
+                                             num_gpus=args.num_gpus, rank=rank, device=device,
+                                             progress=args.verbose, detector_dir=args.detector_dir)
+            if rank == 0:
+                line = metric_main.report_metric(result, run_dir=args.run_dir, snapshot_pkl=args.network_pkl)
+                if args.verbose:
+                    print(line, flush=True)
+    finally:
+        if args.num_gpus > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def launch(args):
+    import torch
+    if 'RANK' in os.environ and 'WORLD_SIZE' in os.environ:  # Started by torchrun.
+        if int(os.environ['WORLD_SIZE']) != args.num_gpus:
+            raise click.UsageError(f'torchrun WORLD_SIZE={os.environ["WORLD_SIZE"]} but --gpus={args.num_gpus}')
+        local_rank = int(os.environ.get('LOCAL_RANK', os.environ['RANK']))
+        return subprocess_fn(int(os.environ['RANK']), args, init_method='env://', local_rank=local_rank)
+    if args.num_gpus == 1:
+        return subprocess_fn(0, args)
+    with tempfile.TemporaryDirectory() as temp_dir:
+        init_method = f'file://{os.path.abspath(os.path.join(temp_dir, ".torch_distributed_init"))}'
+        torch.multiprocessing.spawn(fn=subprocess_fn, args=(args, init_method), nprocs=args.num_gpus)
+    return None
+
+#----------------------------------------------------------------------------
+
+@click.command(context_settings=dict(max_content_width=120))
+@click.option('--network', 'network_pkl', help='Network pickle (path or URL)', metavar='PATH', required=True)
+@click.option('--metrics', help='Quality metrics', metavar='[NAME|A,B,C]', callback=_parse_metric_list,
+              default='fid50k_full', show_default=True)
+@click.option('--data', help='Dataset to evaluate against  [default: look up from the pickle]', metavar='[ZIP|DIR]')
+@click.option('--mirror', help='Enable dataset x-flips  [default: look up from the pickle]', metavar='BOOL',
+              type=bool)
+@click.option('--gpus', help='Number of GPUs (processes) to use', metavar='INT', type=click.IntRange(min=1),
+              default=1, show_default=True)
+@click.option('--verbose', help='Print results and progress', metavar='BOOL', type=bool, default=True,
+              show_default=True)
+@click.option('--device', help='Compute device', type=click.Choice(['auto', 'cpu', 'cuda', 'mps']), default='auto',
+              show_default=True)
+@click.option('--detector-dir', help='Folder holding detector files (inception-2015-12-05.pkl, vgg16.pkl), '
+              'looked in before the cache and the download', metavar='DIR')
+def calc_metrics(network_pkl, metrics, data, mirror, gpus, verbose, device, detector_dir):
+    """Calculate quality metrics for a network pickle.
+
+    \b
+    Recommended metrics: fid50k_full, kid50k_full, pr50k3_full, ppl2_wend, is50k (+ eqt50k_int, eqt50k_frac,
+    eqr50k when metrics/equivariance.py is present). Legacy: fid50k, kid50k, pr50k3.
+    """
+    device = resolve_device(device)
+    if gpus > 1 and device == 'mps':
+        raise click.UsageError('--gpus > 1 needs --device=cuda or cpu')
+    check_metrics(metrics, detector_dir)
+    G, snapshot = load_generator(network_pkl)
+    dataset_kwargs = build_dataset_kwargs(data, mirror, snapshot, G)
+    args = dnnlib.EasyDict(network_pkl=network_pkl, metrics=metrics, G=G, dataset_kwargs=dataset_kwargs,
+                           num_gpus=gpus, verbose=verbose, device=device, detector_dir=detector_dir,
+                           run_dir=find_run_dir(network_pkl))
+    if verbose:
+        print(f'Dataset: {dataset_kwargs.path} (x-flips: {bool(dataset_kwargs.get("xflip", False))})')
+        print(f'Metrics: {", ".join(metrics)} on {gpus} process(es), device {device}')
+    launch(args)
+
+
+if __name__ == '__main__':
+    calc_metrics()  # pylint: disable=no-value-for-parameter
