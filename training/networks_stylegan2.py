@@ -464,10 +464,13 @@ class SynthesisBlock(torch.nn.Module):
             self.skip = Conv2dLayer(in_channels, out_channels, kernel_size=1, bias=False, up=2,
                                     resample_filter=resample_filter, channels_last=self.channels_last)
 
-    def _resolve_fused_modconv(self, fused_modconv):
+    def _resolve_fused_modconv(self, fused_modconv, dtype, batch_size):
         if fused_modconv is None:
-            # SG2-ADA-era pickles predate this attribute; their blocks fused only outside training.
-            fused_modconv = getattr(self, 'fused_modconv_default', 'inference_only')
+            if not hasattr(self, 'fused_modconv_default'):
+                # SG2-ADA-era pickles predate this attribute; their blocks fused only outside training, and only
+                # in float32 or for a batch of one (a grouped fp16 conv lost precision there).
+                return (not self.training) and (dtype == torch.float32 or batch_size == 1)
+            fused_modconv = self.fused_modconv_default
         if fused_modconv == 'inference_only':
             fused_modconv = (not self.training)
         return fused_modconv
@@ -483,7 +486,7 @@ class SynthesisBlock(torch.nn.Module):
             force_fp32 = True
         dtype = torch.float16 if self.use_fp16 and not force_fp32 else torch.float32
         memory_format = torch.channels_last if self.channels_last and not force_fp32 else torch.contiguous_format
-        fused_modconv = self._resolve_fused_modconv(fused_modconv)
+        fused_modconv = self._resolve_fused_modconv(fused_modconv, dtype, ws.shape[0])
 
         if self.in_channels == 0:
             x = self.const.to(dtype=dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])  # [N, C, 4, 4]

@@ -1,0 +1,110 @@
+"""gen_images.py: one PNG per seed, equal to G applied to numpy RandomState(seed) latents."""
+
+import os
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from click.testing import CliRunner
+
+import gen_images
+from torch_utils import safe_pickle
+from training import networks_stylegan2, networks_stylegan3
+
+TINY = dict(z_dim=16, w_dim=16, img_resolution=16, img_channels=3, channel_base=128, channel_max=16)
+
+
+def _write_snapshot(path, G):
+    safe_pickle.save_network_pkl(dict(G=G, D=None, G_ema=G, augment_pipe=None, training_set_kwargs=None), str(path))
+    return str(path)
+
+
+@pytest.fixture(scope='module')
+def sg2_pkl(tmp_path_factory):
+    torch.manual_seed(1)
+    G = networks_stylegan2.Generator(c_dim=0, mapping_kwargs=dict(num_layers=2), **TINY).eval()
+    return _write_snapshot(tmp_path_factory.mktemp('sg2') / 'net.pkl', G), G
+
+
+def _run(*args):
+    return CliRunner().invoke(gen_images.main, [str(a) for a in args], catch_exceptions=False)
+
+
+def _expected_image(G, seed, **kwargs):
+    z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).float()
+    with torch.no_grad():
+        img = G(z, torch.zeros([1, G.c_dim]), **kwargs)
+    return (img[0].permute(1, 2, 0) * 127.5 + 128).clamp(0, 255).to(torch.uint8).numpy()
+
+
+def test_writes_one_png_per_seed_equal_to_G_of_the_seed(sg2_pkl, tmp_path):
+    pkl, G = sg2_pkl
+    result = _run('--network', pkl, '--seeds', '0,3-4', '--trunc', '0.7', '--outdir', tmp_path, '--device', 'cpu')
+    assert result.exit_code == 0, result.output
+    assert sorted(os.listdir(tmp_path)) == ['seed0000.png', 'seed0003.png', 'seed0004.png']
+    for seed in [0, 3, 4]:
+        written = np.asarray(PIL.Image.open(tmp_path / f'seed{seed:04d}.png'))
+        assert written.shape == (16, 16, 3) and written.dtype == np.uint8
+        expected = _expected_image(G, seed, truncation_psi=0.7, noise_mode='const')
+        assert np.abs(written.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_different_seeds_give_different_images(sg2_pkl, tmp_path):
+    pkl, _G = sg2_pkl
+    _run('--network', pkl, '--seeds', '1-2', '--outdir', tmp_path, '--device', 'cpu')
+    first, second = [np.asarray(PIL.Image.open(tmp_path / f'seed{s:04d}.png')) for s in (1, 2)]
+    assert np.abs(first.astype(int) - second.astype(int)).mean() > 1
+
+
+def test_translate_on_stylegan2_is_a_clear_error(sg2_pkl, tmp_path):
+    pkl, _G = sg2_pkl
+    result = CliRunner().invoke(gen_images.main, ['--network', pkl, '--seeds', '0', '--outdir', str(tmp_path),
+                                                  '--translate', '0.1,0', '--device', 'cpu'])
+    assert result.exit_code != 0
+    assert 'StyleGAN3' in result.output
+
+
+def test_conditional_network_needs_class(tmp_path):
+    torch.manual_seed(2)
+    G = networks_stylegan2.Generator(c_dim=4, mapping_kwargs=dict(num_layers=2), **TINY).eval()
+    pkl = _write_snapshot(tmp_path / 'cond.pkl', G)
+    result = CliRunner().invoke(gen_images.main, ['--network', pkl, '--seeds', '0', '--outdir', str(tmp_path / 'o'),
+                                                  '--device', 'cpu'])
+    assert result.exit_code != 0 and '--class=0..3' in result.output
+    result = _run('--network', pkl, '--seeds', '0', '--class', '2', '--outdir', tmp_path / 'o', '--device', 'cpu')
+    assert result.exit_code == 0
+    written = np.asarray(PIL.Image.open(tmp_path / 'o' / 'seed0000.png'))
+    z = torch.from_numpy(np.random.RandomState(0).randn(1, G.z_dim)).float()
+    with torch.no_grad():
+        img = G(z, torch.nn.functional.one_hot(torch.tensor([2]), 4).float(), noise_mode='const')
+    expected = (img[0].permute(1, 2, 0) * 127.5 + 128).clamp(0, 255).to(torch.uint8).numpy()
+    assert np.abs(written.astype(int) - expected.astype(int)).max() <= 1
+
+
+def test_missing_or_corrupt_network_is_a_clear_error(tmp_path):
+    bad = tmp_path / 'bad.pkl'
+    bad.write_bytes(b'not a pickle at all')
+    for network in [str(tmp_path / 'missing.pkl'), str(bad)]:
+        result = CliRunner().invoke(gen_images.main, ['--network', network, '--seeds', '0', '--outdir',
+                                                      str(tmp_path / 'o'), '--device', 'cpu'])
+        assert result.exit_code == 2, result.output
+        assert '--network' in result.output and 'Traceback' not in result.output
+
+
+def test_stylegan3_translate_and_rotate_move_the_image(tmp_path):
+    torch.manual_seed(3)
+    G = networks_stylegan3.Generator(c_dim=0, mapping_kwargs=dict(num_layers=2), z_dim=16, w_dim=16,
+                                     img_resolution=16, img_channels=3, channel_base=256, channel_max=16).eval()
+    pkl = _write_snapshot(tmp_path / 'sg3.pkl', G)
+    outputs = {}
+    for name, extra in [('plain', []), ('moved', ['--translate', '0.25,0', '--rotate', '30'])]:
+        _run('--network', pkl, '--seeds', '5', '--outdir', tmp_path / name, '--device', 'cpu', *extra)
+        outputs[name] = np.asarray(PIL.Image.open(tmp_path / name / 'seed0005.png')).astype(int)
+    expected = _expected_image(G, 5)  # The fresh network has the identity transform.
+    assert np.abs(outputs['plain'] - expected.astype(int)).max() <= 1
+    gen_images.set_output_transform(G, (0.25, 0), 30)
+    expected_moved = _expected_image(G, 5)
+    assert np.abs(outputs['moved'] - expected_moved.astype(int)).max() <= 1
+    # A random-init SG3 image is low-contrast (output_scale 0.25), so compare against its own spread.
+    assert np.abs(outputs['plain'] - outputs['moved']).mean() > 0.3 * outputs['plain'].std()
