@@ -60,8 +60,8 @@ def save_tiny_detector(folder, names=('inception-2015-12-05.pkl', 'vgg16.pkl')):
     with warnings.catch_warnings():
         warnings.simplefilter('ignore')  # torch.jit.script is deprecated in recent PyTorch, still supported.
         scripted = torch.jit.script(TinyDetector())
-    for name in names:
-        torch.jit.save(scripted, os.path.join(folder, name))
+        for name in names:
+            torch.jit.save(scripted, os.path.join(folder, name))
     return folder
 
 
