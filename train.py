@@ -179,6 +179,12 @@ def check_modules_exist(options):
         if importlib.util.find_spec(module_name) is None:
             raise UsageError(f'--cfg: needs {module_name.replace(".", "/")}.py, which this checkout does not have')
     training_loop.check_optional_modules(options['metrics'], options['augment_kwargs'])
+    if options['metrics']:
+        from metrics import metric_main, metric_utils
+        try:  # Detector files (Inception, VGG16) must be at hand now, not at the first snapshot.
+            metric_main.check_metrics_available(options['metrics'])
+        except metric_utils.DetectorUnavailableError as err:
+            raise UsageError(f'--metrics={",".join(options["metrics"])}: {err}') from err
 
 
 def metrics_available():
@@ -396,7 +402,8 @@ def main(**opts):
     # A tiny run on the built-in dataset, on CPU:
     python dataset_tool.py --source=builtin:shapes --dest=datasets/shapes-32x32.zip --max-images=2000
     python train.py --outdir=training-runs --cfg=stylegan2 --data=datasets/shapes-32x32.zip \\
-        --gpus=1 --batch=8 --gamma=0.1 --cbase=4096 --cmax=64 --aug=noaug --kimg=10 --snap=5
+        --gpus=1 --batch=8 --gamma=0.1 --cbase=4096 --cmax=64 --map-depth=2 --aug=noaug --metrics=none \\
+        --kimg=10 --tick=1 --snap=5
     \b
     # StyleGAN3-T on AFHQv2 with 8 GPUs (or under torchrun with 8 processes):
     python train.py --outdir=training-runs --cfg=stylegan3-t --data=datasets/afhqv2-512x512.zip \\

@@ -6,6 +6,7 @@ import os
 
 import PIL.Image
 import pytest
+import torch
 from click.testing import CliRunner
 
 import dnnlib
@@ -154,6 +155,17 @@ def test_missing_augment_or_metrics_module_fails_at_start():
             tl.check_optional_modules(['fid50k_full'], None)
 
 
+def test_metric_without_its_detector_file_stops_the_run_at_start(monkeypatch):
+    metric_main = pytest.importorskip('metrics.metric_main', reason='the metrics package is not in this checkout')
+    from metrics import metric_utils
+
+    def detector_missing(metrics, **_kwargs):
+        raise metric_utils.DetectorUnavailableError('inception-2015-12-05.pkl is not available; put it at <dir>')
+    monkeypatch.setattr(metric_main, 'check_metrics_available', detector_missing)
+    with pytest.raises(train.UsageError, match='--metrics=fid50k_full: inception-2015-12-05.pkl is not available'):
+        train.check_modules_exist(build('stylegan2', aug='noaug', metrics=['fid50k_full']))
+
+
 def test_metrics_default_depends_on_the_metrics_package():
     expected = 'fid50k_full' if train.metrics_available() else 'none'
     option = next(p for p in train.main.params if p.name == 'metrics')
@@ -220,3 +232,28 @@ def test_two_gloo_processes_on_cpu_keep_identical_parameters(shapes_dir, tmp_pat
     ranks = snapshot[tl.RESUME_STATE_KEY]['ranks']
     assert len(ranks) == 2 and snapshot[tl.RESUME_STATE_KEY]['cur_nimg'] == 20
     assert not all(a == b for a, b in zip(ranks[0]['rng']['python'][1], ranks[1]['rng']['python'][1]))
+
+
+@pytest.mark.slow
+def test_two_process_run_with_a_worker_resumes_bit_exactly(shapes_dir, tmp_path):
+    info = dict(name='shapes16', resolution=16, size=16, has_labels=False)
+    options = train.build_training_options(info, cfg='stylegan2', data=shapes_dir, gpus=2, batch=4, gamma=1,
+                                           cbase=256, cmax=16, map_depth=1, mbstd_group=2, aug='noaug', workers=1,
+                                           fp32=True, device='cpu', metrics=[])
+    options['G_kwargs'].update(z_dim=16, w_dim=16)
+    options.update(kimg_per_tick=0.008, image_grid_size=[2, 2], network_snapshot_ticks=1, image_snapshot_ticks=None)
+    train.launch_training(dict(options, total_kimg=0.02), str(tmp_path / 'reference'))
+    train.launch_training(dict(options, total_kimg=0.012), str(tmp_path / 'first'))  # Stops at tick 1 (12 images).
+    first_dir = tmp_path / 'first' / os.listdir(tmp_path / 'first')[0]
+    train.launch_training(dict(options, total_kimg=0.02, resume_pkl=str(first_dir)), str(tmp_path / 'resumed'))
+    reference, resumed = [tl.load_snapshot(tl.find_latest_snapshot(str(root / os.listdir(root)[0])))
+                          for root in (tmp_path / 'reference', tmp_path / 'resumed')]
+    assert reference[tl.RESUME_STATE_KEY]['cur_nimg'] == resumed[tl.RESUME_STATE_KEY]['cur_nimg'] == 20
+    for name in ('G', 'D', 'G_ema'):
+        resumed_tensors = dict(resumed[name].named_parameters()) | dict(resumed[name].named_buffers())
+        for key, value in list(reference[name].named_parameters()) + list(reference[name].named_buffers()):
+            assert torch.equal(value, resumed_tensors[key]), f'{name}.{key}'
+    for rank in (0, 1):  # Per-process state: pl_mean and G's w_avg differ between ranks, and must resume as such.
+        ref_rank, resumed_rank = (s[tl.RESUME_STATE_KEY]['ranks'][rank] for s in (reference, resumed))
+        assert torch.equal(ref_rank['loss']['pl_mean'], resumed_rank['loss']['pl_mean'])
+        assert torch.equal(ref_rank['buffers']['G']['mapping.w_avg'], resumed_rank['buffers']['G']['mapping.w_avg'])
