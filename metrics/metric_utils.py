@@ -439,8 +439,11 @@ def compute_feature_stats_for_dataset(opts, detector_url, detector_kwargs, rel_l
                                     verbose=opts.progress, detector_dir=opts.detector_dir)
     # Each rank reads items rank, rank + G, ...; the list wraps around so that all ranks run as many batches.
     item_subset = [(i * opts.num_gpus + opts.rank) % num_items for i in range((num_items - 1) // opts.num_gpus + 1)]
+    if data_loader_kwargs is None:  # Decoding PNGs in worker processes keeps a GPU busy; on CPU they compete.
+        data_loader_kwargs = dict(pin_memory=True, num_workers=3, prefetch_factor=2) if opts.device.type == 'cuda' \
+            else dict(num_workers=0)
     loader = torch.utils.data.DataLoader(dataset=dataset, sampler=item_subset, batch_size=batch_size,
-                                         **(data_loader_kwargs or dict(num_workers=0)))
+                                         **data_loader_kwargs)
     num_batches = (len(item_subset) + batch_size - 1) // batch_size
     with torch.no_grad():
         for images, _labels in _progress(loader, opts, num_batches, 'real features'):

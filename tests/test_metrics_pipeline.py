@@ -371,3 +371,26 @@ def test_two_process_sharding_matches_one_process(setup):
         dict(return_features=True), capture_all=True).get_all()
     for rank in range(2):
         np.testing.assert_allclose(np.load(os.path.join(out_dir, f'rank{rank}.npy')), single, rtol=1e-6)
+
+#----------------------------------------------------------------------------
+# Equivariance metrics: the protocol metrics/equivariance.py implements.
+
+
+def test_equivariance_wrappers_call_the_module_protocol(monkeypatch):
+    import sys
+    import types
+    calls = []
+
+    def compute_equivariance_metrics(opts, num_samples, batch_size, translate_max=0.125, rotate_max=1,
+                                     compute_eqt_int=False, compute_eqt_frac=False, compute_eqr=False):
+        calls.append((num_samples, batch_size, compute_eqt_int, compute_eqt_frac, compute_eqr))
+        return 42.0
+    fake = types.ModuleType('metrics.equivariance')
+    fake.compute_equivariance_metrics = compute_equivariance_metrics
+    monkeypatch.setitem(sys.modules, 'metrics.equivariance', fake)
+    opts = metric_utils.MetricOptions(G=TinyG(), device='cpu')
+    assert metric_main.eqt50k_int(opts) == dict(eqt50k_int=42.0)
+    assert metric_main.eqt50k_frac(opts) == dict(eqt50k_frac=42.0)
+    assert metric_main.eqr50k(opts) == dict(eqr50k=42.0)
+    assert calls == [(50000, 4, True, False, False), (50000, 4, False, True, False), (50000, 4, False, False, True)]
+    assert metric_main.metric_detector_urls('fid50k_full') == (metric_utils.INCEPTION_URL,)
