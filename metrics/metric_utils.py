@@ -130,11 +130,18 @@ def detector_missing_message(url, detector_dir=None, reason='not found locally')
 # The official detectors are distributed as *pickles*, and unpickling can run code. We unpickle only files
 # named like the official detectors (a file the user fetched from NVIDIA's URL or placed by hand), and even
 # then only allow globals from torch, collections, copyreg and numpy: a pickle that asks for anything else
-# (os.system, builtins.eval, ...) is refused before it runs. The sha256 of every detector file is recorded
-# with each result, so a number can be traced to the exact file.
+# (os.system, builtins.eval, ...) is refused before it runs. Should a genuine official file need more, the
+# user can opt in to a plain pickle.load of the official names with DNNLIB_TRUST_DETECTOR_PICKLES=1 (never the
+# default). The sha256 of every detector file is recorded with each result, so a number can be traced to the
+# exact file.
 
 _ALLOWED_PICKLE_MODULES = ('torch', 'collections', 'copyreg', 'numpy', '__torch__')
 _ALLOWED_BUILTINS = ('set', 'frozenset', 'slice', 'bytearray', 'complex')
+TRUST_PICKLES_ENV = 'DNNLIB_TRUST_DETECTOR_PICKLES'
+
+
+class _RefusedGlobal(pickle.UnpicklingError):
+    pass
 
 
 class _DetectorUnpickler(pickle.Unpickler):
@@ -142,8 +149,20 @@ class _DetectorUnpickler(pickle.Unpickler):
         root = module.split('.', 1)[0]
         if root in _ALLOWED_PICKLE_MODULES or (module in ('builtins', '__builtin__') and name in _ALLOWED_BUILTINS):
             return super().find_class(module, name)
-        raise pickle.UnpicklingError(f'detector pickle asks for {module}.{name}, which a detector never needs; '
-                                     'refusing to load it')
+        raise _RefusedGlobal(f'the pickle asks for {module}.{name}, which a detector never needs; refusing to '
+                             'load it')
+
+
+def is_official_detector_name(path):
+    """True for inception-2015-12-05.pkl / vgg16.pkl, also as open_url's cached '<md5>_<name>'."""
+    name = os.path.basename(path)
+    return any(name == official or name.endswith('_' + official) for official in OFFICIAL_DETECTOR_NAMES)
+
+
+def _unpickle_detector(path):
+    trusted = os.environ.get(TRUST_PICKLES_ENV, '') == '1'
+    with open(path, 'rb') as f:
+        return pickle.load(f) if trusted else _DetectorUnpickler(f).load()
 
 
 def load_detector_file(path):
@@ -154,13 +173,15 @@ def load_detector_file(path):
         with warnings.catch_warnings():
             warnings.simplefilter('ignore', FutureWarning)  # Recent PyTorch marks TorchScript deprecated.
             return torch.jit.load(path, map_location='cpu').eval()
-    name = os.path.basename(path)
-    if not any(name == official or name.endswith('_' + official) for official in OFFICIAL_DETECTOR_NAMES):
+    if not is_official_detector_name(path):
         raise ValueError(f'{path}: not a TorchScript archive; pickled detectors are only loaded under the official '
                          f'names {", ".join(OFFICIAL_DETECTOR_NAMES)} (save custom detectors with torch.jit.save)')
     try:
-        with open(path, 'rb') as f:
-            detector = _DetectorUnpickler(f).load()
+        detector = _unpickle_detector(path)
+    except _RefusedGlobal as err:
+        raise IOError(f'{path}: {err}. If this is the genuine file from NVIDIA (compare its sha256, '
+                      f'{file_sha256(path)}, with a trusted copy) and you trust it, set {TRUST_PICKLES_ENV}=1 to '
+                      'unpickle it without restrictions.') from err
     except Exception as err:
         raise IOError(f'{path}: cannot load this detector file ({type(err).__name__}: {err}); delete it and fetch '
                       'it again') from err

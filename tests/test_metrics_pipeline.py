@@ -322,6 +322,15 @@ def test_pickled_detector_asking_for_other_globals_is_refused_unrun(setup, tmp_p
         metric_utils.load_detector_file(str(other))
 
 
+def test_trusting_detector_pickles_is_an_explicit_opt_in(tmp_path, monkeypatch):
+    path = tmp_path / 'vgg16.pkl'
+    path.write_bytes(pickle.dumps(TinyG()))  # Needs a global outside torch: this test module's class.
+    with pytest.raises(IOError, match=metric_utils.TRUST_PICKLES_ENV):
+        metric_utils.load_detector_file(str(path))
+    monkeypatch.setenv(metric_utils.TRUST_PICKLES_ENV, '1')
+    assert isinstance(metric_utils.load_detector_file(str(path)), TinyG)
+
+
 def test_official_name_pickle_of_a_torch_module_loads(tmp_path):
     path = tmp_path / 'inception-2015-12-05.pkl'
     module = torch.nn.Linear(3, 2)
