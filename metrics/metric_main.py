@@ -127,6 +127,7 @@ def check_metrics_available(metrics, detector_dir=None, download=True):
 @register_metric
 @needs_detectors(metric_utils.INCEPTION_URL)
 def fid50k_full(opts):
+    """FID: 50k generated images vs. the whole dataset (no x-flips)."""
     opts.dataset_kwargs.update(max_size=None, xflip=False)
     fid = frechet_inception_distance.compute_fid(opts, max_real=None, num_gen=50000)
     return dict(fid50k_full=fid)
@@ -135,6 +136,7 @@ def fid50k_full(opts):
 @register_metric
 @needs_detectors(metric_utils.INCEPTION_URL)
 def kid50k_full(opts):
+    """KID: 50k generated vs. up to 1M real images, 100 subsets of 1000."""
     opts.dataset_kwargs.update(max_size=None, xflip=False)
     kid = kernel_inception_distance.compute_kid(opts, max_real=1000000, num_gen=50000, num_subsets=100,
                                                 max_subset_size=1000)
@@ -144,6 +146,7 @@ def kid50k_full(opts):
 @register_metric
 @needs_detectors(metric_utils.VGG16_URL)
 def pr50k3_full(opts):
+    """Precision and recall, k=3 on VGG16 features: 50k generated vs. up to 200k real images."""
     opts.dataset_kwargs.update(max_size=None, xflip=False)
     precision, recall = precision_recall.compute_pr(opts, max_real=200000, num_gen=50000, nhood_size=3,
                                                     row_batch_size=10000, col_batch_size=10000)
@@ -153,6 +156,7 @@ def pr50k3_full(opts):
 @register_metric
 @needs_detectors(metric_utils.VGG16_URL)
 def ppl2_wend(opts):
+    """Perceptual path length in W, endpoints, eps 1e-4, no crop, 50k samples."""
     ppl = perceptual_path_length.compute_ppl(opts, num_samples=50000, epsilon=1e-4, space='w', sampling='end',
                                              crop=False, batch_size=2)
     return dict(ppl2_wend=ppl)
@@ -161,6 +165,7 @@ def ppl2_wend(opts):
 @register_metric
 @needs_detectors(metric_utils.INCEPTION_URL)
 def is50k(opts):
+    """Inception Score of 50k generated images, 10 splits."""
     opts.dataset_kwargs.update(max_size=None, xflip=False)
     mean, std = inception_score.compute_is(opts, num_gen=50000, num_splits=10)
     return dict(is50k_mean=mean, is50k_std=std)
@@ -171,6 +176,7 @@ def is50k(opts):
 @register_metric
 @needs_detectors(metric_utils.INCEPTION_URL)
 def fid50k(opts):
+    """Legacy FID: 50k generated vs. 50k real images (x-flips as the dataset says)."""
     opts.dataset_kwargs.update(max_size=None)
     fid = frechet_inception_distance.compute_fid(opts, max_real=50000, num_gen=50000)
     return dict(fid50k=fid)
@@ -179,6 +185,7 @@ def fid50k(opts):
 @register_metric
 @needs_detectors(metric_utils.INCEPTION_URL)
 def kid50k(opts):
+    """Legacy KID: 50k generated vs. 50k real images."""
     opts.dataset_kwargs.update(max_size=None)
     kid = kernel_inception_distance.compute_kid(opts, max_real=50000, num_gen=50000, num_subsets=100,
                                                 max_subset_size=1000)
@@ -188,6 +195,7 @@ def kid50k(opts):
 @register_metric
 @needs_detectors(metric_utils.VGG16_URL)
 def pr50k3(opts):
+    """Legacy precision and recall: 50k generated vs. 50k real images."""
     opts.dataset_kwargs.update(max_size=None)
     precision, recall = precision_recall.compute_pr(opts, max_real=50000, num_gen=50000, nhood_size=3,
                                                     row_batch_size=10000, col_batch_size=10000)
@@ -201,18 +209,21 @@ def _equivariance_module():
 
 
 def eqt50k_int(opts):
+    """Equivariance to integer translation (PSNR, dB), StyleGAN3."""
     psnr = _equivariance_module().compute_equivariance_metrics(opts, num_samples=50000, batch_size=4,
                                                                compute_eqt_int=True)
     return dict(eqt50k_int=psnr)
 
 
 def eqt50k_frac(opts):
+    """Equivariance to fractional translation (PSNR, dB), StyleGAN3."""
     psnr = _equivariance_module().compute_equivariance_metrics(opts, num_samples=50000, batch_size=4,
                                                                compute_eqt_frac=True)
     return dict(eqt50k_frac=psnr)
 
 
 def eqr50k(opts):
+    """Equivariance to rotation (PSNR, dB), StyleGAN3."""
     psnr = _equivariance_module().compute_equivariance_metrics(opts, num_samples=50000, batch_size=4,
                                                                compute_eqr=True)
     return dict(eqr50k=psnr)
