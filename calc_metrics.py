@@ -48,7 +48,7 @@ def check_metrics(metrics, detector_dir):
         raise click.UsageError('--metrics: name at least one metric; valid: '
                                f'{", ".join(metric_main.list_valid_metrics())}')
     try:
-        metric_main.check_metrics_available(metrics, detector_dir=detector_dir)
+        metric_main.check_metrics_available(metrics, detector_dir=detector_dir, verbose=True)
     except ValueError as err:
         raise click.UsageError(f'--metrics: {err}') from err
     except metric_utils.DetectorUnavailableError as err:

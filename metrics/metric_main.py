@@ -105,16 +105,17 @@ def report_metric(result_dict, run_dir=None, snapshot_pkl=None):
     return line.rstrip('\n')
 
 
-def check_metrics_available(metrics, detector_dir=None, download=True):
+def check_metrics_available(metrics, detector_dir=None, download=True, verbose=False):
     """Fail fast: raise ValueError for unknown metric names and metric_utils.DetectorUnavailableError (one message
-    for all missing files, naming each file, its URL and where to put it) when a needed detector is missing."""
+    for all missing files, naming each file, its URL and where to put it) when a needed detector is missing.
+    Detectors not yet local are downloaded into the cache now (download=False: only look); verbose prints that."""
     invalid = [metric for metric in metrics if not is_valid_metric(metric)]
     if invalid:
         raise ValueError(f'unknown metric(s) {", ".join(invalid)}; valid: {", ".join(list_valid_metrics())}')
     messages = []
     for url in dict.fromkeys(url for metric in metrics for url in metric_detector_urls(metric)):
         try:
-            metric_utils.find_detector_file(url, detector_dir=detector_dir, download=download)
+            metric_utils.find_detector_file(url, detector_dir=detector_dir, download=download, verbose=verbose)
         except metric_utils.DetectorUnavailableError as err:
             users = [metric for metric in metrics if url in metric_detector_urls(metric)]
             messages.append(f'{err}\n(needed by {", ".join(users)})')
