@@ -441,6 +441,9 @@ def compute_feature_stats_for_dataset(opts, detector_url, detector_kwargs, rel_l
 
     rel_lo, rel_hi: kept for call compatibility (the official progress range); unused.
     """
+    if 'class_name' not in opts.dataset_kwargs:
+        raise ValueError('metrics: real-image statistics need the dataset (dataset_kwargs with class_name and path; '
+                         'calc_metrics.py --data)')
     dataset = dnnlib.util.construct_class_by_name(**opts.dataset_kwargs)
     num_items = len(dataset) if max_items is None else min(len(dataset), max_items)
     opts.info.update(num_real=num_items, mirror=bool(opts.dataset_kwargs.get('xflip', False)),
@@ -484,7 +487,7 @@ class LabelSampler:
         self.rng = np.random.RandomState(seed)
         self.dataset = None
         if c_dim > 0:
-            if not opts.dataset_kwargs:
+            if 'class_name' not in opts.dataset_kwargs:
                 raise ValueError(f'metrics: G is conditional (c_dim={c_dim}); labels need the dataset (--data)')
             self.dataset = dnnlib.util.construct_class_by_name(**opts.dataset_kwargs)
 

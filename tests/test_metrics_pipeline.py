@@ -227,6 +227,15 @@ def test_calc_metric_result_keys_and_info_for_every_registered_metric(setup, mon
         assert len(result.info.detectors) == 1
         json.dumps(result)  # The whole result is JSON-serialisable.
 
+def test_generator_only_metrics_need_no_dataset_and_real_ones_say_so(setup):
+    opts_kwargs = dict(setup.opts_kwargs, dataset_kwargs={})
+    score = is_lib.compute_is(metric_utils.MetricOptions(**opts_kwargs), num_gen=8, num_splits=2)
+    assert np.isfinite(score).all()
+    with pytest.raises(ValueError, match='--data'):
+        fid_lib.compute_fid(metric_utils.MetricOptions(**opts_kwargs), max_real=None, num_gen=8)
+    with pytest.raises(ValueError, match='c_dim=3'):
+        is_lib.compute_is(metric_utils.MetricOptions(**dict(opts_kwargs, G=TinyG(c_dim=3))), num_gen=8, num_splits=2)
+
 #----------------------------------------------------------------------------
 # Real-statistics cache.
 
