@@ -46,7 +46,7 @@ def _randomize_zero_initialised_params(G, seed=2):
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, param in G.named_parameters():
-            if name.endswith('noise_strength') or name.endswith('.bias'):
+            if name.split('.')[-1] in ('noise_strength', 'bias'):
                 param.add_(torch.randn(param.shape, generator=gen) * 0.5)
     return G
 
@@ -81,6 +81,29 @@ def test_default_mapping_is_the_papers_eight_layers_with_lr_multiplier_0_01():
     mapping = nets.MappingNetwork(z_dim=8, c_dim=0, w_dim=8, num_ws=4)
     assert mapping.num_layers == 8 and hasattr(mapping, 'fc7') and not hasattr(mapping, 'fc8')
     assert mapping.fc0.weight_gain == pytest.approx(0.01 / np.sqrt(8)) and mapping.fc0.bias_gain == 0.01
+
+
+def test_full_size_generator_has_the_papers_26_2M_parameters():
+    # SG1 Sec. 2: "Our generator has 26.2M trainable parameters" (1024x1024, 512-dim z and w, 8 mapping layers).
+    G = nets.Generator(z_dim=512, c_dim=0, w_dim=512, img_resolution=1024, img_channels=3, channel_base=16384,
+                       channel_max=512)
+    assert G.num_ws == 18
+    assert round(sum(p.numel() for p in G.parameters()) / 1e5) == 262
+
+
+def test_train_py_stylegan1_preset_builds_this_generator():
+    train = pytest.importorskip('train', reason='train.py is not importable here')
+    dataset_info = dict(name='shapes-16x16', resolution=16, size=100, has_labels=False)
+    for fp32 in [False, True]:
+        options = train.build_training_options(dataset_info, cfg='stylegan1', data='x.zip', gpus=1, batch=4, gamma=10,
+                                               cbase=256, cmax=32, fp32=fp32, metrics=[])
+        G_kwargs = dict(options['G_kwargs'])
+        assert G_kwargs.pop('class_name') == 'training.networks_stylegan1.Generator'
+        G = nets.Generator(c_dim=0, img_resolution=16, img_channels=3, **G_kwargs)
+        assert G.mapping.num_layers == 8 and G(*_inputs(G)).shape == (4, 3, 16, 16)
+        assert options['loss_kwargs']['style_mixing_prob'] == 0.9
+        assert options['D_kwargs']['class_name'] == 'training.networks_stylegan2.Discriminator'
+        assert options['D_kwargs']['architecture'] == 'orig'
 
 
 @pytest.mark.parametrize('img_resolution', [16, 32])
