@@ -93,7 +93,7 @@ class FullyConnectedLayer(torch.nn.Module):
         bias            = True,     # Add a bias?
         activation      = 'linear', # Activation name from bias_act.activation_funcs.
         lr_multiplier   = 1,        # Learning-rate multiplier (equalised lr).
-        bias_init       = 0,        # Initial value of the bias: a number, or a list of out_features numbers.
+        bias_init       = 0,        # Initial effective bias (after bias_gain): a number or out_features numbers.
     ):
         super().__init__()
         self.in_features = in_features
@@ -345,9 +345,10 @@ class AdaINBlock(torch.nn.Module):
         return f'resolution={self.resolution:d}, use_fp16={self.use_fp16}'
 
 #----------------------------------------------------------------------------
-# Synthesis network g: W -> image (SG1 Sec. 2, Table/Fig. 1b): one block per power-of-two resolution from 4x4 to
+# Synthesis network g: W -> image (SG1 Sec. 2, Fig. 1b): one block per power-of-two resolution from 4x4 to
 # img_resolution with min(channel_base / res, channel_max) channels (SG1's widths are channel_base=16384,
-# channel_max=512: 512 channels up to 32x32, halving above). num_ws = 2 * log2(img_resolution) - 2.
+# channel_max=512: 512 channels up to 32x32, halving above; at 1024x1024 G then has the paper's 26.2M parameters).
+# num_ws = 2 * log2(img_resolution) - 2.
 
 @persistence.persistent_class
 class SynthesisNetwork(torch.nn.Module):
