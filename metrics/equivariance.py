@@ -286,19 +286,13 @@ def equivariance_batch(G, ws, rng, kinds, translate_max, rotate_max, synthesis_k
 #----------------------------------------------------------------------------
 # The metric (registered by metric_main as eqt50k_int, eqt50k_frac, eqr50k).
 
-def compute_equivariance_metrics(opts, num_samples, batch_size, translate_max=0.125, rotate_max=1,
-                                 compute_eqt_int=False, compute_eqt_frac=False, compute_eqr=False):
-    """PSNR (dB) of integer translation, fractional translation and rotation equivariance of opts.G.
+def equivariance_totals(opts, num_samples, batch_size, kinds, translate_max=0.125, rotate_max=1):
+    """This rank's share: float64 numpy [len(kinds), 2] of (sum of squared errors, number of values) per kind.
 
-    num_samples latents in all (each rank renders its share: batches rank, rank + num_gpus, ...); translations
-    up to translate_max of the image per axis, rotations up to rotate_max * 180 degrees either way. Returns one
-    float per enabled flag, in the order (int, frac, rot): a single float when one flag is set, else a tuple.
-    Every rank returns the same values (sums reduced across ranks when torch.distributed is initialised).
+    kinds: subset of ('int', 'frac', 'rot'). Batches are split over ranks (each renders ceil(num_samples /
+    (batch_size * num_gpus)) batches); latents, labels and transforms come from private generators seeded by
+    (opts.random_seed, rank).
     """
-    kinds = [kind for kind, on in (('int', compute_eqt_int), ('frac', compute_eqt_frac), ('rot', compute_eqr)) if on]
-    if not kinds:
-        raise ValueError('compute_equivariance_metrics: enable at least one of compute_eqt_int, compute_eqt_frac, '
-                         'compute_eqr')
     G = metric_utils.metric_generator(opts)
     if getattr(getattr(G.synthesis, 'input', None), 'transform', None) is None:
         warnings.warn('equivariance: this generator has no synthesis.input.transform (not StyleGAN3), so its output '
@@ -310,10 +304,10 @@ def compute_equivariance_metrics(opts, num_samples, batch_size, translate_max=0.
     labels = metric_utils.LabelSampler(opts, G.c_dim, seed)
     mapping_keys = ('truncation_psi', 'truncation_cutoff')
     mapping_kwargs = {key: value for key, value in opts.G_kwargs.items() if key in mapping_keys}
-    synthesis_kwargs = {key: value for key, value in opts.G_kwargs.items() if key not in mapping_kwargs}
+    synthesis_kwargs = {key: value for key, value in opts.G_kwargs.items() if key not in mapping_keys}
     synthesis_kwargs.setdefault('noise_mode', 'const')  # Random noise would not move with the image.
 
-    totals = torch.zeros([len(kinds), 2], dtype=torch.float64, device=opts.device)  # (sum, count) per kind.
+    totals = np.zeros([len(kinds), 2], dtype=np.float64)
     num_batches = (num_samples + batch_size * opts.num_gpus - 1) // (batch_size * opts.num_gpus)
     with torch.no_grad():
         for _batch in metric_utils._progress(range(num_batches), opts, num_batches, 'equivariance'):
@@ -321,9 +315,27 @@ def compute_equivariance_metrics(opts, num_samples, batch_size, translate_max=0.
             ws = G.mapping(z=z, c=labels.sample(batch_size), **mapping_kwargs)
             errors = equivariance_batch(G, ws, rng, kinds, translate_max, rotate_max, synthesis_kwargs)
             for row, kind in enumerate(kinds):
-                totals[row] += torch.stack(errors[kind]).to(totals)
+                totals[row] += [float(value) for value in errors[kind]]
+    return totals
+
+
+def compute_equivariance_metrics(opts, num_samples, batch_size, translate_max=0.125, rotate_max=1,
+                                 compute_eqt_int=False, compute_eqt_frac=False, compute_eqr=False):
+    """PSNR (dB) of integer translation, fractional translation and rotation equivariance of opts.G.
+
+    num_samples latents in all, split over ranks; translations up to translate_max of the image per axis,
+    rotations up to rotate_max * 180 degrees either way. Returns one float per enabled flag, in the order
+    (int, frac, rot): a single float when one flag is set, else a tuple. Every rank returns the same values (the
+    sums are all-reduced when torch.distributed is initialised).
+    """
+    kinds = [kind for kind, on in (('int', compute_eqt_int), ('frac', compute_eqt_frac), ('rot', compute_eqr)) if on]
+    if not kinds:
+        raise ValueError('compute_equivariance_metrics: enable at least one of compute_eqt_int, compute_eqt_frac, '
+                         'compute_eqr')
+    totals = equivariance_totals(opts, num_samples, batch_size, kinds, translate_max, rotate_max)
     if opts.num_gpus > 1 and torch.distributed.is_initialized():
-        torch.distributed.all_reduce(totals)
-    totals = totals.cpu().numpy()
+        totals_t = torch.from_numpy(totals).to(opts.device)
+        torch.distributed.all_reduce(totals_t)
+        totals = totals_t.cpu().numpy()
     psnrs = tuple(psnr_from_mse(total / count if count > 0 else float('nan')) for total, count in totals)
     return psnrs[0] if len(psnrs) == 1 else psnrs
