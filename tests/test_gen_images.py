@@ -108,3 +108,20 @@ def test_stylegan3_translate_and_rotate_move_the_image(tmp_path):
     assert np.abs(outputs['moved'] - expected_moved.astype(int)).max() <= 1
     # A random-init SG3 image is low-contrast (output_scale 0.25), so compare against its own spread.
     assert np.abs(outputs['plain'] - outputs['moved']).mean() > 0.3 * outputs['plain'].std()
+
+
+def test_stylegan1_snapshot_renders_in_a_fresh_process(tmp_path):
+    # A fresh interpreter has not imported networks_stylegan1: the safe loader must find it by family.
+    import subprocess
+    import sys
+    from training import networks_stylegan1
+    torch.manual_seed(4)
+    G = networks_stylegan1.Generator(c_dim=0, mapping_kwargs=dict(num_layers=2), **TINY).eval()
+    pkl = _write_snapshot(tmp_path / 'sg1.pkl', G)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    result = subprocess.run([sys.executable, os.path.join(root, 'gen_images.py'), '--network', pkl, '--seeds', '7',
+                             '--outdir', str(tmp_path / 'o'), '--device', 'cpu'], capture_output=True, text=True,
+                            cwd=root)
+    assert result.returncode == 0, result.stderr
+    written = np.asarray(PIL.Image.open(tmp_path / 'o' / 'seed0007.png')).astype(int)
+    assert np.abs(written - _expected_image(G, 7).astype(int)).max() <= 1

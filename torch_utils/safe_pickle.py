@@ -401,17 +401,21 @@ FAMILY_MODULES = {
     'stylegan2':        'training.networks_stylegan2',  # Official SG2 of the StyleGAN3 repo (and ours).
     'stylegan2-ada':    'training.networks_stylegan2',  # Official SG2-ADA `training/networks.py`.
     'augment':          'training.augment',             # AugmentPipe of either official repo (and ours).
+    'stylegan1':        'training.networks_stylegan1',  # Ours only (the official StyleGAN1 was TensorFlow).
 }
 
 
 def detect_family(module_src):
-    """'stylegan3', 'stylegan2', 'stylegan2-ada', 'augment' or None for a persistent object's module source."""
+    """'stylegan3', 'stylegan2', 'stylegan2-ada', 'stylegan1', 'augment' or None for a persistent object's module
+    source."""
     def defines(class_name):
         return re.search(rf'^class\s+{class_name}\b', module_src, flags=re.MULTILINE) is not None
     if defines('SynthesisInput'):
         return 'stylegan3'
     if defines('AugmentPipe'):
         return 'augment'
+    if defines('AdaINBlock'):
+        return 'stylegan1'
     if defines('SynthesisBlock') or defines('DiscriminatorBlock'):
         # The SG2-ADA module predates the `update_emas` argument (it had `skip_w_avg_update`).
         return 'stylegan2' if 'update_emas' in module_src else 'stylegan2-ada'
