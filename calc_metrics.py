@@ -108,9 +108,12 @@ def subprocess_fn(rank, args, init_method=None, local_rank=None):
         torch.distributed.init_process_group(backend=backend, init_method=init_method, rank=rank,
                                              world_size=args.num_gpus)
     device = f'cuda:{rank if local_rank is None else local_rank}' if args.device == 'cuda' else args.device
+    # Spawned processes load the pickle themselves: the safe loader maps its classes onto ours after importing
+    # them, which plain unpickling of a G passed through spawn would not do.
+    G = args.G if args.G is not None else load_generator(args.network_pkl)[0]
     try:
         for metric in args.metrics:
-            result = metric_main.calc_metric(metric=metric, G=args.G, dataset_kwargs=args.dataset_kwargs,
+            result = metric_main.calc_metric(metric=metric, G=G, dataset_kwargs=args.dataset_kwargs,
                                              num_gpus=args.num_gpus, rank=rank, device=device,
                                              progress=args.verbose, detector_dir=args.detector_dir)
             if rank == 0:
@@ -131,6 +134,7 @@ def launch(args):
         return subprocess_fn(int(os.environ['RANK']), args, init_method='env://', local_rank=local_rank)
     if args.num_gpus == 1:
         return subprocess_fn(0, args)
+    args = dnnlib.EasyDict(args, G=None)  # Each process loads the network itself (see subprocess_fn).
     with tempfile.TemporaryDirectory() as temp_dir:
         init_method = f'file://{os.path.abspath(os.path.join(temp_dir, ".torch_distributed_init"))}'
         torch.multiprocessing.spawn(fn=subprocess_fn, args=(args, init_method), nprocs=args.num_gpus)
