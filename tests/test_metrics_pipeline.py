@@ -134,7 +134,9 @@ def _offline_download(url, timeout):
 
 
 def _detector(setup, name='inception-2015-12-05.pkl'):
-    return torch.jit.load(os.path.join(setup.detector_dir, name))
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', FutureWarning)
+        return torch.jit.load(os.path.join(setup.detector_dir, name))
 
 
 def _generated_images(G, num_images, seed=0, batch_gen=4):
