@@ -25,15 +25,16 @@ def slerp(a, b, t):
     return direction / direction.norm(dim=-1, keepdim=True)
 
 
-def prepare_for_lpips(img, crop):
-    """Generator output [N, C, H, W] ~[-1, 1] -> float [0, 255], 3 channels, at most 256 px (box-averaged).
+def prepare_for_lpips(img, crop, img_resolution):
+    """Generator output [N, C, H, W] ~[-1, 1] -> float [0, 255], 3 channels, box-averaged by the factor
+    img_resolution // 256 (the generator's resolution, also when cropped, as the reference pipeline does).
 
     crop: keep the central face region (rows 3/8-7/8, columns 2/8-6/8), as for the FFHQ PPL of the paper.
     """
     if crop:
         eighth = img.shape[2] // 8
         img = img[:, :, eighth * 3:eighth * 7, eighth * 2:eighth * 6]
-    factor = img.shape[2] // 256
+    factor = img_resolution // 256
     if factor > 1:
         img = img.reshape(img.shape[0], img.shape[1], img.shape[2] // factor, factor, img.shape[3] // factor,
                           factor).mean([3, 5])
@@ -67,7 +68,7 @@ def path_length_batch(G, vgg16, z_gen, labels, batch_size, epsilon, space, sampl
         w_at_t = G.mapping(z=z_at_t, c=c_pair)
     # Constant noise: both images of a pair must differ only by the latent step.
     img = G.synthesis(w_at_t, noise_mode='const', force_fp32=True, **G_kwargs)
-    features = vgg16(prepare_for_lpips(img, crop), resize_images=False, return_lpips=True)
+    features = vgg16(prepare_for_lpips(img, crop, G.img_resolution), resize_images=False, return_lpips=True)
     features_t0, features_t1 = features.chunk(2)
     return (features_t0 - features_t1).square().sum(dim=1) / epsilon ** 2
 

@@ -176,3 +176,13 @@ def test_quantize_images_rounds_like_the_reference():
     img = torch.tensor([-1.5, -1.0, -0.0039, 0.0, 0.99, 1.0, 2.0])
     expected = np.clip(np.floor(img.numpy() * 127.5 + 128), 0, 255).astype(np.uint8)
     np.testing.assert_array_equal(metric_utils.quantize_images(img).numpy(), expected)
+
+
+def test_prepare_for_lpips_crops_faces_and_box_averages_by_the_generator_resolution():
+    img = torch.rand([2, 1, 512, 512]) * 2 - 1
+    out = ppl_lib.prepare_for_lpips(img, crop=False, img_resolution=512)
+    expected = (img.reshape(2, 1, 256, 2, 256, 2).mean([3, 5]) + 1) * 127.5
+    torch.testing.assert_close(out, expected.repeat([1, 3, 1, 1]))
+    cropped = ppl_lib.prepare_for_lpips(img, crop=True, img_resolution=512)  # 256 x 256 crop, then factor 2.
+    expected = (img[:, :, 192:448, 128:384].reshape(2, 1, 128, 2, 128, 2).mean([3, 5]) + 1) * 127.5
+    torch.testing.assert_close(cropped, expected.repeat([1, 3, 1, 1]))
