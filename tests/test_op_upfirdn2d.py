@@ -417,3 +417,102 @@ def test_cuda_kernel_low_precision_close_to_reference(dtype):
             fast = run(x.to(dtype), 'cuda')
             assert fast.dtype == dtype
             torch.testing.assert_close(fast.double(), run(x.double(), 'ref'), atol=3e-2, rtol=3e-2)
+
+#----------------------------------------------------------------------------
+# Fast CPU path (_upfirdn2d_cpu: polyphase conv_transpose2d / strided conv2d) against the plain formula
+# (_upfirdn2d_ref), which stays the ground truth.
+
+def _random_fast_path_cases(count=40, seed=1):
+    """Deterministic random (up, down, padding, filter_shape, h, w, flip_filter, gain, padding_form) tuples:
+    odd sizes, factors 1/2/4 per axis, negative and asymmetric padding, separable and 2-D filters."""
+    rng = np.random.RandomState(seed)
+    cases = []
+    while len(cases) < count:
+        up = tuple(int(v) for v in rng.choice([1, 2, 4], size=2))
+        down = tuple(int(v) for v in rng.choice([1, 2, 4], size=2))
+        filter_shape = (int(rng.randint(1, 9)),) if rng.rand() < 0.4 else tuple(int(v) for v in rng.randint(1, 7, 2))
+        fh, fw = (filter_shape * 2)[:2] if len(filter_shape) == 1 else filter_shape
+        h, w = (int(v) for v in rng.randint(1, 10, size=2))
+        padding = tuple(int(v) for v in rng.randint(-3, 6, size=4))
+        form = ['int', 'pair', 'quad'][len(cases) % 3]
+        if form == 'int':
+            padding = (padding[0],) * 4
+        elif form == 'pair':
+            padding = (padding[0], padding[0], padding[2], padding[2])
+        px0, px1, py0, py1 = padding
+        if (w * up[0] + px0 + px1 - fw) // down[0] + 1 < 1 or (h * up[1] + py0 + py1 - fh) // down[1] + 1 < 1:
+            continue
+        if min(w * up[0] + min(px0, 0) + min(px1, 0), h * up[1] + min(py0, 0) + min(py1, 0)) < 1:
+            continue   # Cropped away entirely.
+        user_padding = {'int': padding[0], 'pair': [padding[0], padding[2]], 'quad': list(padding)}[form]
+        cases.append((up, down, user_padding, filter_shape, h, w, bool(rng.rand() < 0.5), float(rng.choice([1, 0.5, 3]))))
+    return cases
+
+FAST_PATH_CASES = _random_fast_path_cases()
+
+@pytest.mark.parametrize('up,down,padding,filter_shape,h,w,flip_filter,gain', FAST_PATH_CASES)
+def test_fast_cpu_path_equals_plain_formula_forward_and_gradient(up, down, padding, filter_shape, h, w, flip_filter,
+                                                                 gain, monkeypatch):
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn([2, 3, h, w], dtype=torch.float64, generator=generator, requires_grad=True)
+    f = torch.randn(filter_shape, dtype=torch.float64, generator=generator)
+    run = lambda x: upfirdn2d.upfirdn2d(x, f, up=list(up), down=list(down), padding=padding,
+                                        flip_filter=flip_filter, gain=gain, impl='ref')
+    fast = run(x)
+    monkeypatch.setattr(upfirdn2d, '_FAST_CPU_ENABLED', False)
+    plain = run(x)
+    assert fast.shape == plain.shape
+    torch.testing.assert_close(fast, plain, rtol=1e-12, atol=1e-12)
+    dy = torch.randn(plain.shape, dtype=torch.float64, generator=generator)
+    grad_plain, = torch.autograd.grad(plain, x, dy)
+    monkeypatch.setattr(upfirdn2d, '_FAST_CPU_ENABLED', True)
+    grad_fast, = torch.autograd.grad(run(x), x, dy)
+    torch.testing.assert_close(grad_fast, grad_plain, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize('up,down,padding,filter_shape,h,w,flip_filter,gain',
+                         [case for case in FAST_PATH_CASES if case[4] * case[5] <= 20][:10] + [
+                             ((1, 1), (2, 2), [1, 2, 0, -1], (4,), 5, 4, False, 2.0),
+                             ((1, 1), (1, 1), [2, 1, 1, 2], (3, 2), 3, 4, True, 1.0),
+                             ((2, 2), (1, 1), [2, 1, 2, 1], (4, 4), 3, 3, False, 4.0)])
+def test_fast_cpu_path_gradcheck_and_gradgradcheck(up, down, padding, filter_shape, h, w, flip_filter, gain):
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn([1, 1, h, w], dtype=torch.float64, generator=generator, requires_grad=True)
+    f = torch.randn(filter_shape, dtype=torch.float64, generator=generator, requires_grad=True)
+    fn = lambda x, f: upfirdn2d._upfirdn2d_cpu(x, f, up, down, upfirdn2d._parse_padding(padding), flip_filter, gain)
+    assert torch.autograd.gradcheck(fn, [x, f])
+    assert torch.autograd.gradgradcheck(fn, [x, f])
+
+
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_fast_cpu_path_is_the_cpu_default_and_matches_wrappers_in_float32(channels_last, monkeypatch):
+    calls = []
+    original = upfirdn2d._upfirdn2d_cpu
+    monkeypatch.setattr(upfirdn2d, '_upfirdn2d_cpu', lambda *args: calls.append(1) or original(*args))
+    torch.manual_seed(0)
+    x = torch.randn(3, 5, 11, 9)
+    x = x.contiguous(memory_format=torch.channels_last) if channels_last else x
+    f4 = upfirdn2d.setup_filter([1, 3, 3, 1])
+    f12 = upfirdn2d.setup_filter(np.hanning(14)[1:-1])
+    runs = [lambda: upfirdn2d.upsample2d(x, f4), lambda: upfirdn2d.downsample2d(x, f4),
+            lambda: upfirdn2d.filter2d(x, f4, padding=1), lambda: upfirdn2d.upsample2d(x, f12, up=4),
+            lambda: upfirdn2d.downsample2d(x, f12, padding=[3, 2])]
+    for run in runs:
+        monkeypatch.setattr(upfirdn2d, '_FAST_CPU_ENABLED', True)
+        fast = run()
+        monkeypatch.setattr(upfirdn2d, '_FAST_CPU_ENABLED', False)
+        plain = run()
+        torch.testing.assert_close(fast, plain, rtol=1e-5, atol=1e-6)
+        assert fast.is_contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+    assert len(calls) == len(runs)
+
+
+def test_fast_cpu_path_with_channels_last_convolutions_matches_plain(monkeypatch):
+    monkeypatch.setattr(upfirdn2d, '_FAST_CPU_CHANNELS_LAST', True)
+    generator = torch.Generator().manual_seed(0)
+    for up, down, padding, filter_shape, h, w, flip_filter, gain in FAST_PATH_CASES[:10]:
+        x = torch.randn([2, 4, h, w], dtype=torch.float64, generator=generator)
+        f = torch.randn(filter_shape, dtype=torch.float64, generator=generator)
+        args = (up, down, upfirdn2d._parse_padding(padding), flip_filter, gain)
+        torch.testing.assert_close(upfirdn2d._upfirdn2d_cpu(x, f, *args), upfirdn2d._upfirdn2d_ref(x, f, *args),
+                                   rtol=1e-12, atol=1e-12)

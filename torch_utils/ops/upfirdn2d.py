@@ -139,6 +139,8 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl='cu
             and _kernel_fits(f, args[0], args[1]) and custom_ops.try_get_plugin(_PLUGIN_NAME) is not None \
             and custom_ops.parity_ok(_PLUGIN_NAME, x.device, lambda: _parity_check(x.device)):
         return _upfirdn2d_cuda(*args).apply(x, f)
+    if x.device.type == 'cpu' and x.dtype in _FAST_CPU_DTYPES and _FAST_CPU_ENABLED:
+        return _upfirdn2d_cpu(x, f, *args)
     return _upfirdn2d_ref(x, f, *args)
 
 #----------------------------------------------------------------------------
@@ -178,6 +180,89 @@ def _upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain):
 
     # Decimation: keep samples 0, down, 2*down, ...
     return x[:, :, ::downy, ::downx]
+
+#----------------------------------------------------------------------------
+# Fast CPU path: the same linear map as _upfirdn2d_ref, arranged so that no multiply touches an inserted zero:
+#   - zero insertion + FIR = one depthwise conv_transpose2d with stride up (polyphase: each input sample scatters
+#     the taps once; K MACs per input sample instead of K per upsampled sample, an up^2 saving in 2-D);
+#   - FIR + decimation = one depthwise conv2d with stride down (only the kept outputs are computed; up and down
+#     together, which StyleGAN does not use, still decimate the upsampled result by slicing);
+#   - zero padding and symmetric crops are done by the convolutions' padding arguments where possible (no copy).
+# Results equal _upfirdn2d_ref up to float rounding (tests/test_op_upfirdn2d.py checks values and gradients of
+# both orders on random shapes). _upfirdn2d_ref stays the ground truth for the CUDA parity check.
+
+_FAST_CPU_DTYPES = (torch.float32, torch.float64)
+_FAST_CPU_ENABLED = True          # Constant; bench/bench_cpu_ops.py and tests monkeypatch it to compare paths.
+_FAST_CPU_CHANNELS_LAST = False   # Constant; True runs the convolutions in channels_last (see the bench: the layout
+                                  # conversions cost more than the faster depthwise kernels save on 2 cores).
+
+
+def _pad_or_crop(x, before_after_x, before_after_y):
+    """Zero-pad (positive) or crop (negative) the last two axes of x by (x0, x1) and (y0, y1)."""
+    (x0, x1), (y0, y1) = before_after_x, before_after_y
+    x = x[:, :, max(-y0, 0): x.shape[2] - max(-y1, 0), max(-x0, 0): x.shape[3] - max(-x1, 0)]
+    if max(x0, x1, y0, y1) > 0:
+        x = F.pad(x, [max(x0, 0), max(x1, 0), max(y0, 0), max(y1, 0)])
+    return x
+
+
+def _split_symmetric(before, after, sign):
+    """(symmetric part, residual before, residual after) of a pad (sign=1) or crop (sign=-1) that a convolution's
+    own padding argument can do without a copy."""
+    symmetric = max(0, min(sign * before, sign * after))
+    return symmetric, before - sign * symmetric, after - sign * symmetric
+
+
+def _depthwise_weights(f, num_channels, flip, gain, dtype):
+    """Depthwise weights [C, 1, fh, fw] (2-D f) or a pair [C, 1, 1, fw], [C, 1, fw, 1] (separable f)."""
+    f = f.to(dtype=dtype)
+    if flip:
+        f = f.flip(list(range(f.ndim)))
+    if f.ndim == 2:
+        return [(f * gain)[np.newaxis, np.newaxis].expand(num_channels, 1, -1, -1).contiguous()]
+    return [(f * gain)[np.newaxis, np.newaxis, np.newaxis].expand(num_channels, 1, 1, -1).contiguous(),
+            f[np.newaxis, np.newaxis, :, np.newaxis].expand(num_channels, 1, -1, 1).contiguous()]
+
+
+def _upfirdn2d_cpu(x, f, up, down, padding, flip_filter, gain):
+    """upfirdn2d on parsed arguments, polyphase/strided formulation (see above); same result as _upfirdn2d_ref."""
+    num_channels = x.shape[1]
+    (upx, upy), (downx, downy), (px0, px1, py0, py1) = up, down, padding
+    fw, fh = _get_filter_size(f)
+    in_format = torch.channels_last if (x.is_contiguous(memory_format=torch.channels_last)
+                                        and not x.is_contiguous()) else torch.contiguous_format
+    if _FAST_CPU_CHANNELS_LAST:
+        x = x.contiguous(memory_format=torch.channels_last)
+    f = f.to(device=x.device)
+
+    if upx == 1 and upy == 1:
+        # y[o] = sum_k g[k] * x_padded[o * down + k] with g the correlation taps (f reversed): a strided conv2d.
+        # Symmetric zero padding is left to conv2d (no padded copy).
+        pad_x, px0, px1 = _split_symmetric(px0, px1, 1)
+        pad_y, py0, py1 = _split_symmetric(py0, py1, 1)
+        x = _pad_or_crop(x, (px0, px1), (py0, py1))
+        weights = _depthwise_weights(f, num_channels, not flip_filter, gain, x.dtype)
+        if len(weights) == 1:
+            x = F.conv2d(x, weights[0], stride=(downy, downx), padding=(pad_y, pad_x), groups=num_channels)
+        else:
+            x = F.conv2d(x, weights[0], stride=(1, downx), padding=(0, pad_x), groups=num_channels)
+            x = F.conv2d(x, weights[1], stride=(downy, 1), padding=(pad_y, 0), groups=num_channels)
+        return x.contiguous(memory_format=in_format)
+
+    # conv_transpose2d(x, h, stride=up) = full true convolution c of the zero-inserted x with h = f (f reversed
+    # when flip_filter), minus trailing zeros. The padded, filtered signal is y[o] = c[o + K - 1 - pad0], i.e. c
+    # padded by pad0 - (K - 1) before and pad1 + up - K after (negative = crop). conv_transpose2d's own padding
+    # argument does the symmetric part of the crop (upsample2d's is all symmetric).
+    crop_x, before_x, after_x = _split_symmetric(px0 - (fw - 1), px1 + upx - fw, -1)
+    crop_y, before_y, after_y = _split_symmetric(py0 - (fh - 1), py1 + upy - fh, -1)
+    weights = _depthwise_weights(f, num_channels, flip_filter, gain, x.dtype)
+    if len(weights) == 1:
+        x = F.conv_transpose2d(x, weights[0], stride=(upy, upx), padding=(crop_y, crop_x), groups=num_channels)
+    else:
+        x = F.conv_transpose2d(x, weights[0], stride=(1, upx), padding=(0, crop_x), groups=num_channels)
+        x = F.conv_transpose2d(x, weights[1], stride=(upy, 1), padding=(crop_y, 0), groups=num_channels)
+    x = _pad_or_crop(x, (before_x, after_x), (before_y, after_y))
+    return x[:, :, ::downy, ::downx].contiguous(memory_format=in_format)
 
 #----------------------------------------------------------------------------
 
