@@ -112,8 +112,8 @@ def test_layer_flags_fp16_and_filter_kinds():
         synthesis = nets.SynthesisNetwork(w_dim=512, img_resolution=1024, img_channels=3, channel_base=65536,
                                           channel_max=1024, conv_kernel=1, use_radial_filters=True)
     layers = [getattr(synthesis, name) for name in synthesis.layer_names]
-    # fp16 where input rate * 2**4 > 1024, i.e. input rate >= 128: from L6 (input L5 at 128) on.
-    assert [layer.use_fp16 for layer in layers] == [False] * 6 + [True] * 9
+    # fp16 where the layer's sampling rate * 2**4 > 1024, i.e. rate >= 128: from L5 (rate 128) on.
+    assert [layer.use_fp16 for layer in layers] == [False] * 5 + [True] * 10
     assert [layer.is_critically_sampled for layer in layers] == [False] * 12 + [True] * 3
     assert [layer.is_torgb for layer in layers] == [False] * 14 + [True]
     assert layers[-1].up_filter is None and layers[-1].down_filter is None

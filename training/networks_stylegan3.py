@@ -14,7 +14,7 @@ interchangeable. Plain attributes (`in_size`, `up_factor`, `padding`, `layer_nam
 official object's pickled state uses, because persistence.py restores such state onto these classes without
 calling `__init__`.
 
-Mixed precision: a layer runs in float16 when its input sampling rate times 2**num_fp16_res exceeds the output
+Mixed precision: a layer runs in float16 when its (output) sampling rate times 2**num_fp16_res exceeds the output
 resolution, and only on CUDA tensors: on CPU (and any non-CUDA device) every layer runs in float32, as the official
 code does, since half-precision convolutions there are slow or unsupported; the output is float32 either way.
 
@@ -516,7 +516,7 @@ class SynthesisNetwork(torch.nn.Module):
             layer = SynthesisLayer(
                 w_dim=self.w_dim, is_torgb=(idx == self.num_layers),
                 is_critically_sampled=(idx >= self.num_layers - self.num_critical),
-                use_fp16=bool(rates[prev] * (2 ** self.num_fp16_res) > self.img_resolution),
+                use_fp16=bool(rates[idx] * (2 ** self.num_fp16_res) > self.img_resolution),
                 in_channels=int(channels[prev]), out_channels=int(channels[idx]),
                 in_size=int(sizes[prev]), out_size=int(sizes[idx]),
                 in_sampling_rate=int(rates[prev]), out_sampling_rate=int(rates[idx]),
