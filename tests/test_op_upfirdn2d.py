@@ -507,11 +507,12 @@ def test_fast_cpu_path_is_the_cpu_default_and_matches_wrappers_in_float32(channe
     assert len(calls) == len(runs)
 
 
-def test_fast_cpu_path_with_channels_last_convolutions_matches_plain(monkeypatch):
-    monkeypatch.setattr(upfirdn2d, '_FAST_CPU_CHANNELS_LAST', True)
+@pytest.mark.parametrize('channels_last,num_channels', [(None, 16), (True, 16), (False, 3), (True, 3)])
+def test_fast_cpu_path_in_either_memory_format_matches_plain(channels_last, num_channels, monkeypatch):
+    monkeypatch.setattr(upfirdn2d, '_FAST_CPU_CHANNELS_LAST', channels_last)
     generator = torch.Generator().manual_seed(0)
     for up, down, padding, filter_shape, h, w, flip_filter, gain in FAST_PATH_CASES[:10]:
-        x = torch.randn([2, 4, h, w], dtype=torch.float64, generator=generator)
+        x = torch.randn([2, num_channels, h, w], dtype=torch.float64, generator=generator)
         f = torch.randn(filter_shape, dtype=torch.float64, generator=generator)
         args = (up, down, upfirdn2d._parse_padding(padding), flip_filter, gain)
         torch.testing.assert_close(upfirdn2d._upfirdn2d_cpu(x, f, *args), upfirdn2d._upfirdn2d_ref(x, f, *args),

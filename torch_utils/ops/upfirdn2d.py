@@ -193,8 +193,13 @@ def _upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain):
 
 _FAST_CPU_DTYPES = (torch.float32, torch.float64)
 _FAST_CPU_ENABLED = True          # Constant; bench/bench_cpu_ops.py and tests monkeypatch it to compare paths.
-_FAST_CPU_CHANNELS_LAST = False   # Constant; True runs the convolutions in channels_last (see the bench: the layout
-                                  # conversions cost more than the faster depthwise kernels save on 2 cores).
+# Memory format of the depthwise convolutions: None = channels_last iff the channel count is not a multiple of 16.
+# Why: for NCHW input oneDNN computes in a 16-channel-blocked layout, padding C up to a multiple of 16 (5x the work
+# for RGB images); channels_last needs no padding but costs two layout copies, which lose where C is a multiple of
+# 16 (bench/bench_cpu_ops.py, 2 cores: 12-tap up/down of [16, 3, 76, 76] 2.5-5x faster in channels_last, the
+# generator's [1, N*C, H, W] calls about 1.2x slower). True/False force it (constant; the bench toggles it).
+_FAST_CPU_CHANNELS_LAST = None
+_ONEDNN_CHANNEL_BLOCK = 16
 
 
 def _pad_or_crop(x, before_after_x, before_after_y):
@@ -231,7 +236,10 @@ def _upfirdn2d_cpu(x, f, up, down, padding, flip_filter, gain):
     fw, fh = _get_filter_size(f)
     in_format = torch.channels_last if (x.is_contiguous(memory_format=torch.channels_last)
                                         and not x.is_contiguous()) else torch.contiguous_format
-    if _FAST_CPU_CHANNELS_LAST:
+    channels_last = _FAST_CPU_CHANNELS_LAST
+    if channels_last is None:
+        channels_last = num_channels % _ONEDNN_CHANNEL_BLOCK != 0
+    if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
     f = f.to(device=x.device)
 
