@@ -168,8 +168,7 @@ def fetch_batch(training_set_iterator, training_set, num_phases, batch_gpu, z_di
     gen_z = torch.randn([num_phases * per_gpu, z_dim], device=device)
     gen_z = [phase_z.split(batch_gpu) for phase_z in gen_z.split(per_gpu)]
     label_idx = np.random.randint(len(training_set), size=num_phases * per_gpu)
-    gen_c = np.stack([training_set.get_label(int(i)) for i in label_idx]) if len(label_idx) else None
-    gen_c = torch.from_numpy(gen_c).to(device)
+    gen_c = torch.from_numpy(np.stack([training_set.get_label(int(i)) for i in label_idx])).to(device)
     gen_c = [phase_c.split(batch_gpu) for phase_c in gen_c.split(per_gpu)]
     return real_img, real_c, gen_z, gen_c
 
