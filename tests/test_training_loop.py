@@ -163,6 +163,27 @@ def test_resume_from_pickle_without_resume_state_loads_weights_only(reference_ru
     assert 'loading weights only' in log and "Weights-only resume: {'ada_kimg': 100, 'ema_rampup': None}" in log
     assert state.cur_nimg == 4  # The counter starts again from zero.
 
+def test_conditional_run_feeds_labels_and_shows_one_class_per_grid_row(tmp_path):
+    data_dir = tmp_path / 'labelled'
+    data_dir.mkdir()
+    labels = []
+    for idx in range(12):
+        image, label = render_shape_image(idx, 16)
+        PIL.Image.fromarray(image).save(data_dir / f'img{idx:08d}.png')
+        labels.append([f'img{idx:08d}.png', label])
+    (data_dir / 'dataset.json').write_text(json.dumps({'labels': labels}))
+    options = tiny_options(str(data_dir), tmp_path / 'run', total_ticks=2, image_grid_size=[3, 4],
+                           network_snapshot_ticks=1)
+    options['training_set_kwargs'].update(use_labels=True, max_size=12)
+    state, _log = run_quietly(**options)
+    assert state.G.c_dim == 4 and state.D.c_dim == 4
+    from training.dataset import ImageFolderDataset
+    (gw, gh), _images, grid_labels = tl.setup_image_grid(ImageFolderDataset(str(data_dir), use_labels=True), 0,
+                                                         (3, 4))
+    rows = grid_labels.reshape(gh, gw, 4).argmax(axis=2)
+    assert (rows == rows[:, :1]).all() and len(set(rows[:, 0])) == len({label for _name, label in labels})
+    assert latest_snapshot(tmp_path / 'run')['G_ema'].c_dim == 4
+
 #----------------------------------------------------------------------------
 # Resume checks.
 

@@ -494,8 +494,9 @@ class ImageGrid:
 
     def __init__(self, training_set, random_seed, z_dim, batch_gpu, device, grid_size=None):
         self.grid_size, self.reals, labels = setup_image_grid(training_set, random_seed, grid_size)
-        self.grid_z = torch.randn([len(labels), z_dim], device=device).split(batch_gpu)
-        self.grid_c = torch.from_numpy(labels).to(device).split(batch_gpu)
+        chunk = batch_gpu if device.type == 'cuda' else max(batch_gpu, 64)  # CPU: fewer, larger calls are faster.
+        self.grid_z = torch.randn([len(labels), z_dim], device=device).split(chunk)
+        self.grid_c = torch.from_numpy(labels).to(device).split(chunk)
 
     @torch.no_grad()
     def save_fakes(self, G_ema, path):
