@@ -1,13 +1,14 @@
 """CPU speed of the resampling ops: the plain reference formula against the optimised CPU formulation, same run.
 
-    OMP_NUM_THREADS=2 python bench/bench_cpu_ops.py [--reps N] [--cases NAME,...] [--out FILE] [--quick]
+    OMP_NUM_THREADS=2 python bench/bench_cpu_ops.py [--reps N] [--cases NAME,...] [--out FILE] [--no-cl]
+                                                    [--no-generator]
 
 upfirdn2d's CPU path (upfirdn2d._upfirdn2d_cpu: polyphase conv_transpose2d for upsampling, strided conv2d for
-downsampling, channels_last depthwise convolutions) is compared with the plain formula (upfirdn2d._upfirdn2d_ref:
-zero insertion, pad, full-resolution depthwise FIR, slice) by toggling upfirdn2d._FAST_CPU_ENABLED, and with the
-optimised path with its convolutions in channels_last (upfirdn2d._FAST_CPU_CHANNELS_LAST = True; the
-default picks channels_last only where C is not a multiple of 16). Cases are StyleGAN2-typical shapes plus an
-end-to-end StyleGAN2 generator forward+backward at 32x32, and the generator's upfirdn2d calls alone. The paths run interleaved (plain, fast, fast, ...) so that
+downsampling; channels_last only where C is not a multiple of 16) is compared with the plain formula
+(upfirdn2d._upfirdn2d_ref: zero insertion, pad, full-resolution depthwise FIR, slice) by toggling
+upfirdn2d._FAST_CPU_ENABLED, and with the optimised path forced to channels_last (_FAST_CPU_CHANNELS_LAST = True).
+Cases: StyleGAN2-typical op shapes, a StyleGAN2 generator forward+backward at 32x32 (--cfg=stylegan2 settings),
+and the generator's upfirdn2d calls alone. The paths run interleaved (plain, fast, fast_cl, plain, ...) so that
 load from other processes hits them alike; the table shows medians over --reps and the speed-up plain / fast.
 Writes JSON (machine, threads, load average, rows) to --out. Exit status 1 if any case's outputs disagree beyond
 float32 rounding (max abs error > 1e-4 of the largest output magnitude).
@@ -76,7 +77,8 @@ def _generator_cases(batch_size=16):
     from training.networks_stylegan2 import Generator
     torch.manual_seed(0)
     G = Generator(z_dim=512, c_dim=0, w_dim=512, img_resolution=32, img_channels=3,
-                  channel_base=8192, channel_max=256).train().requires_grad_(True)
+                  channel_base=8192, channel_max=256, fused_modconv_default='inference_only',  # As --cfg=stylegan2.
+                  ).train().requires_grad_(True)
     gen = torch.Generator().manual_seed(1)
     make = lambda: [torch.randn([batch_size, 512], generator=gen)]
     calls = []

@@ -139,3 +139,22 @@ def test_conv2d_resample_gradcheck_and_gradgradcheck(up, down):
     assert torch.autograd.gradgradcheck(fn, [x, w])
 
 #----------------------------------------------------------------------------
+
+@pytest.mark.parametrize('up,down,kernel,taps,padding,groups,flip_weight,h,w',
+                         [case for case in CASES if case[3] is not None])
+def test_conv2d_resample_fast_cpu_upfirdn2d_equals_plain_formula_with_gradients(up, down, kernel, taps, padding,
+                                                                                 groups, flip_weight, h, w,
+                                                                                 monkeypatch):
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn([2, 2 * groups, h, w], dtype=torch.float64, generator=generator, requires_grad=True)
+    weight = torch.randn([2 * groups, 2, kernel, kernel], dtype=torch.float64, generator=generator,
+                         requires_grad=True)
+    f = upfirdn2d.setup_filter(taps).double()
+    results = []
+    for fast in (True, False):
+        monkeypatch.setattr(upfirdn2d, '_FAST_CPU_ENABLED', fast)
+        y = conv2d_resample(x, weight, f, up=up, down=down, padding=padding, groups=groups, flip_weight=flip_weight)
+        dy = torch.randn(y.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+        results.append([y, *torch.autograd.grad(y, [x, weight], dy)])
+    for got, expected in zip(*results):
+        torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)

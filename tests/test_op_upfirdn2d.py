@@ -445,7 +445,8 @@ def _random_fast_path_cases(count=40, seed=1):
         if min(w * up[0] + min(px0, 0) + min(px1, 0), h * up[1] + min(py0, 0) + min(py1, 0)) < 1:
             continue   # Cropped away entirely.
         user_padding = {'int': padding[0], 'pair': [padding[0], padding[2]], 'quad': list(padding)}[form]
-        cases.append((up, down, user_padding, filter_shape, h, w, bool(rng.rand() < 0.5), float(rng.choice([1, 0.5, 3]))))
+        flip_filter, gain = bool(rng.rand() < 0.5), float(rng.choice([1, 0.5, 3]))
+        cases.append((up, down, user_padding, filter_shape, h, w, flip_filter, gain))
     return cases
 
 FAST_PATH_CASES = _random_fast_path_cases()

@@ -194,10 +194,10 @@ def _upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain):
 _FAST_CPU_DTYPES = (torch.float32, torch.float64)
 _FAST_CPU_ENABLED = True          # Constant; bench/bench_cpu_ops.py and tests monkeypatch it to compare paths.
 # Memory format of the depthwise convolutions: None = channels_last iff the channel count is not a multiple of 16.
-# Why: for NCHW input oneDNN computes in a 16-channel-blocked layout, padding C up to a multiple of 16 (5x the work
-# for RGB images); channels_last needs no padding but costs two layout copies, which lose where C is a multiple of
-# 16 (bench/bench_cpu_ops.py, 2 cores: 12-tap up/down of [16, 3, 76, 76] 2.5-5x faster in channels_last, the
-# generator's [1, N*C, H, W] calls about 1.2x slower). True/False force it (constant; the bench toggles it).
+# Measured, not derived (bench/bench_cpu_ops.py, 2 cores): 12-tap up/down of [16, 3, 76, 76] run 2.5-5x faster in
+# channels_last, the generator's [1, N*C, H, W] calls about 1.2x slower (the two layout copies cost more than they
+# save). Presumably oneDNN computes NCHW depthwise convolutions in a 16-channel-blocked layout, padding C = 3 to 16.
+# True/False force the format (a constant; the bench toggles it).
 _FAST_CPU_CHANNELS_LAST = None
 _ONEDNN_CHANNEL_BLOCK = 16
 
