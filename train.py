@@ -27,7 +27,7 @@ from training import training_loop
 CONFIG_PRESETS = {
     'stylegan1': dict(
         G_class='training.networks_stylegan1.Generator', D_class='training.networks_stylegan2.Discriminator',
-        D_extra=dict(architecture='orig'), map_depth=8, glr=0.002, style_mixing_prob=0.9, pl_weight=0,
+        D_extra=dict(architecture='orig'), map_depth=8, glr=0.001, dlr=0.001, style_mixing_prob=0.9, pl_weight=0,
         G_reg_interval=None),
     'stylegan2': dict(
         G_class='training.networks_stylegan2.Generator', D_class='training.networks_stylegan2.Discriminator',
@@ -52,9 +52,9 @@ WEIGHTS_ONLY_RESUME_OVERRIDES = dict(ada_kimg=100, ema_rampup=None)
 
 OPTION_DEFAULTS = dict(
     outdir=None, cfg=None, data=None, gpus=1, batch=None, gamma=None, cond=False, mirror=False, aug='ada',
-    resume=None, freezed=0, p=0.2, target=0.6, batch_gpu=None, cbase=32768, cmax=512, glr=None, dlr=0.002,
+    resume=None, freezed=0, p=0.2, target=0.6, batch_gpu=None, cbase=32768, cmax=512, glr=None, dlr=None,
     map_depth=None, mbstd_group=4, desc=None, metrics=(), kimg=25000, tick=4, snap=50, seed=0, fp32=False,
-    nobench=False, workers=3, device='cpu', dry_run=False)
+    nobench=False, workers=3, device='cpu', max_minutes=None, dry_run=False)
 
 #----------------------------------------------------------------------------
 # The pure config builder.
@@ -138,7 +138,8 @@ def build_training_options(dataset_info, **opts):
     c.G_kwargs, c.D_kwargs = _network_kwargs(opts, preset, opts.batch)
     c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', betas=[0.0, 0.99], eps=1e-8,
                                      lr=opts.glr if opts.glr is not None else preset['glr'])
-    c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', betas=[0.0, 0.99], eps=1e-8, lr=opts.dlr)
+    c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', betas=[0.0, 0.99], eps=1e-8,
+                                     lr=opts.dlr if opts.dlr is not None else preset.get('dlr', 0.002))
     c.loss_kwargs = _loss_kwargs(opts, preset, opts.batch)
     c.augment_kwargs = None
     if opts.aug != 'noaug':
@@ -150,6 +151,8 @@ def build_training_options(dataset_info, **opts):
              ada_interval=4, ada_kimg=500, total_kimg=opts.kimg, kimg_per_tick=opts.tick,
              image_snapshot_ticks=opts.snap, network_snapshot_ticks=opts.snap, resume_pkl=opts.resume,
              cudnn_benchmark=not opts.nobench, device=opts.device, run_desc=run_desc(opts, dataset_info['name']))
+    if opts.max_minutes is not None:
+        c.max_minutes = opts.max_minutes
     if opts.resume is not None:
         c.weights_only_resume_overrides = dict(WEIGHTS_ONLY_RESUME_OVERRIDES)
     return json.loads(json.dumps(c))  # Plain dicts/lists only: exactly what training_options.json will hold.
@@ -364,10 +367,10 @@ _DEFAULT_METRICS = 'fid50k_full' if metrics_available() else 'none'
               show_default=True)
 @click.option('--cmax', help='Max. feature maps', metavar='INT', type=click.IntRange(min=1), default=512,
               show_default=True)
-@click.option('--glr', help='G learning rate  [default: 0.002 for stylegan1/2, 0.0025 for stylegan3]',
+@click.option('--glr', help='G learning rate  [default: 0.001 stylegan1, 0.002 stylegan2, 0.0025 stylegan3]',
               metavar='FLOAT', type=click.FloatRange(min=0))
-@click.option('--dlr', help='D learning rate', metavar='FLOAT', type=click.FloatRange(min=0), default=0.002,
-              show_default=True)
+@click.option('--dlr', help='D learning rate  [default: 0.001 for stylegan1, 0.002 otherwise]', metavar='FLOAT',
+              type=click.FloatRange(min=0))
 @click.option('--map-depth', help='Mapping network depth  [default: 8 for stylegan1/2, 2 for stylegan3]',
               metavar='INT', type=click.IntRange(min=1))
 @click.option('--mbstd-group', help='Minibatch std group size', metavar='INT', type=click.IntRange(min=1),
@@ -392,6 +395,9 @@ _DEFAULT_METRICS = 'fid50k_full' if metrics_available() else 'none'
               default=3, show_default=True)
 @click.option('--device', help='Where to train: auto = CUDA if available, else CPU',
               type=click.Choice(['auto', 'cpu', 'cuda', 'mps']), default='auto', show_default=True)
+@click.option('--max-minutes', help='Stop after this many minutes of training, with a final snapshot (not '
+              'official: for shared machines, time-boxed jobs and demos)', metavar='FLOAT',
+              type=click.FloatRange(min=0))
 @click.option('-n', '--dry-run', help='Print training options and exit', is_flag=True)
 def main(**opts):
     """Train a GAN using the techniques of StyleGAN, StyleGAN2, StyleGAN2-ADA and StyleGAN3.

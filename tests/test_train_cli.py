@@ -68,6 +68,21 @@ def test_stylegan2_preset_values():
     assert options['run_desc'] == 'stylegan2-ffhq-gpus8-batch32-gamma10'
 
 
+def test_stylegan1_preset_uses_the_papers_learning_rates_unless_overridden():
+    options = build('stylegan1')
+    assert options['G_opt_kwargs']['lr'] == 0.001 and options['D_opt_kwargs']['lr'] == 0.001
+    assert options['loss_kwargs']['style_mixing_prob'] == 0.9
+    assert options['D_kwargs']['architecture'] == 'orig'
+    overridden = build('stylegan1', glr=0.003, dlr=0.004)
+    assert overridden['G_opt_kwargs']['lr'] == 0.003 and overridden['D_opt_kwargs']['lr'] == 0.004
+    assert build('stylegan3-t')['D_opt_kwargs']['lr'] == 0.002
+
+
+def test_max_minutes_reaches_the_training_loop_only_when_given():
+    assert 'max_minutes' not in build('stylegan2')
+    assert build('stylegan2', max_minutes=7.5)['max_minutes'] == 7.5
+
+
 def test_stylegan3_presets_drop_pl_and_mixing_and_r_adds_blur_and_doubles_channels():
     t = build('stylegan3-t', batch=64)
     assert t['G_kwargs']['mapping_kwargs'] == {'num_layers': 2} and t['G_opt_kwargs']['lr'] == 0.0025

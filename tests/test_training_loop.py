@@ -187,6 +187,18 @@ def test_conditional_run_feeds_labels_and_shows_one_class_per_grid_row(tmp_path)
 #----------------------------------------------------------------------------
 # Resume checks.
 
+def test_max_minutes_stops_at_the_first_tick_with_a_final_snapshot(shapes_dir, tmp_path):
+    run_dir = tmp_path / 'timed'
+    options = tiny_options(shapes_dir, run_dir, total_ticks=50, image_snapshot_ticks=10,
+                           network_snapshot_ticks=10, max_minutes=0)
+    state, log = run_quietly(**options)
+    assert 'Stopping: --max-minutes=0 reached.' in log
+    assert state.cur_tick == 1 and state.cur_nimg == 4  # Tick 0 is one iteration of batch 4.
+    snapshots = sorted(name for name in os.listdir(run_dir) if name.startswith('network-snapshot-'))
+    assert snapshots == ['network-snapshot-000000.pkl']
+    assert os.path.isfile(run_dir / 'fakes000000.png')
+
+
 def _tiny_networks(cbase=256, cmax=32, map_depth=2, resolution=16):
     from training.networks_stylegan2 import Discriminator, Generator
     G = Generator(z_dim=8, c_dim=0, w_dim=8, img_resolution=resolution, img_channels=3,

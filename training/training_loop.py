@@ -649,6 +649,17 @@ def _warn_nonfinite_gradients(log, stats_dict):
             + ', '.join(f'{phase} {int(count)}' for phase, count in sorted(counts.items())))
 
 
+def time_is_up(start_time, max_minutes, num_gpus, device):
+    """True once max_minutes of wall time have passed since start_time. Rank 0's clock decides for every rank,
+    so that all processes stop at the same tick."""
+    if max_minutes is None:
+        return False
+    up = torch.tensor(float(time.time() - start_time >= max_minutes * 60), device=device)
+    if num_gpus > 1:
+        torch.distributed.broadcast(up, src=0)
+    return bool(up.item())
+
+
 def end_tick(ctx, state, done):
     """Everything between two ticks. The RNG state is set aside and put back, so that maintenance (images,
     metrics) does not change the training's random streams: a run resumed from this tick's snapshot continues
@@ -659,6 +670,9 @@ def end_tick(ctx, state, done):
     if not done and ctx.abort_fn is not None and ctx.abort_fn():
         done = True
         ctx.log('Aborting...')
+    if not done and time_is_up(ctx.start_time, ctx.max_minutes, ctx.num_gpus, ctx.device):
+        done = True
+        ctx.log(f'Stopping: --max-minutes={ctx.max_minutes:g} reached.')
     if ctx.rank == 0 and ctx.image_snapshot_ticks and (done or state.cur_tick % ctx.image_snapshot_ticks == 0):
         image = ctx.grid.save_fakes(state.G_ema, os.path.join(ctx.run_dir, f'fakes{state.cur_nimg // 1000:06d}.png'))
         ctx.outputs.write_fakes_image(image, state.cur_nimg)
@@ -831,9 +845,11 @@ def training_loop(
     progress_fn             = None,     # Called at every tick with (cur_kimg, total_kimg).
     device                  = None,     # torch device; None = this rank's GPU if CUDA is available, else CPU.
     weights_only_resume_overrides = None,  # Options changed when resuming from a pickle without resume state.
+    max_minutes             = None,     # Stop (with a final snapshot) after this much wall time; None = no limit.
 ):
     """Train G and D; write the run directory's images, stats and snapshots. See the module docstring."""
     ctx = dnnlib.EasyDict(locals())
+    ctx.start_time = time.time()
     ctx.metrics = list(metrics or [])
     ctx.data_loader_kwargs = dict(data_loader_kwargs or {})
     ctx.loss_kwargs = dict(loss_kwargs or {'class_name': 'training.loss.StyleGAN2Loss'})
