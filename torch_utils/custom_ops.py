@@ -42,6 +42,18 @@ class PluginBuildError(RuntimeError):
 #----------------------------------------------------------------------------
 # Toolchain discovery.
 
+def _cpp_extension():
+    """torch.utils.cpp_extension, imported without its import-time guess of CUDA_HOME being logged: that guess
+    is often wrong (see find_cuda_home) and we report the toolkit we really use instead."""
+    torch_logger = logging.getLogger('torch.utils.cpp_extension')
+    level = torch_logger.level
+    torch_logger.setLevel(logging.ERROR)
+    try:
+        import torch.utils.cpp_extension as cpp_ext
+    finally:
+        torch_logger.setLevel(level)
+    return cpp_ext
+
 def _looks_like_cuda_root(path):
     return bool(path) and os.path.isfile(os.path.join(path, 'bin', 'nvcc')) and \
         os.path.isfile(os.path.join(path, 'include', 'cuda_runtime.h'))
@@ -56,7 +68,7 @@ def find_cuda_home():
     for var in ['CUDA_HOME', 'CUDA_PATH']:
         if os.environ.get(var):
             return os.environ[var]
-    import torch.utils.cpp_extension as cpp_ext
+    cpp_ext = _cpp_extension()
     candidates = [cpp_ext.CUDA_HOME, '/usr/local/cuda'] + sorted(glob.glob('/usr/local/cuda-*'), reverse=True)
     for path in candidates:
         if _looks_like_cuda_root(path):
@@ -107,7 +119,7 @@ def _clear_stale_lock(build_dir):
 def _prepare_toolchain_env():
     cuda_home = find_cuda_home()
     if cuda_home is not None:
-        import torch.utils.cpp_extension as cpp_ext
+        cpp_ext = _cpp_extension()
         os.environ['CUDA_HOME'] = cuda_home
         cpp_ext.CUDA_HOME = cuda_home  # Its import-time guess may be wrong (see find_cuda_home).
     if not os.environ.get('TORCH_CUDA_ARCH_LIST') and torch.cuda.is_available():
@@ -151,7 +163,7 @@ def get_plugin(module_name, sources, headers=None, source_dir=None, **build_kwar
             os.replace(tmp, dst)
     _clear_stale_lock(build_dir)
 
-    import torch.utils.cpp_extension as cpp_ext
+    cpp_ext = _cpp_extension()
     if verbosity != 'none':
         _log.info('Setting up PyTorch plugin "%s" (a first build takes minutes) in %s', module_name, build_dir)
     try:

@@ -1,0 +1,93 @@
+"""`make demo`: build the built-in dataset, train a small StyleGAN2 for a fixed time, render images.
+
+    python demo.py [--outdir=demo-out] [--minutes=8] [--device=auto]
+
+Runs the same command lines a user types (dataset_tool.py, train.py, gen_images.py), so the demo exercises the real
+tools. On a CPU the networks are tiny (32x32, at most 32 channels) so that shapes start to appear within minutes;
+with a GPU the networks are larger and the same time buys far more training.
+"""
+
+import argparse
+import glob
+import os
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.abspath(__file__))
+
+# (channel_base, channel_max, batch, kimg per tick, ticks per snapshot) by device type.
+PRESETS = {'cpu': (2048, 32, 32, 1, 2), 'cuda': (16384, 256, 64, 20, 5), 'mps': (4096, 64, 32, 2, 5)}
+
+#----------------------------------------------------------------------------
+
+def run(args):
+    """Run one of the repository's scripts with this interpreter; stop the demo if it fails."""
+    print(f'\n$ python {" ".join(args)}', flush=True)
+    result = subprocess.run([sys.executable] + args, cwd=ROOT)
+    if result.returncode != 0:
+        sys.exit(f'demo: `{args[0]}` failed with exit code {result.returncode} (see its message above)')
+
+
+def pick_device(name):
+    import torch
+    if name != 'auto':
+        return name
+    if torch.cuda.is_available():
+        return 'cuda'
+    if getattr(torch.backends, 'mps', None) is not None and torch.backends.mps.is_available():
+        return 'mps'
+    return 'cpu'
+
+
+def newest_run_dir(runs_dir):
+    run_dirs = sorted(d for d in glob.glob(os.path.join(runs_dir, '[0-9]' * 5 + '-*')) if os.path.isdir(d))
+    if not run_dirs:
+        sys.exit(f'demo: train.py made no run directory under {runs_dir}')
+    return run_dirs[-1]
+
+
+def train_args(data, runs_dir, device, minutes):
+    channel_base, channel_max, batch, tick, snap = PRESETS[device]
+    return ['train.py', f'--outdir={runs_dir}', '--cfg=stylegan2', f'--data={data}', '--gpus=1',
+            f'--batch={batch}', '--gamma=0.05', f'--cbase={channel_base}', f'--cmax={channel_max}', '--map-depth=2',
+            '--mirror=1', '--aug=noaug', '--metrics=none', '--kimg=100000', f'--tick={tick}', f'--snap={snap}',
+            f'--max-minutes={minutes:g}', '--workers=1', f'--device={device}']
+
+#----------------------------------------------------------------------------
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument('--outdir', default=os.path.join(ROOT, 'demo-out'), help='where everything goes')
+    parser.add_argument('--minutes', type=float, default=8, help='training time (wall clock)')
+    parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda', 'mps'])
+    args = parser.parse_args()
+    start = time.time()
+    device = pick_device(args.device)
+    data = os.path.join(args.outdir, 'shapes-32x32.zip')
+    runs_dir = os.path.join(args.outdir, 'training-runs')
+    images_dir = os.path.join(args.outdir, 'images')
+    print(f'demo: training on {device} for {args.minutes:g} minutes; output in {args.outdir}', flush=True)
+
+    if not os.path.isfile(data):
+        run(['dataset_tool.py', '--source=builtin:shapes', f'--dest={data}', '--max-images=5000',
+             '--resolution=32x32'])
+    run(train_args(data, runs_dir, device, args.minutes))
+    run_dir = newest_run_dir(runs_dir)
+    snapshot = sorted(glob.glob(os.path.join(run_dir, 'network-snapshot-*.pkl')))[-1]
+    run(['gen_images.py', f'--network={snapshot}', '--seeds=0-15', f'--outdir={images_dir}', f'--device={device}'])
+
+    fakes = sorted(glob.glob(os.path.join(run_dir, 'fakes[0-9]*.png')))
+    print(f'\ndemo: done in {(time.time() - start) / 60:.1f} minutes.')
+    print(f'  run directory:   {run_dir}')
+    print(f'  real images:     {os.path.join(run_dir, "reals.png")}')
+    print(f'  fakes at start:  {os.path.join(run_dir, "fakes_init.png")}')
+    print(f'  fakes at end:    {fakes[-1] if fakes else "(none)"}')
+    print(f'  snapshot:        {snapshot}')
+    print(f'  rendered seeds:  {images_dir}/seed0000.png ... seed0015.png')
+    print(f'  continue it:     python train.py {" ".join(train_args(data, runs_dir, device, args.minutes)[1:])} '
+          f'--resume={run_dir}')
+
+
+if __name__ == '__main__':
+    main()
