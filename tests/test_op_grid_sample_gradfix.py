@@ -50,6 +50,15 @@ def test_native_double_backward_probe_is_true_on_this_torch():
     # The reason grid_sample() can call F.grid_sample directly here (see the module docstring).
     assert gsg._native_double_backward_ok()
 
+def test_native_double_backward_probe_leaves_the_global_rng_untouched():
+    # The probe can first run mid-training (inside the augment pipe); a global draw there would break exact resume.
+    gsg._native_double_backward_ok.cache_clear()
+    torch.manual_seed(123)
+    expected_next = torch.rand([4])
+    torch.manual_seed(123)
+    gsg._native_double_backward_ok()
+    assert torch.equal(torch.rand([4]), expected_next)
+
 def test_r1_style_double_backward_through_fallback_equals_native():
     # R1 through augmentation: d/dw |d D(aug(x)) / dx|^2 with the grid constant, as ADA does.
     image, grid = _inputs(seed=2)

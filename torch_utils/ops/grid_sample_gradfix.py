@@ -38,9 +38,13 @@ def _native(input, grid):
 
 @functools.lru_cache(maxsize=None)
 def _native_double_backward_ok():
-    """Whether this PyTorch can differentiate grid_sample's backward (w.r.t. input and grid); probed on CPU."""
-    input = torch.randn([1, 1, 3, 3], dtype=torch.float64, requires_grad=True)
-    grid = (torch.rand([1, 2, 2, 2], dtype=torch.float64) * 2 - 1).requires_grad_(True)
+    """Whether this PyTorch can differentiate grid_sample's backward (w.r.t. input and grid); probed on CPU.
+
+    The probe draws from its own generator: it may first run in the middle of training (inside the augment pipe),
+    where a draw from the global RNG would shift the run's random streams and break exact resume."""
+    gen = torch.Generator().manual_seed(0)
+    input = torch.randn([1, 1, 3, 3], dtype=torch.float64, generator=gen).requires_grad_(True)
+    grid = (torch.rand([1, 2, 2, 2], dtype=torch.float64, generator=gen) * 2 - 1).requires_grad_(True)
     try:
         with torch.enable_grad():
             grads = torch.autograd.grad(_native(input, grid).square().sum(), [input, grid], create_graph=True)
