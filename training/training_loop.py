@@ -324,8 +324,7 @@ class TrainingState:
         self.batch_idx = 0          # Iterations done; decides which lazy-regularisation phases run.
         self.tick_start_nimg = 0    # cur_nimg at the start of the current tick.
         self.elapsed_sec = 0.0      # Training time before this process started (for the status line).
-        self.ada_signs_sum = 0.0    # Sum and count of D's signs on reals since the last ADA adjustment.
-        self.ada_signs_num = 0.0
+        self.ada = None             # training.augment.AdaController tuning augment_pipe.p (--aug=ada), or None.
 
     def modules(self):
         return dict(G=self.G, D=self.D, G_ema=self.G_ema, augment_pipe=self.augment_pipe)
@@ -354,7 +353,7 @@ class TrainingState:
         return dict(version=RESUME_STATE_VERSION, cur_nimg=self.cur_nimg, cur_tick=self.cur_tick + 1,
                     batch_idx=self.batch_idx, tick_start_nimg=self.cur_nimg, data_position=self.cur_nimg,
                     elapsed_sec=elapsed_sec, num_gpus=num_gpus, batch_size=batch_size,
-                    ada_signs_sum=self.ada_signs_sum, ada_signs_num=self.ada_signs_num,
+                    ada=self.ada.state_dict() if self.ada is not None else None,
                     optimizers={name: opt.state_dict() for name, opt in self.optimizers.items()},
                     ranks=rank_states)
 
@@ -376,15 +375,13 @@ class TrainingState:
                 misc.copy_params_and_buffers(resume_data[name], module, require_all=False)
 
     def load_resume_state(self, resume_state, rank, num_gpus, batch_size, device):
-        """Counters, optimizers, ADA statistics and this rank's state; returns the RNG state to restore last
-        (None if the process layout changed, in which case the run continues but not bit-exactly)."""
+        """Counters, optimizers and this rank's state (the ADA controller's: setup_ada()); returns the RNG state to
+        restore last (None if the process layout changed, in which case the run continues but not bit-exactly)."""
         self.cur_nimg = resume_state['cur_nimg']
         self.cur_tick = resume_state['cur_tick']
         self.batch_idx = resume_state['batch_idx']
         self.tick_start_nimg = resume_state['tick_start_nimg']
         self.elapsed_sec = resume_state['elapsed_sec']
-        self.ada_signs_sum = resume_state['ada_signs_sum']
-        self.ada_signs_num = resume_state['ada_signs_num']
         for name, opt in self.optimizers.items():
             opt.load_state_dict(resume_state['optimizers'][name])
         same_layout = resume_state['num_gpus'] == num_gpus and resume_state['batch_size'] == batch_size
@@ -445,22 +442,12 @@ def update_G_ema(G, G_ema, cur_nimg, batch_size, ema_kimg, ema_rampup):
         b_ema.copy_(b)
 
 
-@torch.no_grad()
-def update_ada(state, ada_stats, ada_target, ada_interval, ada_kimg, batch_size):
-    """ADA (StyleGAN2-ADA Sec. 3): every ada_interval iterations move p by sign(r_t - target) at a rate that
-    could take p from 0 to 1 in ada_kimg; r_t = E[sign(D(real))] since the last adjustment."""
+def step_ada(ada, ada_stats):
+    """ADA (StyleGAN2-ADA Sec. 3), once per iteration: feed E[sign(D(real))] as the loss reported it (reduced over
+    processes by the collector) to the controller, which moves p every ada_interval iterations."""
     ada_stats.update()
-    num = ada_stats.num('Loss/signs/real')
-    if num > 0:
-        state.ada_signs_sum += ada_stats.mean('Loss/signs/real') * num
-        state.ada_signs_num += num
-    if state.batch_idx % ada_interval != 0 or state.ada_signs_num == 0:
-        return
-    r_t = state.ada_signs_sum / state.ada_signs_num
-    adjust = np.sign(r_t - ada_target) * (batch_size * ada_interval) / (ada_kimg * 1000)
-    p = state.augment_pipe.p
-    p.copy_((p + adjust).clamp(min=0))
-    state.ada_signs_sum = state.ada_signs_num = 0.0
+    ada.accumulate_mean(ada_stats.mean('Loss/signs/real'), ada_stats.num('Loss/signs/real'))
+    ada.step()
 
 #----------------------------------------------------------------------------
 # Maintenance: image grids, status line, stats files, snapshots, metrics.
@@ -783,7 +770,23 @@ def setup_state(ctx):
     elif resume_data is not None and ctx.weights_only_resume_overrides:
         ctx.update(ctx.weights_only_resume_overrides)
         ctx.log(f'Weights-only resume: {ctx.weights_only_resume_overrides}')
+    state.ada = setup_ada(ctx, state, resume_state)
     return state, rng_state
+
+
+def setup_ada(ctx, state, resume_state):
+    """The ADA controller of --aug=ada (None for a fixed p or no augmentation), continuing a resumed run's pending
+    statistics and iteration count; sets ctx.ada_stats, the collector of the loss's Loss/signs/real."""
+    ctx.ada_stats = None
+    if state.augment_pipe is None or ctx.ada_target is None:
+        return None
+    from training.augment import AdaController
+    ada = AdaController(state.augment_pipe, target=ctx.ada_target, interval=ctx.ada_interval, ada_kimg=ctx.ada_kimg,
+                        batch_size=ctx.batch_size, report_stats=False)  # The status line reports p once a tick.
+    if resume_state is not None and resume_state.get('ada') is not None:
+        ada.load_state_dict(resume_state['ada'])
+    ctx.ada_stats = training_stats.Collector(regex='Loss/signs/real', keep_previous=False)
+    return ada
 
 
 def setup_outputs(ctx, state):
@@ -800,9 +803,6 @@ def setup_outputs(ctx, state):
                         grid_size=ctx.grid.grid_size)
         ctx.grid.save_fakes(state.G_ema, os.path.join(ctx.run_dir, 'fakes_init.png'))
     ctx.stats_collector = training_stats.Collector(regex='.*')
-    ctx.ada_stats = None
-    if state.augment_pipe is not None and ctx.ada_target is not None:
-        ctx.ada_stats = training_stats.Collector(regex='Loss/signs/real', keep_previous=False)
     ctx.outputs = RunOutputs(ctx.run_dir, ctx.rank, ctx.log)
     ctx.timer = TickTimer()
 
@@ -869,8 +869,8 @@ def training_loop(
                                 state.G.z_dim, ctx.device)
             run_phases(state, batch, num_gpus)
             update_G_ema(state.G, state.G_ema, state.cur_nimg, batch_size, ctx.ema_kimg, ctx.ema_rampup)
-            if ctx.ada_stats is not None:
-                update_ada(state, ctx.ada_stats, ctx.ada_target, ctx.ada_interval, ctx.ada_kimg, batch_size)
+            if state.ada is not None:
+                step_ada(state.ada, ctx.ada_stats)
             state.cur_nimg += batch_size
             state.batch_idx += 1
             done = state.cur_nimg >= total_nimg
