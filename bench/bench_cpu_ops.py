@@ -7,7 +7,7 @@ upfirdn2d's CPU path (upfirdn2d._upfirdn2d_cpu: polyphase conv_transpose2d for u
 downsampling; channels_last only where C is not a multiple of 16) is compared with the plain formula
 (upfirdn2d._upfirdn2d_ref: zero insertion, pad, full-resolution depthwise FIR, slice) by toggling
 upfirdn2d._FAST_CPU_ENABLED, and with the optimised path forced to channels_last (_FAST_CPU_CHANNELS_LAST = True).
-Cases: StyleGAN2-typical op shapes, a StyleGAN2 generator forward+backward at 32x32 (--cfg=stylegan2 settings),
+Cases: StyleGAN2-typical op shapes, ADA's bgc AugmentPipe, a StyleGAN2 G forward+backward at 32x32 (--cfg=stylegan2 settings),
 and the generator's upfirdn2d calls alone. The paths run interleaved (plain, fast, fast_cl, plain, ...) so that
 load from other processes hits them alike; the table shows medians over --reps and the speed-up plain / fast.
 Writes JSON (machine, threads, load average, rows) to --out. Exit status 1 if any case's outputs disagree beyond
@@ -99,6 +99,21 @@ def _generator_cases(batch_size=16):
     return [(f'StyleGAN2 G 32px cb8192 cm256 batch {batch_size}', make, lambda z: G(z, None, noise_mode='const')),
             (f'  its {len(calls)} upfirdn2d calls only', make_replay, replay)]
 
+
+def _augment_cases():
+    """ADA's 'bgc' pipe at p=1 (every transform drawn for every image), 32 and 64 px; the random draws are
+    re-seeded per call so that the paths see the same transforms."""
+    from training.augment import AugmentPipe
+    pipe = AugmentPipe(xflip=1, rotate90=1, xint=1, scale=1, rotate=1, aniso=1, xfrac=1, brightness=1, contrast=1,
+                       lumaflip=1, hue=1, saturation=1)
+    pipe.p.copy_(torch.as_tensor(1.0))
+    gen = torch.Generator().manual_seed(2)
+    def run(x):
+        torch.manual_seed(0)
+        return pipe(x)
+    return [(f'AugmentPipe bgc p=1 [{batch},3,{res},{res}]', lambda res=res, batch=batch: [
+        torch.randn([batch, 3, res, res], generator=gen)], run) for res, batch in ((32, 16), (64, 8))]
+
 #----------------------------------------------------------------------------
 
 def _set_path(name):
@@ -166,7 +181,7 @@ def main():
 
     info = _machine_info()
     paths = ['plain', 'fast'] if args.no_cl else ['plain', 'fast', 'fast_cl']
-    cases = _op_cases() + ([] if args.no_generator else _generator_cases())
+    cases = _op_cases() + _augment_cases() + ([] if args.no_generator else _generator_cases())
     if args.cases:
         cases = [case for case in cases if any(key in case[0] for key in args.cases.split(','))]
     print(f'{info["cpu"]}, torch {info["torch"]}, {info["torch_threads"]} threads, load {info["loadavg_start"]}')
