@@ -76,21 +76,22 @@ def modulated_conv2d(
     if x.dtype == torch.float16 and demodulate:
         weight, styles = _prenormalize_for_fp16(weight, styles)
 
-    # Eq. 1 (per-sample weights) and the Eq. 3 coefficients 1/sigma_j.
-    w = None
+    # Eq. 3 coefficients 1/sigma_j, with sigma_j^2 = sum_i s_i^2 sum_k w_ijk^2: a [N, I] x [I, O] product instead of
+    # materialising the per-sample weights of Eq. 1 (which the non-fused path never needs).
     dcoefs = None
-    if demodulate or fused_modconv:
-        w = weight.unsqueeze(0) * styles.reshape(batch_size, 1, -1, 1, 1)  # [N, O, I, kh, kw]
     if demodulate:
-        dcoefs = (w.square().sum(dim=[2, 3, 4]) + 1e-8).rsqrt()  # [N, O]
-    if demodulate and fused_modconv:
-        w = w * dcoefs.reshape(batch_size, -1, 1, 1, 1)
+        dcoefs = (styles.square() @ weight.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # [N, O]
 
     if not fused_modconv:
         return _modulated_conv2d_nonfused(x, weight, styles, dcoefs, noise, up, down, padding,
                                           resample_filter, flip_weight)
 
-    # Fused: fold the batch into channels and convolve each sample with its own weights (groups = N).
+    # Fused: Eq. 1 (and 3) as per-sample weights, [N, O, I, kh, kw], built with one large multiply; then fold the
+    # batch into channels and convolve each sample with its own weights (groups = N).
+    scales = styles.reshape(batch_size, 1, -1)  # [N, 1, I]
+    if demodulate:
+        scales = scales * dcoefs.reshape(batch_size, -1, 1)  # [N, O, I]
+    w = weight.unsqueeze(0) * scales.unsqueeze(3).unsqueeze(4)
     with misc.suppress_tracer_warnings():
         batch_size = int(batch_size)
     x = x.reshape(1, -1, *x.shape[2:])  # [1, N*I, H, W]
