@@ -22,8 +22,11 @@ test: setup
 test-fast: setup
 	$(PY) -m pytest tests -m "not slow" -x -q
 
+# `make demo CFG=stylegan3-t` trains another config; `make demo MINUTES=30` trains longer.
+CFG     ?= stylegan2
+MINUTES ?= 8
 demo: setup
-	$(PY) demo.py
+	$(PY) demo.py --cfg=$(CFG) --minutes=$(MINUTES)
 
 doctor: setup
 	$(PY) -m torch_utils.ops

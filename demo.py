@@ -1,6 +1,6 @@
 """`make demo`: build the built-in dataset, train a small StyleGAN2 for a fixed time, render images.
 
-    python demo.py [--outdir=demo-out] [--minutes=8] [--device=auto]
+    python demo.py [--outdir=demo-out] [--minutes=8] [--device=auto] [--cfg=stylegan2|stylegan3-t|stylegan3-r|stylegan1]
 
 Runs the same command lines a user types (dataset_tool.py, train.py, gen_images.py), so the demo exercises the real
 tools. On a CPU the networks are tiny (32x32, at most 32 channels) so that shapes start to appear within minutes;
@@ -47,12 +47,13 @@ def newest_run_dir(runs_dir):
     return run_dirs[-1]
 
 
-def train_args(data, runs_dir, device, minutes):
+def train_args(data, runs_dir, device, minutes, cfg):
     channel_base, channel_max, batch, tick, snap = PRESETS[device]
-    return ['train.py', f'--outdir={runs_dir}', '--cfg=stylegan2', f'--data={data}', '--gpus=1',
+    return ['train.py', f'--outdir={runs_dir}', f'--cfg={cfg}', f'--data={data}', '--gpus=1',
             f'--batch={batch}', '--gamma=0.05', f'--cbase={channel_base}', f'--cmax={channel_max}', '--map-depth=2',
             '--mirror=1', '--aug=noaug', '--metrics=none', '--kimg=100000', f'--tick={tick}', f'--snap={snap}',
-            f'--max-minutes={minutes:g}', '--workers=1', f'--device={device}']
+            f'--max-minutes={minutes:g}', f'--workers={0 if device == "cpu" else 2}',
+            f'--device={device}']
 
 #----------------------------------------------------------------------------
 
@@ -61,18 +62,21 @@ def main():
     parser.add_argument('--outdir', default=os.path.join(ROOT, 'demo-out'), help='where everything goes')
     parser.add_argument('--minutes', type=float, default=8, help='training time (wall clock)')
     parser.add_argument('--device', default='auto', choices=['auto', 'cpu', 'cuda', 'mps'])
+    parser.add_argument('--cfg', default='stylegan2', choices=['stylegan2', 'stylegan3-t', 'stylegan3-r', 'stylegan1'],
+                        help='train.py --cfg (StyleGAN3 is several times slower per image on a CPU)')
     args = parser.parse_args()
     start = time.time()
     device = pick_device(args.device)
     data = os.path.join(args.outdir, 'shapes-32x32.zip')
     runs_dir = os.path.join(args.outdir, 'training-runs')
     images_dir = os.path.join(args.outdir, 'images')
-    print(f'demo: training on {device} for {args.minutes:g} minutes; output in {args.outdir}', flush=True)
+    print(f'demo: training --cfg={args.cfg} on {device} for {args.minutes:g} minutes; output in {args.outdir}',
+          flush=True)
 
     if not os.path.isfile(data):
         run(['dataset_tool.py', '--source=builtin:shapes', f'--dest={data}', '--max-images=5000',
              '--resolution=32x32'])
-    run(train_args(data, runs_dir, device, args.minutes))
+    run(train_args(data, runs_dir, device, args.minutes, args.cfg))
     run_dir = newest_run_dir(runs_dir)
     snapshot = sorted(glob.glob(os.path.join(run_dir, 'network-snapshot-*.pkl')))[-1]
     run(['gen_images.py', f'--network={snapshot}', '--seeds=0-15', f'--outdir={images_dir}', f'--device={device}'])
@@ -85,8 +89,8 @@ def main():
     print(f'  fakes at end:    {fakes[-1] if fakes else "(none)"}')
     print(f'  snapshot:        {snapshot}')
     print(f'  rendered seeds:  {images_dir}/seed0000.png ... seed0015.png')
-    print(f'  continue it:     python train.py {" ".join(train_args(data, runs_dir, device, args.minutes)[1:])} '
-          f'--resume={run_dir}')
+    continue_args = ' '.join(train_args(data, runs_dir, device, args.minutes, args.cfg)[1:])
+    print(f'  continue it:     python train.py {continue_args} --resume={run_dir}')
 
 
 if __name__ == '__main__':
