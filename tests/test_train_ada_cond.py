@@ -174,9 +174,13 @@ def test_conditional_shapes_run_trains_and_gen_images_renders_the_requested_clas
 #----------------------------------------------------------------------------
 # --freezed=N (transfer learning from a pickle), --mirror=1.
 
-def test_freezed_keeps_the_first_d_layers_of_the_resumed_weights(ada_run, tmp_path):
+@pytest.mark.parametrize('with_resume_state', [False, True])
+def test_freezed_keeps_the_first_d_layers_of_the_resumed_weights(ada_run, tmp_path, with_resume_state):
+    # Transfer learning from an official pickle (weights only) or from one of our snapshots of a run that froze
+    # nothing: its optimizer state cannot continue, so it too loads weights only.
     pretrained = latest_snapshot(ada_run['run_dir'])
-    del pretrained[tl.RESUME_STATE_KEY]  # Weights only, as an official pickle: the transfer-learning path.
+    if not with_resume_state:
+        del pretrained[tl.RESUME_STATE_KEY]
     pretrained_pkl = tmp_path / 'pretrained.pkl'
     with open(pretrained_pkl, 'wb') as f:
         pickle.dump(pretrained, f)
@@ -186,7 +190,8 @@ def test_freezed_keeps_the_first_d_layers_of_the_resumed_weights(ada_run, tmp_pa
                            image_snapshot_ticks=None)
     assert options['D_kwargs']['block_kwargs']['freeze_layers'] == 4
     state, log = run_quietly(**options)
-    assert 'loading weights only' in log
+    assert 'loading weights only' in log and state.cur_nimg == 4
+    assert ('The snapshot froze the first 0 D layers, this run (--freezed) 4' in log) == with_resume_state
     trainable = {name for name, _ in state.D.named_parameters()}
     before, after = named_tensors(pretrained['D']), named_tensors(state.D)
     frozen = [f'b16.{layer}.{kind}' for layer in ('fromrgb', 'conv0', 'conv1') for kind in ('weight', 'bias')]

@@ -722,6 +722,18 @@ def load_resume(resume_pkl, log):
     return path, data, resume_state
 
 
+def exact_resume_blocker(resume_data, D_kwargs):
+    """Why a snapshot's resume state cannot continue this run, or None. --freezed makes D's first layers buffers,
+    so a snapshot that froze a different number of layers holds optimizer state for other parameters (transfer
+    learning: fine-tune the snapshot's weights with some D layers frozen)."""
+    old_kwargs = getattr(resume_data.get('D'), 'init_kwargs', None) or {}
+    old_freeze = (old_kwargs.get('block_kwargs') or {}).get('freeze_layers', 0)
+    new_freeze = (D_kwargs.get('block_kwargs') or {}).get('freeze_layers', 0)
+    if old_freeze != new_freeze:
+        return f'The snapshot froze the first {old_freeze} D layers, this run (--freezed) {new_freeze}'
+    return None
+
+
 @torch.no_grad()
 def broadcast_modules(modules, num_gpus):
     """Make every process start from rank 0's parameters and buffers."""
@@ -736,6 +748,9 @@ def broadcast_modules(modules, num_gpus):
 def setup_state(ctx):
     """Data, networks, phases and loss, resumed if asked. Returns (state, RNG state to restore last or None)."""
     resume_path, resume_data, resume_state = load_resume(ctx.resume_pkl, ctx.log)
+    if resume_state is not None and (reason := exact_resume_blocker(resume_data, ctx.D_kwargs)) is not None:
+        ctx.log(f'{reason}: loading weights only; counters, optimizers and random streams start fresh.')
+        resume_state = None
     start_nimg = resume_state['data_position'] if resume_state is not None else 0
     ctx.log('Loading training set...')
     ctx.training_set, ctx.training_set_iterator = setup_data(
