@@ -501,8 +501,9 @@ def _cpu_mem_gb():
         return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def format_status_line(state, timer, total_kimg, device):
-    """The official per-tick status line (+ ETA); each value is also reported to training_stats."""
+def format_status_line(state, timer, total_kimg, device, deadline=None):
+    """The official per-tick status line (+ ETA, which a deadline (time.time() value) shortens); each value is
+    also reported to training_stats."""
     r0 = training_stats.report0
     now = time.time()
     tick_sec = now - timer.tick_start_time
@@ -513,6 +514,8 @@ def format_status_line(state, timer, total_kimg, device):
     gpu_reserved_gb = torch.cuda.max_memory_reserved(device) / 2**30 if cuda else 0
     p = float(state.augment_pipe.p.cpu()) if state.augment_pipe is not None else 0
     eta_sec = max(total_kimg * 1e3 - state.cur_nimg, 0) * sec_per_kimg / 1e3
+    if deadline is not None:
+        eta_sec = max(min(eta_sec, deadline - now), 0)
     fields = [f"tick {r0('Progress/tick', state.cur_tick):<5d}",
               f"kimg {r0('Progress/kimg', state.cur_nimg / 1e3):<8.1f}",
               f"time {dnnlib.util.format_time(r0('Timing/total_sec', timer.total_sec(state, now))):<12s}",
@@ -653,7 +656,8 @@ def end_tick(ctx, state, done):
     exactly. Returns True when training should stop."""
     rng_state = capture_rng_state(ctx.device)
     tick_end_time = time.time()
-    ctx.log(format_status_line(state, ctx.timer, ctx.total_kimg, ctx.device))
+    deadline = None if ctx.max_minutes is None else ctx.start_time + ctx.max_minutes * 60
+    ctx.log(format_status_line(state, ctx.timer, ctx.total_kimg, ctx.device, deadline))
     if not done and ctx.abort_fn is not None and ctx.abort_fn():
         done = True
         ctx.log('Aborting...')
@@ -889,8 +893,9 @@ def training_loop(
             state.cur_nimg += batch_size
             state.batch_idx += 1
             done = state.cur_nimg >= total_nimg
-            if not done and state.cur_tick != 0 and state.cur_nimg < state.tick_start_nimg + tick_nimg:
-                continue
+            tick_over = done or state.cur_tick == 0 or state.cur_nimg >= state.tick_start_nimg + tick_nimg
+            if not tick_over and not time_is_up(ctx.start_time, ctx.max_minutes, num_gpus, ctx.device):
+                continue  # A time limit may end the tick early, so that --max-minutes is kept to the iteration.
             done = end_tick(ctx, state, done)
     finally:
         ctx.outputs.close()
