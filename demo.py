@@ -17,7 +17,7 @@ import time
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
 # (channel_base, channel_max, batch, kimg per tick, ticks per snapshot) by device type.
-PRESETS = {'cpu': (2048, 32, 32, 1, 10), 'cuda': (16384, 256, 64, 20, 5), 'mps': (4096, 64, 32, 2, 5)}
+PRESETS = {'cpu': (2048, 32, 16, 1, 10), 'cuda': (16384, 256, 64, 20, 5), 'mps': (4096, 64, 32, 2, 5)}
 
 #----------------------------------------------------------------------------
 
