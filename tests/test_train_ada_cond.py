@@ -3,10 +3,7 @@
 trains and gen_images.py --class=k renders that class, --freezed=N freezes D's first N layers, --mirror=1 doubles
 the dataset with mirrored copies."""
 
-import contextlib
-import io
 import json
-import os
 import pickle
 import re
 
@@ -21,55 +18,16 @@ import gen_images
 import train
 from training import training_loop as tl
 from training.dataset import ImageFolderDataset
-from training.shapes_dataset import render_shape_image
+from training_helpers import latest_snapshot, read_stats, run_quietly, tiny_options, write_shapes_folder
 
-TICK_KIMG = 0.016   # 4 iterations of batch 4 per tick (tick 0 is a single iteration).
 ADA_KIMG = 0.1      # p may move by batch 4 * interval 4 / 100 images = 0.16 per adjustment: visible in 3 decimals.
 
 #----------------------------------------------------------------------------
-# Helpers (copied from tests/test_training_loop.py, with the dataset description and train.py options as arguments).
+# Helpers: the tiny configuration and run readers live in tests/training_helpers.py.
 
 @pytest.fixture(scope='module')
 def shapes_dir(tmp_path_factory):
-    path = tmp_path_factory.mktemp('shapes16')
-    for idx in range(24):
-        image, _label = render_shape_image(idx, 16)
-        PIL.Image.fromarray(image).save(path / f'img{idx:08d}.png')
-    return str(path)
-
-
-def tiny_options(data, run_dir, total_ticks, info=None, train_opts=None, **overrides):
-    """train.py's options for --cfg=stylegan2 at 16x16 with 32 channels, batch 4, on CPU."""
-    info = info or dict(name='shapes16', resolution=16, size=24, has_labels=False)
-    train_opts = dict(dict(aug='noaug'), **(train_opts or {}))
-    options = train.build_training_options(info, cfg='stylegan2', data=data, gpus=1, batch=4, gamma=1,
-                                           cbase=256, cmax=32, map_depth=2, mbstd_group=2, workers=0, fp32=True,
-                                           device='cpu', metrics=[], **train_opts)
-    options.pop('run_desc')
-    options.update(run_dir=str(run_dir), kimg_per_tick=TICK_KIMG, image_grid_size=[2, 2],
-                   total_kimg=TICK_KIMG * (total_ticks - 1) + 0.004, data_loader_kwargs=dict(num_workers=0))
-    options['G_kwargs'].update(z_dim=32, w_dim=32)
-    options.update(overrides)
-    os.makedirs(run_dir, exist_ok=True)
-    return options
-
-
-def run_quietly(**options):
-    os.makedirs(options['run_dir'], exist_ok=True)
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        state = tl.training_loop(**options)
-    return state, out.getvalue()
-
-
-def read_stats(run_dir):
-    with open(os.path.join(run_dir, 'stats.jsonl')) as f:
-        return [json.loads(line) for line in f]
-
-
-def latest_snapshot(run_dir):
-    with open(tl.find_latest_snapshot(str(run_dir)), 'rb') as f:
-        return pickle.load(f)
+    return write_shapes_folder(tmp_path_factory.mktemp('shapes16'))
 
 
 def named_tensors(module):
