@@ -30,9 +30,13 @@ Entry points: `load_network_pkl(f)` -> snapshot dict (what `legacy.load_network_
 -> any object, `save_network_pkl(data, path)` (atomic), `rebuild_network(module, **kwargs)`.
 """
 
+import ast
+import codecs
 import collections
 import contextlib
+import functools
 import importlib
+import inspect
 import io
 import os
 import pickle
@@ -45,21 +49,16 @@ import torch
 import dnnlib
 from torch_utils import misc
 from torch_utils import persistence
+from torch_utils import pickle_checks
 from torch_utils import tf_legacy
+from torch_utils.module_state import check_module_state
+from torch_utils.pickle_checks import AllowList, CorruptPickleError, UnsafePickleError
 
 DEFAULT_MAX_BYTES = 16 << 30    # Official pickles are < 1 GiB; anything near this is not a network pickle.
 _MAX_LINE_BYTES = 1 << 20       # Longest text line (protocol-0 opcodes) read at once.
 
 #----------------------------------------------------------------------------
-# Errors.
-
-class UnsafePickleError(pickle.UnpicklingError):
-    """The pickle asks for something the safe loader refuses (a global, a call, a persistent id, ...)."""
-
-
-class CorruptPickleError(pickle.UnpicklingError):
-    """The file is truncated, corrupt, empty, too large, or not a network pickle."""
-
+# Errors (UnsafePickleError, CorruptPickleError) live in pickle_checks and are re-exported here.
 
 def _allow_exec_hint():
     return ('If you trust this file completely, load it with --allow-exec (allow_exec=True), which runs code '
@@ -133,17 +132,21 @@ def _np_reconstruct(subtype, shape, typecode):
 
 def _np_scalar(dtype, payload=None):
     """numpy `scalar`: a number of a plain dtype from its raw bytes."""
-    if not isinstance(dtype, np.dtype) or dtype.hasobject or not isinstance(payload, bytes):
-        raise UnsafePickleError('numpy scalar records must hold raw bytes of a plain (non-object) dtype')
+    if not pickle_checks.is_plain_dtype(dtype) or not isinstance(payload, bytes):
+        raise UnsafePickleError('numpy scalar records must hold raw bytes of a plain numeric dtype (no fields, '
+                                'no subarrays, no objects)')
     if len(payload) != dtype.itemsize:
         raise CorruptPickleError('malformed numpy scalar record')
     return _np_scalar_impl(dtype, payload)
 
 
 def _np_dtype(spec, align=False, copy=False):
-    """numpy `dtype(spec, align, copy)` for a type string; the layout arrives by BUILD."""
+    """numpy `dtype(spec, align, copy)` for a plain numeric type string; the byte order arrives by BUILD."""
     if not isinstance(spec, str) or type(align) is not bool or type(copy) is not bool:
         raise UnsafePickleError('numpy dtype records must be dtype(str, bool, bool)')
+    if spec not in pickle_checks.PLAIN_DTYPE_SPECS:
+        raise UnsafePickleError(f'the numpy dtype {spec[:20]!r} is not a plain number type (bool, int, float, '
+                                f'complex); structured, string and object dtypes are refused')
     return np.dtype(spec, align=align, copy=True)  # Always a private copy: BUILD must never touch numpy's own.
 
 
@@ -156,25 +159,48 @@ def _reconstruct_persistent_obj(meta):
 #----------------------------------------------------------------------------
 # The allow-list: (module, name) -> object. Exactly the globals of DESIGN.md §4, nothing walked or imported.
 
-ALLOWED_GLOBALS = {
-    ('torch_utils.persistence', '_reconstruct_persistent_obj'): _reconstruct_persistent_obj,
-    ('dnnlib.util', 'EasyDict'): dnnlib.EasyDict,
+def _codecs_encode(text, encoding='latin1'):
+    """`_codecs.encode`: how Python 2 era pickles (protocol 2) spell bytes, e.g. the arrays of CIFAR-10 batches."""
+    if not isinstance(text, str) or encoding not in ('latin1', 'latin-1'):
+        raise UnsafePickleError('_codecs.encode records must encode a string as latin1')
+    return codecs.encode(text, 'latin1')
+
+
+_NUMPY_GLOBALS = {}
+for _np_module in ['numpy', 'numpy.core.multiarray', 'numpy._core.multiarray']:
+    _NUMPY_GLOBALS[(_np_module, 'ndarray')] = np.ndarray
+    _NUMPY_GLOBALS[(_np_module, 'dtype')] = _np_dtype
+for _np_module in ['numpy.core.multiarray', 'numpy._core.multiarray']:
+    _NUMPY_GLOBALS[(_np_module, '_reconstruct')] = _np_reconstruct
+    _NUMPY_GLOBALS[(_np_module, 'scalar')] = _np_scalar
+
+_TENSOR_GLOBALS = {
     ('collections', 'OrderedDict'): collections.OrderedDict,
     ('builtins', 'set'): set,
     ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor,
     ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
     ('torch.storage', '_load_from_bytes'): _load_storage_from_bytes,
-    ('dnnlib.tflib.network', 'Network'): tf_legacy.TFNetworkRecord,
 }
-for _np_module in ['numpy', 'numpy.core.multiarray', 'numpy._core.multiarray']:
-    ALLOWED_GLOBALS[(_np_module, 'ndarray')] = np.ndarray
-    ALLOWED_GLOBALS[(_np_module, 'dtype')] = _np_dtype
-for _np_module in ['numpy.core.multiarray', 'numpy._core.multiarray']:
-    ALLOWED_GLOBALS[(_np_module, '_reconstruct')] = _np_reconstruct
-    ALLOWED_GLOBALS[(_np_module, 'scalar')] = _np_scalar
 
-# What REDUCE may call and NEWOBJ may instantiate (numpy.ndarray is only ever an argument).
-_CALLABLE = frozenset(id(obj) for obj in ALLOWED_GLOBALS.values() if obj is not np.ndarray)
+# Network snapshots: exactly the globals of DESIGN.md §4.
+ALLOWED_GLOBALS = AllowList({
+    ('torch_utils.persistence', '_reconstruct_persistent_obj'): _reconstruct_persistent_obj,
+    ('dnnlib.util', 'EasyDict'): dnnlib.EasyDict,
+    ('dnnlib.tflib.network', 'Network'): tf_legacy.TFNetworkRecord,
+    **_TENSOR_GLOBALS, **_NUMPY_GLOBALS})
+
+# CIFAR-10 python batches: dicts of numpy arrays and lists (Python 2 era bytes through _codecs.encode).
+CIFAR_GLOBALS = AllowList({('_codecs', 'encode'): _codecs_encode, **_NUMPY_GLOBALS})
+
+
+def module_class_globals(classes):
+    """{(module, name): class} for torch.nn.Module subclasses (e.g. those of a pickled detector), by the
+    classes' own names; used to extend an AllowList, never resolved by walking."""
+    return {(cls.__module__, cls.__name__): cls for cls in classes}
+
+
+# What NEWOBJ may instantiate besides the torch.nn classes an unpickler is given (REDUCE may call any allowed
+# global except numpy.ndarray, which is only ever an argument, and those module classes).
 _NEWOBJ_CLASSES = (dnnlib.EasyDict, collections.OrderedDict, tf_legacy.TFNetworkRecord)
 
 #----------------------------------------------------------------------------
@@ -249,24 +275,34 @@ def _is_empty_state(state):
 
 
 class RestrictedUnpickler(pickle._Unpickler):
-    """Unpickler that resolves only `ALLOWED_GLOBALS` and restricts every opcode with side effects."""
+    """Unpickler that resolves only the globals of an `AllowList` and restricts every opcode with side effects.
+
+    allowed:        the AllowList (default: network snapshots, `ALLOWED_GLOBALS`).
+    module_classes: torch.nn.Module classes of that list that NEWOBJ may create and BUILD may fill, once each,
+                    with a checked state (pickled detectors); network snapshots have none (persistent objects).
+    hint:           how a user may load a refused file they trust (appended to refusals).
+    """
 
     dispatch = dict(pickle._Unpickler.dispatch)
 
-    def __init__(self, file, source='<pickle>'):
-        super().__init__(file)
+    def __init__(self, file, source='<pickle>', allowed=None, module_classes=(), hint=None, encoding='ASCII'):
+        super().__init__(file, encoding=encoding)
         self._source = source
+        self._allowed = ALLOWED_GLOBALS if allowed is None else allowed
+        self._module_classes = tuple(module_classes)
+        self._callables = frozenset(id(obj) for obj in self._allowed.values()
+                                    if obj is not np.ndarray and not any(obj is cls for cls in self._module_classes))
+        self._hint = _allow_exec_hint() if hint is None else hint
         self._awaiting_state = {}  # id -> object created by this load whose one BUILD is still to come.
 
     def _refuse(self, what):
-        raise UnsafePickleError(f'{self._source}: refused: {what}. {_allow_exec_hint()}.')
+        raise UnsafePickleError(f'{self._source}: refused: {what}. {self._hint}.')
 
     def find_class(self, module, name):
-        if self.proto < 3 and module == '__builtin__':
-            module = 'builtins'  # Python 2 spelling that protocols 0-2 use (what pickle's fix_imports maps).
-        obj = ALLOWED_GLOBALS.get((module, name))
+        obj = self._allowed.resolve(module, name, self.proto)
         if obj is None:
-            self._refuse(f'the pickle asks for the global {module}.{name}, which is not a network-pickle name')
+            self._refuse(f'the pickle asks for the global {str(module)[:100]}.{str(name)[:100]}, which is not '
+                         f'on the allow-list for this kind of file')
         return obj
 
     def persistent_load(self, pid):
@@ -281,7 +317,7 @@ class RestrictedUnpickler(pickle._Unpickler):
     def _load_reduce(self):
         args = self.stack.pop()
         func = self.stack[-1]
-        if id(func) not in _CALLABLE or type(args) is not tuple:
+        if id(func) not in self._callables or type(args) is not tuple:
             self._refuse(f'a call of {_describe(func)}')
         result = func(*args)
         if func is _np_reconstruct or func is _np_dtype:
@@ -291,10 +327,13 @@ class RestrictedUnpickler(pickle._Unpickler):
     def _load_newobj(self):
         args = self.stack.pop()
         cls = self.stack.pop()
-        if not any(cls is allowed for allowed in _NEWOBJ_CLASSES) or type(args) is not tuple:
+        is_module = any(cls is allowed for allowed in self._module_classes)
+        if not (is_module or any(cls is allowed for allowed in _NEWOBJ_CLASSES)) or type(args) is not tuple:
             self._refuse(f'creating an instance of {_describe(cls)}')
+        if is_module and args:
+            self._refuse(f'arguments to {_describe(cls)}.__new__')
         obj = cls.__new__(cls, *args)
-        if cls is tf_legacy.TFNetworkRecord:
+        if cls is tf_legacy.TFNetworkRecord or is_module:
             self._awaiting_state[id(obj)] = obj
         self.append(obj)
 
@@ -310,21 +349,30 @@ class RestrictedUnpickler(pickle._Unpickler):
         state = self.stack.pop()
         inst = self.stack[-1]
         fresh = self._awaiting_state.pop(id(inst), None) is inst
-        if not fresh and (isinstance(inst, (np.ndarray, np.dtype)) or type(inst) is tf_legacy.TFNetworkRecord):
+        is_module = any(type(inst) is cls for cls in self._module_classes)
+        if not fresh and (isinstance(inst, (np.ndarray, np.dtype)) or type(inst) is tf_legacy.TFNetworkRecord
+                          or is_module):
             self._refuse(f'setting the state of {_describe(inst)} twice (BUILD)')
         if type(inst) is np.ndarray:
-            if not (isinstance(state, tuple) and len(state) == 5 and isinstance(state[2], np.dtype)
-                    and not state[2].hasobject and isinstance(state[4], bytes)):
-                self._refuse('a numpy array that is not plain numbers')
+            if not (isinstance(state, tuple) and len(state) == 5 and type(state[0]) is int and _is_int_tuple(state[1])
+                    and pickle_checks.is_plain_dtype(state[2]) and type(state[3]) is bool
+                    and isinstance(state[4], bytes)):
+                self._refuse('a numpy array that is not plain numbers (bool, int, float, complex)')
             np.ndarray.__setstate__(inst, state)
         elif isinstance(inst, np.dtype):
-            if not isinstance(state, tuple):
-                raise CorruptPickleError(f'{self._source}: malformed numpy dtype record')
+            # Checked before numpy sees it: a structured layout (fields, offsets, object pointers) must never be
+            # installed, as using it can crash the process.
+            pickle_checks.check_dtype_state(inst.str[1:], state)
             np.dtype.__setstate__(inst, state)
-            if inst.hasobject:
-                self._refuse('a numpy dtype holding Python objects')
+            if not pickle_checks.is_plain_dtype(inst):
+                self._refuse(f'the numpy dtype {inst}')
         elif type(inst) is tf_legacy.TFNetworkRecord:
             tf_legacy.TFNetworkRecord.restore(inst, state)
+        elif is_module:
+            if not isinstance(state, dict):
+                self._refuse(f'a non-dict state for {_describe(inst)}')
+            state = check_module_state(type(inst), type(inst).__name__, state)
+            torch.nn.Module.__setstate__(inst, state)  # The base method: the class's own is never called.
         elif type(inst) in (dict, dnnlib.EasyDict, collections.OrderedDict, set, list) and _is_empty_state(state):
             pass  # An empty __dict__ pickled by older Pythons: nothing to do.
         else:
@@ -456,27 +504,12 @@ def _family_class(meta, family):
 #----------------------------------------------------------------------------
 # Checks of a persistent object's state before it is restored.
 
-_TYPED_TABLES = {'_parameters': torch.nn.Parameter, '_buffers': torch.Tensor, '_modules': torch.nn.Module}
-
-
 def check_persistent_state(class_name, state):
-    """Raise UnsafePickleError unless `state` looks like the __dict__ of a network module: string keys without
-    dunders, empty hook tables, and parameter/buffer/submodule tables holding only those types (or None)."""
-    for key, value in state.items():
+    """Raise UnsafePickleError for state keys no module class may have (non-strings, dunders), before the class is
+    known; `module_state.check_module_state` checks the rest once it is."""
+    for key in state:
         if not isinstance(key, str) or key.startswith('__'):
-            raise UnsafePickleError(f'the state of a pickled {class_name} has the key {key!r}; refused')
-        if 'hooks' in key and value is not None and (not isinstance(value, dict) or len(value) != 0):
-            raise UnsafePickleError(f'a pickled {class_name} carries hooks ({key}); network pickles hold none')
-    for key, kind in _TYPED_TABLES.items():
-        table = state.get(key)
-        if table is None:
-            continue
-        if not isinstance(table, dict):
-            raise UnsafePickleError(f'{class_name}.{key} in the pickle is not a dict')
-        for name, value in table.items():
-            if not isinstance(name, str) or not (value is None or isinstance(value, kind)):
-                raise UnsafePickleError(f'{class_name}.{key}[{name!r}] in the pickle is a {type(value).__name__}, '
-                                        f'not a {kind.__name__}')
+            raise UnsafePickleError(f'the state of a pickled {class_name} has the key {str(key)[:80]!r}; refused')
 
 
 def upgrade_ada_state(meta):
@@ -497,8 +530,20 @@ def upgrade_ada_state(meta):
 
 
 def _safe_resolver(meta):
-    """Class resolver of safe loads: always a class of ours, or an error; never executes anything."""
+    """Class resolver of safe loads: always a class of ours, or an error; never executes anything. The state is
+    reduced to what the class may have restored (module_state), in place."""
     check_persistent_state(meta.class_name, meta.state)
+    cls = _resolve_safe_class(meta)
+    if isinstance(cls, type) and issubclass(cls, torch.nn.Module):
+        kept = check_module_state(cls, meta.class_name, meta.state)
+        meta.state.clear()
+        meta.state.update(kept)
+    elif cls is not MissingAugmentPipe:
+        raise UnsafePickleError(f'the pickled {meta.class_name} maps onto {cls!r}, which is not a network module')
+    return cls
+
+
+def _resolve_safe_class(meta):
     cls = _exact_registered_class(meta)
     if cls is not None:
         return cls
@@ -528,10 +573,16 @@ def _opened(f):
         yield f, getattr(f, 'name', None) or 'the network pickle'
 
 
-def load_pickle(f, allow_exec=False, max_bytes=DEFAULT_MAX_BYTES):
+def load_pickle(f, allow_exec=False, max_bytes=DEFAULT_MAX_BYTES, allowed=None, module_classes=(), hint=None,
+                encoding='ASCII'):
     """Unpickle any object from `f` (path or binary file) with the restricted unpickler (see module doc).
 
-    allow_exec: True = trusted file: the ordinary unpickler, and embedded sources of unknown classes run.
+    allow_exec:     True = trusted file: the ordinary unpickler, and embedded sources of unknown classes run.
+    allowed:        AllowList of globals (default ALLOWED_GLOBALS: network snapshots; CIFAR_GLOBALS, ...).
+    module_classes: torch.nn classes of `allowed` that may be created and filled (see RestrictedUnpickler).
+    hint:           text appended to refusals (how to load a trusted file); encoding: for Python 2 strings.
+    The result's structure is checked before it is returned (no shared or cyclic submodules, bounded depth and
+    size: pickle_checks.check_module_graph), so walking its modules cannot hang or recurse without end.
     Raises UnsafePickleError for anything refused, CorruptPickleError for a truncated/corrupt/oversized file.
     """
     with _opened(f) as (file, source):
@@ -541,12 +592,17 @@ def load_pickle(f, allow_exec=False, max_bytes=DEFAULT_MAX_BYTES):
         reader = _bounded(file, max_bytes, source)
         with persistence.allow_exec(False), persistence.class_resolver(_safe_resolver):
             try:
-                return RestrictedUnpickler(reader, source=source).load()
-            except pickle.UnpicklingError:
+                data = RestrictedUnpickler(reader, source=source, allowed=allowed, module_classes=module_classes,
+                                           hint=hint, encoding=encoding).load()
+                pickle_checks.check_module_graph(data, source)
+                return data
+            except pickle.UnpicklingError as err:
+                if source not in str(err):
+                    raise type(err)(f'{source}: {err}') from None
                 raise
             except Exception as err:  # Whatever corrupt bytes make the unpickler or a constructor trip over.
                 raise CorruptPickleError(f'{source}: not a readable network pickle '
-                                         f'({type(err).__name__}: {err})') from err
+                                         f'({type(err).__name__}: {str(err)[:300]})') from err
 
 
 def load_network_pkl(f, force_fp16=False, allow_exec=False, max_bytes=DEFAULT_MAX_BYTES):
@@ -588,6 +644,9 @@ def _check_snapshot(data, source):
     for key in ['G', 'D', 'G_ema', 'augment_pipe']:
         if data[key] is not None and not isinstance(data[key], torch.nn.Module):
             raise CorruptPickleError(f'{source}: {key} is a {type(data[key]).__name__}, not a network')
+    for key, value in data.items():
+        if key not in ('G', 'D', 'G_ema', 'augment_pipe'):
+            pickle_checks.check_plain_value(value, source, key)  # training_set_kwargs, resume state, ...
     return data
 
 #----------------------------------------------------------------------------
@@ -598,7 +657,11 @@ def rebuild_network(module, **init_kwarg_overrides):
     buffers (all of them must match), in eval mode without gradients, on CPU."""
     init_kwargs = dict(module.init_kwargs)
     init_kwargs.update(init_kwarg_overrides)
-    rebuilt = type(module)(*module.init_args, **init_kwargs).eval().requires_grad_(False)
+    pickle_checks.check_dimensions(init_kwargs, f'{type(module).__name__} init_kwargs')
+    # The arguments come from the file: the rebuilt network may not be much larger than the weights it receives.
+    budget = 2 * sum(tensor.numel() for tensor in misc.params_and_buffers(module)) + (1 << 20)
+    with pickle_checks.AllocationBudget(budget, f'rebuilding {type(module).__name__} from its init_kwargs'):
+        rebuilt = type(module)(*module.init_args, **init_kwargs).eval().requires_grad_(False)
     misc.copy_params_and_buffers(module, rebuilt, require_all=True)
     return rebuilt
 
