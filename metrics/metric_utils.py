@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 import dnnlib
+from torch_utils import safe_pickle
 
 _log = logging.getLogger(__name__)
 
@@ -127,30 +128,22 @@ def detector_missing_message(url, detector_dir=None, reason='not found locally')
 #----------------------------------------------------------------------------
 # Loading a detector file.
 # Trust decision: TorchScript archives (zip) load with torch.jit.load, which runs no Python code from the file.
-# The official detectors are distributed as *pickles*, and unpickling can run code. We unpickle only files
-# named like the official detectors (a file the user fetched from NVIDIA's URL or placed by hand), and even
-# then only allow globals from torch, collections, copyreg and numpy: a pickle that asks for anything else
-# (os.system, builtins.eval, ...) is refused before it runs. Should a genuine official file need more, the
-# user can opt in to a plain pickle.load of the official names with DNNLIB_TRUST_DETECTOR_PICKLES=1 (never the
-# default). The sha256 of every detector file is recorded with each result, so a number can be traced to the
-# exact file.
+# Pickled detectors are read only under the official names (a file the user fetched from NVIDIA's URL or placed
+# by hand), and even then with the safe loader's restricted unpickler: globals resolve by exact (module, name)
+# pairs from one allow-list (tensor and numpy records plus the torch.nn module classes, never a dotted walk), each
+# module's state is checked like a network's (no attribute that shadows what the class defines, no hooks), and
+# nothing else is created or called. A pickle that asks for anything else (os.system, builtins.eval, a class of
+# another package) is refused before it runs. Should a genuine file need more, the user can opt in to a plain
+# pickle.load with DNNLIB_TRUST_DETECTOR_PICKLES=1 (never the default). The sha256 of every detector file is
+# recorded with each result, so a number can be traced to the exact file.
 
-_ALLOWED_PICKLE_MODULES = ('torch', 'collections', 'copyreg', 'numpy', '__torch__')
-_ALLOWED_BUILTINS = ('set', 'frozenset', 'slice', 'bytearray', 'complex')
 TRUST_PICKLES_ENV = 'DNNLIB_TRUST_DETECTOR_PICKLES'
 
 
-class _RefusedGlobal(pickle.UnpicklingError):
-    pass
-
-
-class _DetectorUnpickler(pickle.Unpickler):
-    def find_class(self, module, name):
-        root = module.split('.', 1)[0]
-        if root in _ALLOWED_PICKLE_MODULES or (module in ('builtins', '__builtin__') and name in _ALLOWED_BUILTINS):
-            return super().find_class(module, name)
-        raise _RefusedGlobal(f'the pickle asks for {module}.{name}, which a detector never needs; refusing to '
-                             'load it')
+def _detector_allow_list():
+    """(AllowList, module classes) for pickled detectors (built from torch's own classes, not from the file)."""
+    classes = safe_pickle.torch_nn_module_classes()
+    return safe_pickle.TENSOR_GLOBALS.union(safe_pickle.module_class_globals(classes)), classes
 
 
 def is_official_detector_name(path):
@@ -160,9 +153,12 @@ def is_official_detector_name(path):
 
 
 def _unpickle_detector(path):
-    trusted = os.environ.get(TRUST_PICKLES_ENV, '') == '1'
-    with open(path, 'rb') as f:
-        return pickle.load(f) if trusted else _DetectorUnpickler(f).load()
+    if os.environ.get(TRUST_PICKLES_ENV, '') == '1':
+        with open(path, 'rb') as f:
+            return pickle.load(f)  # Explicit opt-in for a file the user trusts.
+    allowed, classes = _detector_allow_list()
+    hint = f'If this is the genuine file from NVIDIA and you trust it, set {TRUST_PICKLES_ENV}=1'
+    return safe_pickle.load_pickle(path, allowed=allowed, module_classes=classes, hint=hint)
 
 
 def load_detector_file(path):
@@ -178,10 +174,9 @@ def load_detector_file(path):
                          f'names {", ".join(OFFICIAL_DETECTOR_NAMES)} (save custom detectors with torch.jit.save)')
     try:
         detector = _unpickle_detector(path)
-    except _RefusedGlobal as err:
-        raise IOError(f'{path}: {err}. If this is the genuine file from NVIDIA (compare its sha256, '
-                      f'{file_sha256(path)}, with a trusted copy) and you trust it, set {TRUST_PICKLES_ENV}=1 to '
-                      'unpickle it without restrictions.') from err
+    except safe_pickle.UnsafePickleError as err:
+        raise IOError(f'refusing to load the detector file {err} (compare its sha256, {file_sha256(path)}, '
+                      f'with a trusted copy; {TRUST_PICKLES_ENV}=1 unpickles it without restrictions)') from None
     except Exception as err:
         raise IOError(f'{path}: cannot load this detector file ({type(err).__name__}: {err}); delete it and fetch '
                       'it again') from err

@@ -142,12 +142,13 @@ def _np_scalar(dtype, payload=None):
 
 def _np_dtype(spec, align=False, copy=False):
     """numpy `dtype(spec, align, copy)` for a plain numeric type string; the byte order arrives by BUILD."""
-    if not isinstance(spec, str) or type(align) is not bool or type(copy) is not bool:
-        raise UnsafePickleError('numpy dtype records must be dtype(str, bool, bool)')
+    if not isinstance(spec, str) or align not in (0, 1) or copy not in (0, 1) \
+            or type(align) not in (bool, int) or type(copy) not in (bool, int):
+        raise UnsafePickleError('numpy dtype records must be dtype(str, bool, bool)')  # Python 2 numpy: 0/1.
     if spec not in pickle_checks.PLAIN_DTYPE_SPECS:
         raise UnsafePickleError(f'the numpy dtype {spec[:20]!r} is not a plain number type (bool, int, float, '
                                 f'complex); structured, string and object dtypes are refused')
-    return np.dtype(spec, align=align, copy=True)  # Always a private copy: BUILD must never touch numpy's own.
+    return np.dtype(spec, align=bool(align), copy=True)  # Always a private copy: BUILD must never touch numpy's own.
 
 
 def _reconstruct_persistent_obj(meta):
@@ -192,11 +193,20 @@ ALLOWED_GLOBALS = AllowList({
 # CIFAR-10 python batches: dicts of numpy arrays and lists (Python 2 era bytes through _codecs.encode).
 CIFAR_GLOBALS = AllowList({('_codecs', 'encode'): _codecs_encode, **_NUMPY_GLOBALS})
 
+# Tensors and numpy arrays only; other file kinds extend it (pickled detectors add torch.nn classes).
+TENSOR_GLOBALS = AllowList({**_TENSOR_GLOBALS, **_NUMPY_GLOBALS})
+
 
 def module_class_globals(classes):
     """{(module, name): class} for torch.nn.Module subclasses (e.g. those of a pickled detector), by the
     classes' own names; used to extend an AllowList, never resolved by walking."""
     return {(cls.__module__, cls.__name__): cls for cls in classes}
+
+
+def torch_nn_module_classes():
+    """The torch.nn.Module subclasses that torch.nn.modules exports (what a pickled torch model names)."""
+    classes = [getattr(torch.nn.modules, name, None) for name in torch.nn.modules.__all__]
+    return [cls for cls in classes if isinstance(cls, type) and issubclass(cls, torch.nn.Module)] + [torch.nn.Module]
 
 
 # What NEWOBJ may instantiate besides the torch.nn classes an unpickler is given (REDUCE may call any allowed
@@ -619,13 +629,21 @@ def load_network_pkl(f, force_fp16=False, allow_exec=False, max_bytes=DEFAULT_MA
     if tf_legacy.is_tf_snapshot(data):
         try:
             data = tf_legacy.convert_tf_snapshot(data)
-        except ValueError as err:
-            raise CorruptPickleError(f'{source}: {err}') from err
+        except pickle.UnpicklingError as err:
+            raise type(err)(f'{source}: {err}') from None
+        except Exception as err:  # Arguments from the file that our constructors reject.
+            raise CorruptPickleError(f'{source}: {type(err).__name__}: {str(err)[:300]}') from err
     data = _check_snapshot(data, source)
     if force_fp16:
         for key in ['G', 'D', 'G_ema']:
             if data[key] is not None:
-                data[key] = _with_fp16(data[key])
+                try:
+                    data[key] = _with_fp16(data[key])
+                except pickle.UnpicklingError:
+                    raise
+                except Exception as err:  # init_kwargs from the file that our constructors reject.
+                    raise CorruptPickleError(f'{source}: cannot rebuild {key} with --force-fp16 from its '
+                                             f'init_kwargs ({type(err).__name__}: {str(err)[:300]})') from err
     return data
 
 

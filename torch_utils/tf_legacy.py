@@ -24,6 +24,8 @@ import warnings
 import numpy as np
 import torch
 
+from torch_utils import pickle_checks
+
 #----------------------------------------------------------------------------
 # The stand-in record.
 
@@ -49,6 +51,7 @@ class TFNetworkRecord:
         variables = state.get('variables') or []
         if not isinstance(static_kwargs, dict) or not all(isinstance(key, str) for key in static_kwargs):
             raise TypeError('TF-era network record: static_kwargs is not a dict with string keys')
+        pickle_checks.check_plain_value(static_kwargs, 'TF-era network record', 'static_kwargs')
         if not isinstance(components, dict) or \
                 not all(isinstance(key, str) and type(value) is TFNetworkRecord for key, value in components.items()):
             raise TypeError('TF-era network record: components is not a dict of networks')
@@ -147,6 +150,14 @@ def _resolution(variables, network):
     if not sizes:
         raise ValueError(f'TF-era {network}: no "<res>x<res>/" variables; is this a StyleGAN2 network?')
     return max(sizes)
+
+def _construct_within_budget(cls, kwargs, variables, network):
+    """cls(**kwargs) with arguments read from the file: sizes bounded, and the network no larger than twice the
+    TF variables it will receive (every parameter must be filled from one)."""
+    pickle_checks.check_dimensions(kwargs, f'TF-era {network}')
+    budget = 2 * sum(int(np.size(value)) for value in variables.values()) + (1 << 20)
+    with pickle_checks.AllocationBudget(budget, f'TF-era {network}'):
+        return cls(**kwargs)
 
 #----------------------------------------------------------------------------
 # Layout changes, TF -> ours.
@@ -265,7 +276,8 @@ def convert_tf_generator(record):
     if not any(name.endswith('/mod_weight') for name in variables):
         raise ValueError(f'TF-era network {record.name!r} ({record.build_func_name}) is not a StyleGAN2 generator '
                          f'(no modulated convolutions); only StyleGAN2 TF pickles are converted')
-    G = networks_stylegan2.Generator(**generator_kwargs(record, variables))
+    G = _construct_within_budget(networks_stylegan2.Generator, generator_kwargs(record, variables), variables,
+                                 'generator')
     return _load_converted(G, variables, _generator_rule, 'generator')
 
 #----------------------------------------------------------------------------
@@ -312,7 +324,8 @@ def convert_tf_discriminator(record):
     """A TF-era StyleGAN2 D record -> our networks_stylegan2.Discriminator with the same weights."""
     from training import networks_stylegan2
     variables = collect_variables(record)
-    D = networks_stylegan2.Discriminator(**discriminator_kwargs(record, variables))
+    D = _construct_within_budget(networks_stylegan2.Discriminator, discriminator_kwargs(record, variables),
+                                 variables, 'discriminator')
     return _load_converted(D, variables, _discriminator_rule, 'discriminator')
 
 #----------------------------------------------------------------------------

@@ -126,28 +126,29 @@ def open_zip(path):
 # CIFAR-10, python version: a tar.gz of pickled dicts {b'data': [10000, 3072] uint8, b'labels': [10000] ints}.
 
 
-class _NumpyOnlyUnpickler(pickle.Unpickler):
-    """Unpickles plain containers and numpy arrays only, so a crafted archive cannot run code."""
-    _ALLOWED = {('numpy.core.multiarray', '_reconstruct'), ('numpy._core.multiarray', '_reconstruct'),
-                ('numpy', 'ndarray'), ('numpy', 'dtype'),
-                ('_codecs', 'encode')}  # Protocol-2 pickles of bytes (Python 2 era) go through _codecs.encode.
+_MAX_CIFAR_BATCH_BYTES = 1 << 26  # A real batch is 31 MB.
 
-    def find_class(self, module, name):
-        if (module, name) not in self._ALLOWED:
-            raise pickle.UnpicklingError(f'refusing to unpickle {module}.{name}')
-        return super().find_class(module, name)
+
+def _unpickle_cifar_batch(file, name):
+    """A CIFAR-10 batch dict, read with the safe loader's restricted unpickler and its CIFAR allow-list (numpy
+    arrays of plain numbers, containers, Python 2 bytes): a crafted archive cannot run code or crash numpy."""
+    from torch_utils import safe_pickle
+    buffer = io.BytesIO(file.read(_MAX_CIFAR_BATCH_BYTES + 1))
+    buffer.name = name  # For messages.
+    return safe_pickle.load_pickle(buffer, allowed=safe_pickle.CIFAR_GLOBALS, max_bytes=_MAX_CIFAR_BATCH_BYTES,
+                                   encoding='bytes', hint='CIFAR-10 batches hold only numpy arrays and lists')
 
 
 def _read_cifar_batch(archive, member_name, path):
     name = f'{path}:{member_name}'
     try:
         file = archive.extractfile(member_name)
-        batch = _NumpyOnlyUnpickler(file, encoding='bytes').load()
+        batch = _unpickle_cifar_batch(file, name)
         images = np.asarray(batch[b'data'], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
         labels = [int(label) for label in batch[b'labels']]
     except KeyError as error:
         raise SourceError(f'{name} is missing from the archive or lacks {error}') from error
-    except (pickle.UnpicklingError, ValueError, EOFError) as error:
+    except (pickle.UnpicklingError, ValueError, EOFError, TypeError, AttributeError) as error:
         raise SourceError(f'{name} is not a CIFAR-10 python batch ({error})') from error
     if len(labels) != images.shape[0]:
         raise SourceError(f'{name} has {images.shape[0]} images but {len(labels)} labels')
