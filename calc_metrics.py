@@ -12,8 +12,9 @@ Results are printed as JSON lines and, when the pickle sits in a training run di
 <run dir>/metric-<name>.jsonl.
 """
 
-import copy
 import os
+import pickle
+import re
 import tempfile
 
 import click
@@ -56,24 +57,76 @@ def check_metrics(metrics, detector_dir):
 
 
 def load_generator(network_pkl):
-    """(G_ema, snapshot dict) from a pickle path or URL."""
+    """(G_ema, snapshot dict) from a pickle path or URL; refused or corrupt files are a one-line error."""
     import legacy
     try:
         with dnnlib.util.open_url(network_pkl, verbose=True) as f:
             snapshot = legacy.load_network_pkl(f)
-    except (IOError, OSError, ValueError) as err:
-        raise click.ClickException(f'--network={network_pkl}: {err}') from err
+    except (IOError, OSError, ValueError, pickle.UnpicklingError) as err:  # UnpicklingError: refused/corrupt.
+        raise click.ClickException(f'--network={network_pkl}: {err}') from None
     if snapshot.get('G_ema') is None:
         raise click.ClickException(f'--network={network_pkl}: the pickle holds no G_ema')
     return snapshot['G_ema'], snapshot
 
 
+# Dataset classes a pickle's training_set_kwargs may name (a file never chooses what is imported).
+DATASET_CLASSES = ('training.dataset.ImageFolderDataset',)
+
+
+def safe_dataset_name(name):
+    """A dataset name from a pickle reduced to one harmless file-name component (it names the statistics cache
+    file): letters, digits, '.', '_' and '-', no leading dot, at most 64 characters; None if nothing is left."""
+    cleaned = re.sub(r'[^A-Za-z0-9._-]+', '_', str(name))[:64].lstrip('.')
+    return cleaned or None
+
+
+def _is_expected_dataset_path(path):
+    """True for what train.py records as --data: an existing .zip file, or a folder (not a file-system root) that
+    holds dataset.json or image files at its top level. Anything else from a pickle is not used."""
+    from training import dataset
+    if os.path.isfile(path):
+        return path.lower().endswith('.zip')
+    if not os.path.isdir(path) or os.path.dirname(os.path.abspath(path)) == os.path.abspath(path):
+        return False
+    extensions = dataset.image_file_extensions()
+    try:
+        with os.scandir(path) as entries:
+            return any(entry.name == 'dataset.json' or os.path.splitext(entry.name)[1].lower() in extensions
+                       for entry in entries if entry.is_file())
+    except OSError:
+        return False
+
+
+def dataset_kwargs_from_snapshot(recorded):
+    """Dataset arguments from a pickle's training_set_kwargs, treated as untrusted data: the class from
+    DATASET_CLASSES, the path only if it is an existing dataset zip/folder, a safe name, bool xflip."""
+    need_data = 'give the dataset with --data=ZIP|DIR'
+    if not isinstance(recorded, dict):
+        raise click.UsageError(f'--data: the pickle does not record its training data; {need_data}')
+    class_name = recorded.get('class_name', DATASET_CLASSES[0])
+    if class_name not in DATASET_CLASSES:
+        raise click.UsageError(f'--data: the pickle names the dataset class {str(class_name)[:80]!r}, which is not '
+                               f'one of {", ".join(DATASET_CLASSES)}; {need_data}')
+    path = recorded.get('path')
+    if not isinstance(path, str) or not path or '\0' in path or dnnlib.util.is_url(path):
+        raise click.UsageError(f'--data: the pickle records no usable dataset path; {need_data}')
+    if not _is_expected_dataset_path(path):
+        raise click.UsageError(f'--data: the dataset recorded in the pickle, {path[:200]!r}, is not an existing '
+                               f'dataset .zip or image folder here; {need_data}')
+    dataset_kwargs = dnnlib.EasyDict(class_name=class_name, path=path, xflip=bool(recorded.get('xflip', False)))
+    name = safe_dataset_name(recorded['name']) if isinstance(recorded.get('name'), str) else None
+    if name is not None:
+        dataset_kwargs.name = name
+    return dataset_kwargs
+
+
 def build_dataset_kwargs(data, mirror, snapshot, G):
-    """Real-data constructor: --data, else the pickle's training_set_kwargs; checked by opening it once."""
+    """Real-data constructor: --data, else the pickle's training_set_kwargs (checked, see
+    dataset_kwargs_from_snapshot); checked by opening it once."""
     if data is not None:
         dataset_kwargs = dnnlib.EasyDict(class_name='training.dataset.ImageFolderDataset', path=data)
     elif snapshot.get('training_set_kwargs') is not None:
-        dataset_kwargs = dnnlib.EasyDict(copy.deepcopy(dict(snapshot['training_set_kwargs'])))
+        dataset_kwargs = dataset_kwargs_from_snapshot(snapshot['training_set_kwargs'])
     else:
         raise click.UsageError('--data: the pickle does not record its training data; give --data=ZIP|DIR')
     dataset_kwargs.update(resolution=G.img_resolution, use_labels=(G.c_dim != 0), max_size=None)
@@ -174,9 +227,13 @@ def calc_metrics(network_pkl, metrics, data, mirror, gpus, verbose, device, dete
                            num_gpus=gpus, verbose=verbose, device=device, detector_dir=detector_dir,
                            run_dir=find_run_dir(network_pkl))
     if verbose:
-        print(f'Dataset: {dataset_kwargs.path} (x-flips: {bool(dataset_kwargs.get("xflip", False))})')
+        source = 'from --data' if data is not None else 'recorded in the pickle; --data overrides it'
+        print(f'Dataset: {dataset_kwargs.path} ({source}; x-flips: {bool(dataset_kwargs.get("xflip", False))})')
         print(f'Metrics: {", ".join(metrics)} on {gpus} process(es), device {device}')
-    launch(args)
+    try:
+        launch(args)
+    except (OSError, pickle.UnpicklingError) as err:  # A refused or corrupt detector file, an unreadable dataset.
+        raise click.ClickException(str(err)) from None
 
 
 if __name__ == '__main__':

@@ -18,6 +18,7 @@ import json
 import logging
 import os
 import pickle
+import re
 import uuid
 import warnings
 import zipfile
@@ -400,7 +401,9 @@ def real_stats_cache_file(opts, dataset, detector_url, detector_kwargs, max_item
         stats_kwargs=dict(sorted(stats_kwargs.items())), format=1)
     key = hashlib.sha256(json.dumps(key_fields, sort_keys=True, default=repr).encode('utf-8')).hexdigest()[:32]
     name = os.path.splitext(detector_file_name(detector_url))[0]
-    return dnnlib.util.make_cache_dir_path('gan-metrics', f'{dataset.name}-{name}-{key}.npz')
+    # The dataset name may come from a pickle: one plain file-name component, never a path.
+    dataset_name = re.sub(r'[^A-Za-z0-9._-]+', '_', str(dataset.name))[:64].lstrip('.') or 'dataset'
+    return dnnlib.util.make_cache_dir_path('gan-metrics', f'{dataset_name}-{name}-{key}.npz')
 
 
 def _broadcast_flag(flag, opts):
