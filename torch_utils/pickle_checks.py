@@ -105,6 +105,11 @@ _DIM_NAME = re.compile(r'^(num_\w+|size|\w+_dim|\w*channels|\w+_features|\w*reso
                        r'channel_max|\w+_layers|\w+_taps)$')
 
 
+def _short(path):
+    """A path for messages: its start and end when long."""
+    return path if len(path) <= 120 else f'{path[:60]}...{path[-50:]}'
+
+
 class _Budget:
     def __init__(self, what, max_nodes):
         self.what = what
@@ -116,8 +121,8 @@ class _Budget:
             raise CorruptPickleError(f'{self.what}: more than {MAX_NODES} objects counting shared references '
                                      f'(a structure built to exhaust memory or time); refused')
         if depth > MAX_DEPTH:
-            raise CorruptPickleError(f'{self.what}: nesting deeper than {MAX_DEPTH} levels at {path} (or a '
-                                     f'cycle); refused')
+            raise CorruptPickleError(f'{self.what}: nesting deeper than {MAX_DEPTH} levels at {_short(path)} (or '
+                                     f'a cycle); refused')
 
 
 def check_plain_value(value, what, path='value', depth=0, budget=None):
@@ -204,8 +209,8 @@ def check_module_graph(root, what):
             else:
                 roots.add(key)
             if parents.get(key, 0) > 1 or (key in roots and parents.get(key, 0) > 0):
-                raise CorruptPickleError(f'{what}: the module at {path} is shared with another place in the '
-                                         f'network (or forms a cycle); refused')
+                raise CorruptPickleError(f'{what}: the module at {_short(path)} is shared with another place in '
+                                         f'the network (or forms a cycle); refused')
             if key in expanded:
                 continue
             expanded.add(key)
