@@ -56,12 +56,12 @@ def check_metrics(metrics, detector_dir):
         raise click.ClickException(str(err)) from err
 
 
-def load_generator(network_pkl):
+def load_generator(network_pkl, allow_exec=False):
     """(G_ema, snapshot dict) from a pickle path or URL; refused or corrupt files are a one-line error."""
     import legacy
     try:
         with dnnlib.util.open_url(network_pkl, verbose=True) as f:
-            snapshot = legacy.load_network_pkl(f)
+            snapshot = legacy.load_network_pkl(f, allow_exec=allow_exec)
     except (IOError, OSError, ValueError, pickle.UnpicklingError) as err:  # UnpicklingError: refused/corrupt.
         raise click.ClickException(f'--network={network_pkl}: {err}') from None
     if snapshot.get('G_ema') is None:
@@ -102,17 +102,17 @@ def dataset_kwargs_from_snapshot(recorded):
     DATASET_CLASSES, the path only if it is an existing dataset zip/folder, a safe name, bool xflip."""
     need_data = 'give the dataset with --data=ZIP|DIR'
     if not isinstance(recorded, dict):
-        raise click.UsageError(f'--data: the pickle does not record its training data; {need_data}')
+        raise click.ClickException(f'--data: the pickle does not record its training data; {need_data}')
     class_name = recorded.get('class_name', DATASET_CLASSES[0])
     if class_name not in DATASET_CLASSES:
-        raise click.UsageError(f'--data: the pickle names the dataset class {str(class_name)[:80]!r}, which is not '
-                               f'one of {", ".join(DATASET_CLASSES)}; {need_data}')
+        raise click.ClickException(f'--data: the pickle names the dataset class {str(class_name)[:80]!r}, which is '
+                                   f'not one of {", ".join(DATASET_CLASSES)}; {need_data}')
     path = recorded.get('path')
     if not isinstance(path, str) or not path or '\0' in path or dnnlib.util.is_url(path):
-        raise click.UsageError(f'--data: the pickle records no usable dataset path; {need_data}')
+        raise click.ClickException(f'--data: the pickle records no usable dataset path; {need_data}')
     if not _is_expected_dataset_path(path):
-        raise click.UsageError(f'--data: the dataset recorded in the pickle, {path[:200]!r}, is not an existing '
-                               f'dataset .zip or image folder here; {need_data}')
+        raise click.ClickException(f'--data: the dataset recorded in the pickle, {path[:200]!r}, is not an existing '
+                                   f'dataset .zip or image folder here; {need_data}')
     dataset_kwargs = dnnlib.EasyDict(class_name=class_name, path=path, xflip=bool(recorded.get('xflip', False)))
     name = safe_dataset_name(recorded['name']) if isinstance(recorded.get('name'), str) else None
     if name is not None:
@@ -163,7 +163,7 @@ def subprocess_fn(rank, args, init_method=None, local_rank=None):
     device = f'cuda:{rank if local_rank is None else local_rank}' if args.device == 'cuda' else args.device
     # Spawned processes load the pickle themselves: the safe loader maps its classes onto ours after importing
     # them, which plain unpickling of a G passed through spawn would not do.
-    G = args.G if args.G is not None else load_generator(args.network_pkl)[0]
+    G = args.G if args.G is not None else load_generator(args.network_pkl, args.allow_exec)[0]
     try:
         for metric in args.metrics:
             result = metric_main.calc_metric(metric=metric, G=G, dataset_kwargs=args.dataset_kwargs,
@@ -210,7 +210,9 @@ def launch(args):
               show_default=True)
 @click.option('--detector-dir', help='Folder holding detector files (inception-2015-12-05.pkl, vgg16.pkl), '
               'looked in before the cache and the download', metavar='DIR')
-def calc_metrics(network_pkl, metrics, data, mirror, gpus, verbose, device, detector_dir):
+@click.option('--allow-exec', help='Run source code embedded in the network pickle (trusted files only; never '
+              'needed for official or our files)', is_flag=True)
+def calc_metrics(network_pkl, metrics, data, mirror, gpus, verbose, device, detector_dir, allow_exec):
     """Calculate quality metrics for a network pickle.
 
     \b
@@ -221,11 +223,11 @@ def calc_metrics(network_pkl, metrics, data, mirror, gpus, verbose, device, dete
     if gpus > 1 and device == 'mps':
         raise click.UsageError('--gpus > 1 needs --device=cuda or cpu')
     check_metrics(metrics, detector_dir)
-    G, snapshot = load_generator(network_pkl)
+    G, snapshot = load_generator(network_pkl, allow_exec)
     dataset_kwargs = build_dataset_kwargs(data, mirror, snapshot, G)
     args = dnnlib.EasyDict(network_pkl=network_pkl, metrics=metrics, G=G, dataset_kwargs=dataset_kwargs,
                            num_gpus=gpus, verbose=verbose, device=device, detector_dir=detector_dir,
-                           run_dir=find_run_dir(network_pkl))
+                           run_dir=find_run_dir(network_pkl), allow_exec=allow_exec)
     if verbose:
         source = 'from --data' if data is not None else 'recorded in the pickle; --data overrides it'
         print(f'Dataset: {dataset_kwargs.path} ({source}; x-flips: {bool(dataset_kwargs.get("xflip", False))})')
