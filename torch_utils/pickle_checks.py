@@ -100,7 +100,7 @@ MAX_NODES = 2_000_000     # Objects visited counting every path (a DAG of shared
 MAX_INT_BITS = 63         # Integers in pickled data.
 MAX_DIM = 1 << 17         # Any dimension-like constructor argument or attribute (channels, resolution, z_dim...).
 
-_SCALAR_TYPES = (type(None), bool, int, float, complex, str, bytes, np.generic, np.dtype)
+_AXIS_NAMES = frozenset(['start_dim', 'end_dim'])  # Tensor axes (torch.nn.Flatten), may be negative: not sizes.
 _DIM_NAME = re.compile(r'^(num_\w+|size|\w+_dim|\w*channels|\w+_features|\w*resolution|\w+_size|channel_base|'
                        r'channel_max|\w+_layers|\w+_taps)$')
 
@@ -174,7 +174,7 @@ def check_dimensions(mapping, what):
         for key, value in item.items():
             if isinstance(value, dict):
                 stack.append((value, f'{path}.{key}', depth + 1))
-            elif isinstance(key, str) and _DIM_NAME.search(key):
+            elif isinstance(key, str) and _DIM_NAME.search(key) and key not in _AXIS_NAMES:
                 _check_dimension_value(value, f'{path}.{key}')
 
 

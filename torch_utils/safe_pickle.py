@@ -316,7 +316,13 @@ class RestrictedUnpickler(pickle._Unpickler):
         return obj
 
     def persistent_load(self, pid):
-        self._refuse(f'persistent id {pid!r} (network pickles contain none)')
+        self._refuse(f'persistent id {str(pid)[:80]!r} (network pickles contain none)')
+
+    def _load_persid(self):
+        # Refused before the id is read or decoded. A zip archive (torch.save, TorchScript) starts with 'PK', which
+        # reads as this opcode.
+        self._refuse('a persistent id (network pickles contain none; a zip archive such as a torch.save or '
+                     'TorchScript file also starts this way, and is not a network pickle)')
 
     def _load_ext(self):
         self._refuse('a copyreg extension code (network pickles contain none)')
@@ -423,7 +429,7 @@ class RestrictedUnpickler(pickle._Unpickler):
         self.stack[-1].update(items)
 
     for _opcodes, _handler in [
-            ([pickle.EXT1, pickle.EXT2, pickle.EXT4], _load_ext),
+            ([pickle.EXT1, pickle.EXT2, pickle.EXT4], _load_ext), ([pickle.PERSID, pickle.BINPERSID], _load_persid),
             ([pickle.INST, pickle.OBJ], _load_inst_or_obj),
             ([pickle.REDUCE], _load_reduce), ([pickle.NEWOBJ], _load_newobj), ([pickle.NEWOBJ_EX], _load_newobj_ex),
             ([pickle.BUILD], _load_build), ([pickle.APPEND], _load_append), ([pickle.APPENDS], _load_appends),
@@ -606,10 +612,12 @@ def load_pickle(f, allow_exec=False, max_bytes=DEFAULT_MAX_BYTES, allowed=None, 
                                            hint=hint, encoding=encoding).load()
                 pickle_checks.check_module_graph(data, source)
                 return data
-            except pickle.UnpicklingError as err:
+            except (UnsafePickleError, CorruptPickleError) as err:
                 if source not in str(err):
                     raise type(err)(f'{source}: {err}') from None
                 raise
+            except pickle.UnpicklingError as err:  # The base unpickler's own complaints (bad memo index, ...).
+                raise CorruptPickleError(f'{source}: corrupt pickle ({err})') from None
             except Exception as err:  # Whatever corrupt bytes make the unpickler or a constructor trip over.
                 raise CorruptPickleError(f'{source}: not a readable network pickle '
                                          f'({type(err).__name__}: {str(err)[:300]})') from err
