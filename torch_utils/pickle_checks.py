@@ -96,7 +96,8 @@ def check_dtype_state(spec, state):
 # Plain data and structure.
 
 MAX_DEPTH = 64            # Nesting of containers and modules; ours is < 20.
-MAX_NODES = 2_000_000     # Objects visited counting every path (a DAG of shared lists blows this, a tree does not).
+MAX_NODES = 250_000       # Objects visited counting every path (a DAG of shared lists blows this; our largest
+                          # snapshots with resume state hold ~30k).
 MAX_INT_BITS = 63         # Integers in pickled data.
 MAX_DIM = 1 << 17         # Any dimension-like constructor argument or attribute (channels, resolution, z_dim...).
 
