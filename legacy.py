@@ -40,7 +40,13 @@ def clean_snapshot(data):
     clean = dict(training_set_kwargs=data.get('training_set_kwargs'))
     for key in ['G', 'D', 'G_ema', 'augment_pipe']:
         module = data.get(key)
-        clean[key] = safe_pickle.rebuild_network(module) if persistence.is_persistent(module) else module
+        try:
+            clean[key] = safe_pickle.rebuild_network(module) if persistence.is_persistent(module) else module
+        except (UnsafePickleError, CorruptPickleError):
+            raise
+        except Exception as err:  # init_kwargs from the file that our constructors reject.
+            raise CorruptPickleError(f'{key}: cannot rebuild it from its init_kwargs ({type(err).__name__}: '
+                                     f'{str(err)[:300]})') from err
     if clean['training_set_kwargs'] is not None:
         clean['training_set_kwargs'] = dict(clean['training_set_kwargs'])
     return clean

@@ -5,12 +5,15 @@ persistent objects, i.e. calls of `torch_utils.persistence._reconstruct_persiste
 code of their module (DESIGN.md §4). Loading such a file with `pickle.load` runs whatever the file asks for. This
 module reads it with a restricted unpickler instead:
 
-  * Globals are resolved by their *whole* (module, name) against a fixed table (`ALLOWED_GLOBALS`); nothing is
-    imported or walked attribute by attribute, so `dnnlib.util.EasyDict.__init__.__globals__` is simply unknown.
+  * Globals are resolved by their *whole* (module, name) against a fixed table (an `AllowList`: `ALLOWED_GLOBALS`
+    for network snapshots; detector files and CIFAR-10 batches use their own lists built from the same entries);
+    nothing is imported or walked attribute by attribute, so `dnnlib.util.EasyDict.__init__.__globals__` or
+    `('torch', 'os.system')` is simply unknown.
   * Calls (REDUCE, NEWOBJ) go only to callables of that table. Several entries are stand-ins that check their
     arguments before doing the real work: `torch.storage._load_from_bytes` (really `torch.load(weights_only=False)`)
     becomes `torch.load(weights_only=True)` of a storage, tensors are rebuilt without backward hooks and only
-    inside their storage, numpy arrays only of plain (non-object) dtypes.
+    inside their storage, numpy arrays and scalars only of plain numeric dtypes (bool/int/float/complex: no fields,
+    no subarrays, no objects; a structured layout is refused before numpy sees it).
   * BUILD (the `__setstate__`/`__dict__.update` step) is allowed only on numpy arrays and dtypes (their own C
     `__setstate__`, looked up on the type) and on TF-era network records; on dicts and sets only as a no-op.
     Nothing can install or call an attacker-chosen `__setstate__`, or set attributes of a class or function.
@@ -19,8 +22,12 @@ module reads it with a restricted unpickler instead:
   * Reads never go past the end of the file: a truncated or corrupt file, or one larger than `max_bytes`, is a
     `CorruptPickleError` naming the file and offset.
   * Persistent objects are mapped onto *our* classes by network family, detected from the embedded module source
-    (read as text, never executed), and their state is checked (no dunder keys, no hooks, typed parameter,
-    buffer and submodule tables) before it is restored. See `detect_family`.
+    (read as text, never executed), and their state is checked before it is restored: only attributes the class
+    itself assigns, plain data, empty hooks, typed parameter/buffer/submodule tables, bounded dimensions
+    (torch_utils/module_state.py). See `detect_family`.
+  * What a load produced is checked before anyone walks it: no module shared between two parents or in a cycle,
+    bounded nesting and size (pickle_checks.check_module_graph); networks rebuilt from file-given arguments may
+    not allocate much more than the weights they receive (pickle_checks.AllocationBudget).
 
 `allow_exec=True` (CLI `--allow-exec`) is the official behaviour for trusted files: an ordinary unpickler, and the
 embedded sources of unknown classes are executed (`persistence.allow_exec`). It is never needed for our files or
