@@ -37,13 +37,10 @@ Entry points: `load_network_pkl(f)` -> snapshot dict (what `legacy.load_network_
 -> any object, `save_network_pkl(data, path)` (atomic), `rebuild_network(module, **kwargs)`.
 """
 
-import ast
 import codecs
 import collections
 import contextlib
-import functools
 import importlib
-import inspect
 import io
 import os
 import pickle
