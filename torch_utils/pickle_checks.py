@@ -87,10 +87,10 @@ def check_dtype_state(spec, state):
     reference = np.dtype(spec).__reduce__()[2]
     if not isinstance(state, tuple) or len(state) != len(reference) or state[0] != reference[0]:
         raise UnsafePickleError(f'a numpy dtype record ({spec}) has an unexpected state; only plain numeric '
-                                f'dtypes are allowed')
+                                f'dtypes are allowed; refused')
     if state[1] not in ('<', '>', '|', '=') or state[2:] != reference[2:]:
         raise UnsafePickleError(f'a numpy dtype record ({spec}) carries fields, sizes or flags; only plain '
-                                f'numeric dtypes (no fields, no subarrays) are allowed')
+                                f'numeric dtypes (no fields, no subarrays) are allowed; refused')
 
 #----------------------------------------------------------------------------
 # Plain data and structure.
