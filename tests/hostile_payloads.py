@@ -238,6 +238,8 @@ def detector_payloads(marker):
     payloads['detector-forward-shadowed'] = buffer.getvalue()
     payloads['detector-structured-dtype'] = b'\x80\x04' + _body(np.zeros(2, dtype=[('a', '<i4')])) + pickle.STOP
     payloads['detector-corrupt'] = b'\x80\x04\x95garbage that is not a pickle'
+    payloads['detector-module-without-state'] = (b'\x80\x04' + _stack_global('torch.nn.modules.linear', 'Linear')
+                                                 + pickle.EMPTY_TUPLE + pickle.NEWOBJ + pickle.STOP)
     return payloads
 
 

@@ -312,6 +312,12 @@ class RestrictedUnpickler(pickle._Unpickler):
     def _refuse(self, what):
         raise UnsafePickleError(f'{self._source}: refused: {what}. {self._hint}.')
 
+    def load(self):
+        result = super().load()
+        if any(isinstance(obj, torch.nn.Module) for obj in self._awaiting_state.values()):
+            self._refuse('a torch module created without its state (NEWOBJ without BUILD)')
+        return result
+
     def find_class(self, module, name):
         obj = self._allowed.resolve(module, name, self.proto)
         if obj is None:
