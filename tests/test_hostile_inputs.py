@@ -17,6 +17,7 @@ import sys
 import time
 
 import pytest
+import torch
 
 import calc_metrics
 from metrics import metric_utils
@@ -84,6 +85,43 @@ def test_steering_values_from_a_pickle_are_refused_or_made_harmless(tmp_path, mo
             calc_metrics.dataset_kwargs_from_snapshot(bad)
     assert 'this' not in sys.modules
     assert calc_metrics.safe_dataset_name('...') is None and calc_metrics.safe_dataset_name('ffhq-1024') == 'ffhq-1024'
+
+def test_rebuilding_from_init_kwargs_that_do_not_match_the_weights_is_refused_before_allocating(tmp_path):
+    import legacy
+
+    def huge_channels(class_name, state):
+        if class_name == 'Generator':
+            state['_init_kwargs'] = dict(state['_init_kwargs'], channel_base=1 << 17, channel_max=1 << 17)
+        return state
+    path = tmp_path / 'network.pkl'
+    path.write_bytes(hp._edited_snapshot(huge_channels))
+    assert legacy.load_network_pkl(str(path))['G_ema'] is not None  # Loading alone builds nothing.
+    with pytest.raises(CorruptPickleError, match='allocate more than'):
+        legacy.load_network_pkl(str(path), force_fp16=True)  # ~10^11 elements if it were built.
+
+
+def test_allocation_budget_counts_factory_calls_before_they_allocate():
+    from torch_utils.pickle_checks import AllocationBudget
+    with AllocationBudget(1000, 'test') as budget:
+        torch.zeros(10, 20)
+        torch.nn.Linear(20, 30)  # 600 + 30 elements through torch.empty.
+        assert budget.used == 200 + 630
+        with pytest.raises(CorruptPickleError, match='allocate more than 1000'):
+            torch.randn([1 << 40])
+    assert torch.zeros(2000).numel() == 2000  # Outside the block: no budget.
+
+
+def test_allow_lists_match_whole_names_only():
+    from torch_utils import safe_pickle
+    from torch_utils.pickle_checks import AllowList
+    assert safe_pickle.ALLOWED_GLOBALS.resolve('dnnlib.util', 'EasyDict') is not None
+    for module, name in [('dnnlib.util', 'EasyDict.__init__'), ('torch', 'os.system'), ('dnnlib', 'util.EasyDict'),
+                         ('builtins', 'eval'), ('torch._utils', '_rebuild_tensor_v2.__globals__')]:
+        assert safe_pickle.ALLOWED_GLOBALS.resolve(module, name) is None
+        assert safe_pickle.CIFAR_GLOBALS.resolve(module, name) is None
+        assert metric_utils._detector_allow_list()[0].resolve(module, name) is None
+    with pytest.raises(ValueError, match='plain name'):
+        AllowList({('torch', 'nn.Linear'): torch.nn.Linear})
 
 #----------------------------------------------------------------------------
 # Process runs.
