@@ -138,6 +138,14 @@ def sg2_pkl(tmp_path_factory):
     return _write_pkl(tmp_path_factory.mktemp('net') / 'sg2.pkl', _make_generator('sg2'))
 
 
+@pytest.fixture(scope='module')
+def sg2_wide_pkl(tmp_path_factory):
+    """64 channels: enough weights that they, not the graph's bookkeeping, make up the file (as in real networks)."""
+    torch.manual_seed(0)
+    G = networks_stylegan2.Generator(c_dim=0, channel_base=1024, channel_max=64, **SMALL).eval()
+    return _write_pkl(tmp_path_factory.mktemp('net') / 'sg2wide.pkl', G)
+
+
 def test_cli_check_prints_the_difference_and_writes_the_file(onnxruntime, sg2_pkl, tmp_path):
     result = _run('--network', sg2_pkl, '--output', tmp_path / 'out' / 'model.onnx', '--check=1', '--device', 'cpu')
     assert result.exit_code == 0, result.output
@@ -147,9 +155,9 @@ def test_cli_check_prints_the_difference_and_writes_the_file(onnxruntime, sg2_pk
 
 
 @pytest.mark.parametrize('mode', ['int8', 'int8-static'])
-def test_cli_int8_is_smaller_and_reports_psnr(mode, onnxruntime, sg2_pkl, tmp_path):
-    assert _run('--network', sg2_pkl, '--output', tmp_path / 'fp32.onnx', '--device', 'cpu').exit_code == 0
-    result = _run('--network', sg2_pkl, '--output', tmp_path / 'int8.onnx', '--quantize', mode, '--calib-samples', 4,
+def test_cli_int8_is_smaller_and_reports_psnr(mode, onnxruntime, sg2_wide_pkl, tmp_path):
+    assert _run('--network', sg2_wide_pkl, '--output', tmp_path / 'fp32.onnx', '--device', 'cpu').exit_code == 0
+    result = _run('--network', sg2_wide_pkl, '--output', tmp_path / 'int8.onnx', '--quantize', mode, '--calib-samples', 4,
                   '--device', 'cpu')
     assert result.exit_code == 0, result.output
     print(result.output)
@@ -159,9 +167,9 @@ def test_cli_int8_is_smaller_and_reports_psnr(mode, onnxruntime, sg2_pkl, tmp_pa
     assert os.path.getsize(tmp_path / 'int8.onnx') < 0.8 * os.path.getsize(tmp_path / 'fp32.onnx')
 
 
-def test_cli_fp16_halves_the_file(onnxruntime, sg2_pkl, tmp_path):
-    assert _run('--network', sg2_pkl, '--output', tmp_path / 'fp32.onnx', '--device', 'cpu').exit_code == 0
-    result = _run('--network', sg2_pkl, '--output', tmp_path / 'fp16.onnx', '--fp16', '--check=1', '--device', 'cpu')
+def test_cli_fp16_halves_the_file(onnxruntime, sg2_wide_pkl, tmp_path):
+    assert _run('--network', sg2_wide_pkl, '--output', tmp_path / 'fp32.onnx', '--device', 'cpu').exit_code == 0
+    result = _run('--network', sg2_wide_pkl, '--output', tmp_path / 'fp16.onnx', '--fp16', '--check=1', '--device', 'cpu')
     assert result.exit_code == 0, result.output
     assert os.path.getsize(tmp_path / 'fp16.onnx') < 0.6 * os.path.getsize(tmp_path / 'fp32.onnx')
 
