@@ -157,8 +157,8 @@ def test_cli_check_prints_the_difference_and_writes_the_file(onnxruntime, sg2_pk
 @pytest.mark.parametrize('mode', ['int8', 'int8-static'])
 def test_cli_int8_is_smaller_and_reports_psnr(mode, onnxruntime, sg2_wide_pkl, tmp_path):
     assert _run('--network', sg2_wide_pkl, '--output', tmp_path / 'fp32.onnx', '--device', 'cpu').exit_code == 0
-    result = _run('--network', sg2_wide_pkl, '--output', tmp_path / 'int8.onnx', '--quantize', mode, '--calib-samples', 4,
-                  '--device', 'cpu')
+    result = _run('--network', sg2_wide_pkl, '--output', tmp_path / 'int8.onnx', '--quantize', mode,
+                  '--calib-samples', 4, '--device', 'cpu')
     assert result.exit_code == 0, result.output
     print(result.output)
     assert 'int8 vs fp32: PSNR' in result.output and 'images/s on CPU' in result.output
@@ -169,7 +169,8 @@ def test_cli_int8_is_smaller_and_reports_psnr(mode, onnxruntime, sg2_wide_pkl, t
 
 def test_cli_fp16_halves_the_file(onnxruntime, sg2_wide_pkl, tmp_path):
     assert _run('--network', sg2_wide_pkl, '--output', tmp_path / 'fp32.onnx', '--device', 'cpu').exit_code == 0
-    result = _run('--network', sg2_wide_pkl, '--output', tmp_path / 'fp16.onnx', '--fp16', '--check=1', '--device', 'cpu')
+    result = _run('--network', sg2_wide_pkl, '--output', tmp_path / 'fp16.onnx', '--fp16', '--check=1',
+                  '--device', 'cpu')
     assert result.exit_code == 0, result.output
     assert os.path.getsize(tmp_path / 'fp16.onnx') < 0.6 * os.path.getsize(tmp_path / 'fp32.onnx')
 
