@@ -171,7 +171,10 @@ class ViewerHandler(http.server.BaseHTTPRequestHandler):
             params = parse_render_params(query, G.num_ws, G.c_dim, renderer.is_stylegan3)
         except BadParameter as err:
             return self._send(400, 'text/plain; charset=utf-8', f'{err}\n'.encode())
-        png = encode_png(renderer.render(params))
+        try:
+            png = encode_png(renderer.render(params))
+        except (RuntimeError, ValueError) as err:  # E.g. out of memory: the page shows it, the server lives on.
+            return self._send(500, 'text/plain; charset=utf-8', f'render failed: {err}\n'.encode())
         self._send(200, 'image/png', png)
 
     def _send(self, status, content_type, body):
