@@ -153,8 +153,9 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl='cu
     upx, upy = _parse_scaling(up, 'up')
     downx, downy = _parse_scaling(down, 'down')
     px0, px1, py0, py1 = _parse_padding(padding)
-    out_w = (x.shape[3] * upx + px0 + px1 - fw) // downx + 1
-    out_h = (x.shape[2] * upy + py0 + py1 - fh) // downy + 1
+    with misc.suppress_tracer_warnings():  # Spatial sizes are fixed per network; a trace may bake the check in.
+        out_w = int((x.shape[3] * upx + px0 + px1 - fw) // downx + 1)
+        out_h = int((x.shape[2] * upy + py0 + py1 - fh) // downy + 1)
     if out_w < 1 or out_h < 1:
         raise ValueError(f'upfirdn2d: output would be {out_h}x{out_w} for input {x.shape[2]}x{x.shape[3]}, '
                          f'up={up}, down={down}, padding={padding}, filter {fh}x{fw}; increase the padding')
