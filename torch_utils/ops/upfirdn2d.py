@@ -87,9 +87,8 @@ def _get_filter_size(f):
     if not isinstance(f, torch.Tensor) or f.ndim not in (1, 2):
         raise ValueError(f'upfirdn2d: filter must be a 1-D or 2-D torch.Tensor, got '
                          f'{type(f).__name__}{tuple(f.shape) if isinstance(f, torch.Tensor) else ""}')
-    fw = f.shape[-1]
-    fh = f.shape[0]
-    return int(fw), int(fh)
+    with misc.suppress_tracer_warnings():  # Filter sizes are constants of the network.
+        return int(f.shape[-1]), int(f.shape[0])
 
 #----------------------------------------------------------------------------
 
