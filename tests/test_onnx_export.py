@@ -76,6 +76,10 @@ def test_onnx_matches_pytorch_for_batch_1_and_5(family, c_dim, onnxruntime, tmp_
     path = str(tmp_path / 'g.onnx')
     export.export_onnx(wrapper, path, batch_size=2)
     export.fold_constants(path)
+    import onnx
+    model = onnx.load(path)
+    assert {node.domain for node in model.graph.node} == {''}  # Standard ONNX ops only: no custom kernels.
+    assert model.graph.input[0].type.tensor_type.shape.dim[0].dim_param == 'batch'
     session = export.onnx_session(path, threads=1)
     assert [i.name for i in session.get_inputs()] == (['input', 'c'] if c_dim else ['input'])
     for batch_size in (1, 5):
