@@ -53,9 +53,13 @@ def modulated_conv2d(
     demodulate  = True, # Divide each output channel by the norm of its modulated weights (StyleGAN2 Eq. 3)?
     padding     = 0,    # Zero padding on each side, in pixels.
     input_gain  = None, # Optional scale per input channel, broadcastable to [batch_size, in_channels].
+    fused_modconv = True, # One grouped conv (True) or styles on the activations around a shared conv (False)?
 ):
-    """Per-sample modulated 2-D cross-correlation, as one grouped conv. Returns [N, out_channels, H', W']."""
-    batch_size = int(x.shape[0])
+    """Per-sample modulated 2-D cross-correlation. Returns [N, out_channels, H', W'].
+
+    fused_modconv=False gives the same result (up to float rounding) without a batch-sized `groups`, so that a traced
+    or ONNX graph keeps a dynamic batch axis."""
+    batch_size = x.shape[0]
     out_channels, in_channels, kernel_h, kernel_w = w.shape
     misc.assert_shape(w, [out_channels, in_channels, kernel_h, kernel_w])
     misc.assert_shape(x, [batch_size, in_channels, None, None])
@@ -67,7 +71,12 @@ def modulated_conv2d(
         w = w * w.square().mean([1, 2, 3], keepdim=True).rsqrt()
         s = s * s.square().mean().rsqrt()
 
+    if not fused_modconv:
+        return _modulated_conv2d_nonfused(x, w, s, demodulate, padding, input_gain)
+
     # Eq. 1: w'_ijk = s_i * w_ijk, one weight tensor per sample.
+    with misc.suppress_tracer_warnings():
+        batch_size = int(batch_size)  # conv2d's groups must be an int: the fused form fixes the batch of a trace.
     w = w.unsqueeze(0) * s.reshape(batch_size, 1, in_channels, 1, 1)  # [N, O, I, kh, kw]
 
     # Eq. 3: w''_ijk = w'_ijk / sqrt(sum_ik w'_ijk^2 + eps).
@@ -85,6 +94,21 @@ def modulated_conv2d(
     w = w.reshape(batch_size * out_channels, in_channels, kernel_h, kernel_w)
     x = conv2d_gradfix.conv2d(input=x, weight=w.to(x.dtype), padding=padding, groups=batch_size)
     return x.reshape(batch_size, out_channels, *x.shape[2:])
+
+
+def _modulated_conv2d_nonfused(x, w, s, demodulate, padding, input_gain):
+    """modulated_conv2d with the per-sample factors moved off the weights (w, s already pre-normalised):
+    y = conv(x * s * input_gain, w) * dcoefs, dcoefs [N, O] = 1 / sqrt(sum_ik (s_i * w_oik)^2 + 1e-8)."""
+    in_channels = w.shape[1]
+    scale = s if input_gain is None else s * input_gain  # [N, I] (input_gain broadcasts: a scalar in SG3)
+    x = x * scale.to(x.dtype).reshape(-1, in_channels, 1, 1)
+    y = conv2d_gradfix.conv2d(input=x, weight=w.to(x.dtype), padding=padding)
+    if demodulate:
+        # Eq. 3 as an [N, I] x [I, O] product; demodulation sees the styles without the input gain, as in the fused
+        # form, where input_gain is applied after the demodulation coefficients.
+        dcoefs = (s.square() @ w.square().sum(dim=[2, 3]).t() + 1e-8).rsqrt()  # [N, O]
+        y = y * dcoefs.to(y.dtype).reshape(-1, w.shape[0], 1, 1)
+    return y
 
 #----------------------------------------------------------------------------
 # Equalized-learning-rate dense layer (Karras et al. 2018, Sec. 4.1): weights stored as N(0, 1) / lr_multiplier,
@@ -396,10 +420,11 @@ class SynthesisLayer(torch.nn.Module):
         pad_hi = pad_total - pad_lo
         return [int(pad_lo[0]), int(pad_hi[0]), int(pad_lo[1]), int(pad_hi[1])]
 
-    def forward(self, x, w, noise_mode='random', force_fp32=False, update_emas=False):
+    def forward(self, x, w, noise_mode='random', force_fp32=False, update_emas=False, fused_modconv=True):
         """x: [N, in_channels, in_h, in_w], w: [N, w_dim] -> [N, out_channels, out_h, out_w].
 
         noise_mode is accepted for call compatibility with StyleGAN2 and ignored (StyleGAN3 has no noise inputs).
+        fused_modconv=False: see modulated_conv2d (export with a dynamic batch).
         """
         if noise_mode not in ('random', 'const', 'none'):
             raise ValueError(f"SynthesisLayer: noise_mode must be 'random', 'const' or 'none', got {noise_mode!r}")
@@ -418,7 +443,7 @@ class SynthesisLayer(torch.nn.Module):
             styles = styles * (1 / np.sqrt(self.in_channels * (self.conv_kernel ** 2)))
         dtype = torch.float16 if (self.use_fp16 and not force_fp32 and x.device.type == 'cuda') else torch.float32
         x = modulated_conv2d(x=x.to(dtype), w=self.weight, s=styles, padding=self.conv_kernel - 1,
-                             demodulate=(not self.is_torgb), input_gain=input_gain)
+                             demodulate=(not self.is_torgb), input_gain=input_gain, fused_modconv=fused_modconv)
 
         # Bias, upsample, leaky ReLU (linear for ToRGB), clamp, downsample.
         gain = 1 if self.is_torgb else np.sqrt(2)
@@ -530,7 +555,7 @@ class SynthesisNetwork(torch.nn.Module):
     def forward(self, ws, **layer_kwargs):
         """ws: [N, num_ws, w_dim] -> images [N, img_channels, img_resolution, img_resolution] float32.
 
-        layer_kwargs: noise_mode (ignored), force_fp32, update_emas.
+        layer_kwargs: noise_mode (ignored), force_fp32, update_emas, fused_modconv.
         """
         misc.assert_shape(ws, [None, self.num_ws, self.w_dim])
         ws = ws.to(torch.float32).unbind(dim=1)

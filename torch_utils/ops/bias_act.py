@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import custom_ops
+from .. import misc
 
 #----------------------------------------------------------------------------
 # The activation table. `cuda_idx` selects the same function in bias_act.cu (keep the two in sync).
@@ -94,7 +95,10 @@ def _check_args(x, b, dim, act, alpha, gain, clamp):
     if not -x.ndim <= dim < x.ndim:
         raise ValueError(f'bias_act: dim={dim} is out of range for x of shape {list(x.shape)}')
     dim = dim % x.ndim
-    if b is not None and (not isinstance(b, torch.Tensor) or b.ndim != 1 or b.shape[0] != x.shape[dim]):
+    with misc.suppress_tracer_warnings():  # Channel counts are constants of the network, also in a trace.
+        bad_bias = b is not None and (not isinstance(b, torch.Tensor) or b.ndim != 1 or
+                                      bool(b.shape[0] != x.shape[dim]))
+    if bad_bias:
         shape = list(b.shape) if isinstance(b, torch.Tensor) else type(b).__name__
         raise ValueError(f'bias_act: bias must have shape [{x.shape[dim]}] (x.shape[{dim}] of x {list(x.shape)}), '
                          f'got {shape}')

@@ -37,16 +37,23 @@ def no_weight_gradients(disable=True):
 
 #----------------------------------------------------------------------------
 
+def _plain(*tensors):
+    """True when the plain functional conv will do: no gradient can be asked for (inference, e.g. under
+    torch.no_grad), or a trace is being recorded (a traced graph cannot hold our autograd Functions)."""
+    if torch.jit.is_tracing() or not torch.is_grad_enabled():
+        return True
+    return not any(t is not None and t.requires_grad for t in tensors)
+
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """Same as torch.nn.functional.conv2d (input [N, C, H, W], weight [O, C/groups, kh, kw]), see module doc."""
-    if not enabled or isinstance(padding, str):
+    if not enabled or isinstance(padding, str) or _plain(input, weight, bias):
         return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
     params = _ConvParams(stride, padding, dilation, groups)
     return _Conv2d.apply(input, weight, bias, params)
 
 def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_padding=0, groups=1, dilation=1):
     """Same as torch.nn.functional.conv_transpose2d (weight [C, O/groups, kh, kw]), see module doc."""
-    if not enabled:
+    if not enabled or _plain(input, weight, bias):
         return F.conv_transpose2d(input, weight, bias, stride, padding, output_padding, groups, dilation)
     params = _ConvParams(stride, padding, dilation, groups)
     return _ConvTranspose2d.apply(input, weight, bias, params, _pair(output_padding))

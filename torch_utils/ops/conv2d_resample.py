@@ -12,6 +12,7 @@ invariant, so they may be reordered: up=2 runs as a strided transposed convoluti
 kernels convolve at the lower resolution.
 """
 
+from .. import misc
 from . import conv2d_gradfix as _conv
 from . import upfirdn2d
 
@@ -31,15 +32,20 @@ def _resample_padding(up, down, padding, filter_size):
 
 
 def _check_args(x, w, up, down, groups):
+    with misc.suppress_tracer_warnings():  # Channel counts are constants of the network, also in a trace.
+        _check_shapes(x, w, groups)
+    for name, value in (('up', up), ('down', down)):
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f'conv2d_resample: {name}={value!r} must be a positive int')
+
+
+def _check_shapes(x, w, groups):
     if x.ndim != 4 or w.ndim != 4:
         raise ValueError(f'conv2d_resample: x must be [N, C, H, W] and w [O, C/groups, kh, kw]; '
                          f'got {tuple(x.shape)} and {tuple(w.shape)}')
     if x.shape[1] != w.shape[1] * groups or w.shape[0] % groups != 0:
         raise ValueError(f'conv2d_resample: x has {x.shape[1]} channels, w {tuple(w.shape)} with groups={groups} '
                          f'expects {w.shape[1] * groups} in and a multiple of {groups} out')
-    for name, value in (('up', up), ('down', down)):
-        if not isinstance(value, int) or value < 1:
-            raise ValueError(f'conv2d_resample: {name}={value!r} must be a positive int')
 
 
 def _transpose_weight(w, groups):
@@ -68,7 +74,8 @@ def conv2d_resample(x, w, f=None, up=1, down=1, padding=0, groups=1, flip_weight
         up=2 and W/2 for down=2 with padding = kw // 2.
     """
     _check_args(x, w, up, down, groups)
-    kh, kw = w.shape[2], w.shape[3]
+    with misc.suppress_tracer_warnings():  # Kernel sizes are constants of the network, also in a trace.
+        kh, kw = int(w.shape[2]), int(w.shape[3])
     filter_size = upfirdn2d._get_filter_size(f) if (up > 1 or down > 1) else (1, 1)
     px0, px1, py0, py1 = _resample_padding(up, down, padding, filter_size)
     if up > 1 and down > 1:

@@ -17,6 +17,8 @@ def fma(a, b, c):
     Returns:
         Tensor of the broadcast shape.
     """
+    if torch.jit.is_tracing() or not torch.is_grad_enabled():  # Nothing to save for a backward; traceable.
+        return torch.addcmul(c, a, b)
     return _FusedMultiplyAdd.apply(a, b, c)
 
 #----------------------------------------------------------------------------

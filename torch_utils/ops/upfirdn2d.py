@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import custom_ops
+from .. import misc
 
 _PLUGIN_NAME = 'upfirdn2d_plugin'
 _PLUGIN_SOURCES = ['upfirdn2d.cpp', 'upfirdn2d.cu']
@@ -31,29 +32,52 @@ custom_ops.register_plugin(_PLUGIN_NAME, sources=_PLUGIN_SOURCES, headers=_PLUGI
 #----------------------------------------------------------------------------
 # Argument parsing.
 
+def _is_int(value):
+    """True for Python/numpy ints and for 0-d integer tensors. Under torch.jit.trace, sizes read from a tensor's
+    shape (such as a weight's kernel size, from which callers derive padding) arrive as 0-d tensors."""
+    if isinstance(value, torch.Tensor):
+        return value.ndim == 0 and not value.is_floating_point() and not value.is_complex()
+    return isinstance(value, (int, np.integer))
+
+
+def _to_ints(values):
+    """Plain ints from _is_int() values. Resampling factors and padding fix the output size, so a trace records
+    them as constants (sizes of weights and filters do not change with the input); hence no tracer warning."""
+    with misc.suppress_tracer_warnings():
+        return [int(v) for v in values]
+
+
+def _num_channels(x):
+    """x.shape[1] as an int: the depthwise filter weights and `groups` need a fixed channel count. (Under
+    torch.jit.trace a shape entry is a traced value; the ONNX exporter then cannot tell the kernel's shape. The
+    batch axis stays free.)"""
+    with misc.suppress_tracer_warnings():
+        return int(x.shape[1])
+
+
 def _parse_scaling(scaling, what='up'):
     """Up/down factor as (sx, sy): an int, or [x, y]. Raises ValueError for non-positive values."""
-    pair = [scaling, scaling] if isinstance(scaling, (int, np.integer)) else scaling
-    if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+    pair = [scaling, scaling] if _is_int(scaling) else scaling
+    if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not all(_is_int(s) for s in pair):
         raise ValueError(f'upfirdn2d: {what}={scaling!r} must be an int or a list [x, y] of ints')
-    sx, sy = pair
-    if not all(isinstance(s, (int, np.integer)) and s >= 1 for s in (sx, sy)):
+    sx, sy = _to_ints(pair)
+    if not (sx >= 1 and sy >= 1):
         raise ValueError(f'upfirdn2d: {what}={scaling!r} must be positive integers')
-    return int(sx), int(sy)
+    return sx, sy
 
 
 def _parse_padding(padding):
     """Padding as (px0, px1, py0, py1) from an int, [x, y] or [x0, x1, y0, y1]. Negative values crop."""
-    if isinstance(padding, (int, np.integer)):
+    if _is_int(padding):
         padding = [padding, padding]
-    if not isinstance(padding, (list, tuple)) or len(padding) not in (2, 4) or \
-            not all(isinstance(p, (int, np.integer)) for p in padding):
+    if not isinstance(padding, (list, tuple)) or len(padding) not in (2, 4) or not all(_is_int(p) for p in padding):
         raise ValueError(f'upfirdn2d: padding={padding!r} must be an int, [x, y] or [x0, x1, y0, y1] of ints')
+    padding = _to_ints(padding)
     if len(padding) == 2:
         px, py = padding
         padding = [px, px, py, py]
     px0, px1, py0, py1 = padding
-    return int(px0), int(px1), int(py0), int(py1)
+    return px0, px1, py0, py1
 
 
 def _get_filter_size(f):
@@ -63,9 +87,8 @@ def _get_filter_size(f):
     if not isinstance(f, torch.Tensor) or f.ndim not in (1, 2):
         raise ValueError(f'upfirdn2d: filter must be a 1-D or 2-D torch.Tensor, got '
                          f'{type(f).__name__}{tuple(f.shape) if isinstance(f, torch.Tensor) else ""}')
-    fw = f.shape[-1]
-    fh = f.shape[0]
-    return int(fw), int(fh)
+    with misc.suppress_tracer_warnings():  # Filter sizes are constants of the network.
+        return int(f.shape[-1]), int(f.shape[0])
 
 #----------------------------------------------------------------------------
 
@@ -129,8 +152,9 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl='cu
     upx, upy = _parse_scaling(up, 'up')
     downx, downy = _parse_scaling(down, 'down')
     px0, px1, py0, py1 = _parse_padding(padding)
-    out_w = (x.shape[3] * upx + px0 + px1 - fw) // downx + 1
-    out_h = (x.shape[2] * upy + py0 + py1 - fh) // downy + 1
+    with misc.suppress_tracer_warnings():  # Spatial sizes are fixed per network; a trace may bake the check in.
+        out_w = int((x.shape[3] * upx + px0 + px1 - fw) // downx + 1)
+        out_h = int((x.shape[2] * upy + py0 + py1 - fh) // downy + 1)
     if out_w < 1 or out_h < 1:
         raise ValueError(f'upfirdn2d: output would be {out_h}x{out_w} for input {x.shape[2]}x{x.shape[3]}, '
                          f'up={up}, down={down}, padding={padding}, filter {fh}x{fw}; increase the padding')
@@ -149,7 +173,8 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl='cu
 
 def _upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain):
     """Reference upfirdn2d on parsed arguments (see upfirdn2d())."""
-    batch_size, num_channels, in_height, in_width = x.shape
+    batch_size, _, in_height, in_width = x.shape
+    num_channels = _num_channels(x)
     upx, upy = up
     downx, downy = down
     px0, px1, py0, py1 = padding
@@ -231,7 +256,7 @@ def _depthwise_weights(f, num_channels, flip, gain, dtype):
 
 def _upfirdn2d_cpu(x, f, up, down, padding, flip_filter, gain):
     """upfirdn2d on parsed arguments, polyphase/strided formulation (see above); same result as _upfirdn2d_ref."""
-    num_channels = x.shape[1]
+    num_channels = _num_channels(x)
     (upx, upy), (downx, downy), (px0, px1, py0, py1) = up, down, padding
     fw, fh = _get_filter_size(f)
     in_format = torch.channels_last if (x.is_contiguous(memory_format=torch.channels_last)
