@@ -4,7 +4,8 @@
     phases       one iteration: each phase (Gmain, Greg, Dmain, Dreg or Gboth, Dboth) accumulates gradients,
                  averages them over processes and steps its optimizer (StyleGAN2 App. B: lazy regularisation)
     maintenance  G_ema, ADA p, and at the end of each tick: status line, stats, images, snapshot, metrics
-    snapshot     `network-snapshot-<kimg>.pkl` in the official layout plus `resume_state` for exact resume
+    snapshot     `network-snapshot-<kimg>.pkl` in the official layout plus `resume_state` for exact resume (only
+                 the newest snapshot keeps it; rotation and the best snapshot: training/snapshots.py)
     resume       from such a snapshot (everything) or from an official pickle (weights only)
 
 Everything a resumed run needs lives in `TrainingState`, which saves and loads itself; the random number
@@ -30,6 +31,8 @@ from torch_utils import misc
 from torch_utils import training_stats
 from torch_utils.ops import conv2d_gradfix
 from torch_utils.ops import grid_sample_gradfix
+from training.phase_timing import PhaseTimer
+from training.snapshots import SnapshotKeeper, snapshot_name
 
 RESUME_STATE_KEY = 'resume_state'   # Extra snapshot key; official tools ignore it.
 RESUME_STATE_VERSION = 1
@@ -410,12 +413,15 @@ def average_gradients(module, num_gpus):
     return num_nonfinite
 
 
-def run_phases(state, batch, num_gpus):
-    """Accumulate, average and apply the gradients of every phase due at this iteration."""
+def run_phases(state, batch, num_gpus, phase_timer=None):
+    """Accumulate, average and apply the gradients of every phase due at this iteration (each timed by
+    `phase_timer`, a training.phase_timing.PhaseTimer, if given)."""
     real_img, real_c, gen_z, gen_c = batch
     for phase, phase_gen_z, phase_gen_c in zip(state.phases, gen_z, gen_c):
         if state.batch_idx % phase.interval != 0:
             continue
+        if phase_timer is not None:
+            phase_timer.start(phase.name)
         phase.opt.zero_grad(set_to_none=True)
         phase.module.requires_grad_(True)
         for round_img, round_c, round_z, round_gen_c in zip(real_img, real_c, phase_gen_z, phase_gen_c):
@@ -426,6 +432,8 @@ def run_phases(state, batch, num_gpus):
             num_nonfinite = average_gradients(phase.module, num_gpus)
             training_stats.report('Progress/nonfinite_grads/' + phase.name, num_nonfinite)
             phase.opt.step()
+        if phase_timer is not None:
+            phase_timer.stop(phase.name)
 
 
 @torch.no_grad()
@@ -527,6 +535,8 @@ def format_status_line(state, timer, total_kimg, device, deadline=None):
               f"reserved {r0('Resources/peak_gpu_mem_reserved_gb', gpu_reserved_gb):<6.2f}",
               f"augment {r0('Progress/augment', p):.3f}",
               f"eta {dnnlib.util.format_time(eta_sec)}"]
+    r0('Timing/total_hours', timer.total_sec(state, now) / (60 * 60))  # Official keys, not printed.
+    r0('Timing/total_days', timer.total_sec(state, now) / (24 * 60 * 60))
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     return ' '.join(fields)
@@ -609,9 +619,11 @@ def save_network_snapshot(ctx, state, rng_state):
                 misc.check_ddp_consistency(module, ignore_regex=_EMA_BUFFER_REGEX)
     resume_state = state.resume_state(rank_states, ctx.num_gpus, ctx.batch_size, ctx.timer.total_sec(state))
     snapshot_data = state.snapshot_data(resume_state)
-    snapshot_pkl = os.path.join(ctx.run_dir, f'network-snapshot-{state.cur_nimg // 1000:06d}.pkl')
+    snapshot_pkl = os.path.join(ctx.run_dir, snapshot_name(state.cur_nimg))
     if ctx.rank == 0:
         write_file_atomic(snapshot_pkl, lambda f: pickle.dump(snapshot_data, f))
+        size = ctx.snapshots.after_write(snapshot_pkl)  # Older snapshots lose the resume state, --snap-keep.
+        ctx.log(f'Saved {os.path.basename(snapshot_pkl)} ({size / 2**20:.1f} MiB with the resume state)')
     return snapshot_pkl, snapshot_data
 
 
@@ -673,7 +685,10 @@ def end_tick(ctx, state, done):
         if ctx.metrics:
             ctx.log('Evaluating metrics...')
             metrics_dict = evaluate_metrics(ctx, snapshot_data, snapshot_pkl)
+            if ctx.rank == 0:
+                ctx.snapshots.after_metrics(snapshot_data, metrics_dict, snapshot_pkl)  # --snap-best.
         del snapshot_data
+    ctx.phase_timer.report()
     ctx.stats_collector.update()
     stats_dict = ctx.stats_collector.as_dict()
     _warn_nonfinite_gradients(ctx.log, stats_dict)
@@ -824,6 +839,8 @@ def setup_outputs(ctx, state):
     ctx.stats_collector = training_stats.Collector(regex='.*')
     ctx.outputs = RunOutputs(ctx.run_dir, ctx.rank, ctx.log)
     ctx.timer = TickTimer()
+    ctx.phase_timer = PhaseTimer(ctx.device)
+    ctx.snapshots = SnapshotKeeper(ctx.run_dir, RESUME_STATE_KEY, keep=ctx.snap_keep, best=ctx.snap_best, log=ctx.log)
 
 #----------------------------------------------------------------------------
 # The driver.
@@ -865,6 +882,8 @@ def training_loop(
     device                  = None,     # torch device; None = this rank's GPU if CUDA is available, else CPU.
     weights_only_resume_overrides = None,  # Options changed when resuming from a pickle without resume state.
     max_minutes             = None,     # Stop (with a final snapshot) after this much wall time; None = no limit.
+    snap_keep               = None,     # Keep only the newest this many network snapshots; None = all.
+    snap_best               = None,     # Also keep the best snapshot by this metric result ('fid50k_full'); None = no.
 ):
     """Train G and D; write the run directory's images, stats and snapshots. See the module docstring."""
     ctx = dnnlib.EasyDict(locals())
@@ -886,7 +905,7 @@ def training_loop(
         while not done:
             batch = fetch_batch(ctx.training_set_iterator, ctx.training_set, len(state.phases), batch_gpu,
                                 state.G.z_dim, ctx.device)
-            run_phases(state, batch, num_gpus)
+            run_phases(state, batch, num_gpus, ctx.phase_timer)
             update_G_ema(state.G, state.G_ema, state.cur_nimg, batch_size, ctx.ema_kimg, ctx.ema_rampup)
             if state.ada is not None:
                 step_ada(state.ada, ctx.ada_stats)
