@@ -54,7 +54,7 @@ OPTION_DEFAULTS = dict(
     outdir=None, cfg=None, data=None, gpus=1, batch=None, gamma=None, cond=False, mirror=False, aug='ada',
     resume=None, freezed=0, p=0.2, target=0.6, batch_gpu=None, cbase=32768, cmax=512, glr=None, dlr=None,
     map_depth=None, mbstd_group=4, desc=None, metrics=(), kimg=25000, tick=4, snap=50, seed=0, fp32=False,
-    nobench=False, workers=3, device='cpu', max_minutes=None, dry_run=False)
+    nobench=False, workers=3, device='cpu', max_minutes=None, snap_keep=None, snap_best=None, dry_run=False)
 
 #----------------------------------------------------------------------------
 # The pure config builder.
@@ -115,6 +115,24 @@ def _loss_kwargs(opts, preset, batch_size):
     return loss_kwargs
 
 
+def _snapshot_options(opts):
+    """snap_keep / snap_best for training_loop() (only when given, so default options stay official)."""
+    from training import snapshots
+    result = dict()
+    if opts.snap_keep is not None:
+        result['snap_keep'] = opts.snap_keep
+    if opts.snap_best is not None:
+        try:
+            result_key, _higher = snapshots.parse_snap_best(opts.snap_best)
+        except ValueError as err:
+            raise UsageError(str(err)) from err
+        if snapshots.snap_best_metric_name(result_key, opts.metrics or []) is None:
+            raise UsageError(f'--snap-best={opts.snap_best}: no metric of --metrics={",".join(opts.metrics or [])} '
+                             f'reports {result_key} (e.g. --metrics=fid50k_full --snap-best=fid50k_full)')
+        result['snap_best'] = opts.snap_best
+    return result
+
+
 def run_desc(opts, dataset_name):
     """The run directory name after its number: <cfg>-<dataset>-gpus<G>-batch<B>-gamma<g>[-<desc>]."""
     desc = f'{opts.cfg}-{dataset_name}-gpus{opts.gpus}-batch{opts.batch}-gamma{opts.gamma:g}'
@@ -153,6 +171,7 @@ def build_training_options(dataset_info, **opts):
              cudnn_benchmark=not opts.nobench, device=opts.device, run_desc=run_desc(opts, dataset_info['name']))
     if opts.max_minutes is not None:
         c.max_minutes = opts.max_minutes
+    c.update(_snapshot_options(opts))
     if opts.resume is not None:
         c.weights_only_resume_overrides = dict(WEIGHTS_ONLY_RESUME_OVERRIDES)
     return json.loads(json.dumps(c))  # Plain dicts/lists only: exactly what training_options.json will hold.
@@ -398,6 +417,10 @@ _DEFAULT_METRICS = 'fid50k_full' if metrics_available() else 'none'
 @click.option('--max-minutes', help='Stop after this many minutes of training, with a final snapshot (not '
               'official: for shared machines, time-boxed jobs and demos)', metavar='FLOAT',
               type=click.FloatRange(min=0))
+@click.option('--snap-keep', help='Keep only the newest N network snapshots (the newest holds the resume state)  '
+              '[default: keep all]', metavar='N', type=click.IntRange(min=1))
+@click.option('--snap-best', help='Also keep network-snapshot-best-<METRIC>.pkl, the best by a --metrics result '
+              '(METRIC:min / METRIC:max to set the direction)', metavar='METRIC', type=str)
 @click.option('-n', '--dry-run', help='Print training options and exit', is_flag=True)
 def main(**opts):
     """Train a GAN using the techniques of StyleGAN, StyleGAN2, StyleGAN2-ADA and StyleGAN3.
