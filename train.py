@@ -14,11 +14,14 @@ import json
 import os
 import re
 import tempfile
+import time
 
 import click
 
 import dnnlib
 from training import training_loop
+
+_IMPORT_TIME = time.time()  # Fallback for process_start_time().
 
 #----------------------------------------------------------------------------
 # Presets: everything that differs between --cfg values. Values used by all configs live in
@@ -274,17 +277,30 @@ def subprocess_fn(rank, options, init_method, local_rank=None):
             torch.distributed.destroy_process_group()
 
 
-def launch_training(options, outdir, dry_run=False):
-    """Print the options, create the run directory and training_options.json, start the processes."""
+def process_start_time():
+    """time.time() when this process started, so that --max-minutes also counts start-up and imports."""
+    try:
+        import psutil
+        return psutil.Process().create_time()
+    except (ImportError, OSError):
+        return _IMPORT_TIME
+
+
+def launch_training(options, outdir, dry_run=False, run_start_time=None):
+    """Print the options, create the run directory and training_options.json, start the processes.
+
+    run_start_time: time.time() at which the run began, the origin of --max-minutes (default: when training starts)."""
     import torch
     if _launched_by_torchrun():
-        return _launch_under_torchrun(options, outdir, dry_run)
+        return _launch_under_torchrun(options, outdir, dry_run, run_start_time)
     if not dry_run:
         options['run_dir'] = make_run_dir(outdir, options['run_desc'])
     _print_summary(options, outdir, dry_run)
     if dry_run:
         return None
     _write_options(options)
+    if run_start_time is not None:
+        options = dict(options, run_start_time=run_start_time)  # Not an option: kept out of training_options.json.
     if options['num_gpus'] == 1:
         return subprocess_fn(0, options, init_method=None)
     with tempfile.TemporaryDirectory() as temp_dir:
@@ -293,7 +309,7 @@ def launch_training(options, outdir, dry_run=False):
     return None
 
 
-def _launch_under_torchrun(options, outdir, dry_run):
+def _launch_under_torchrun(options, outdir, dry_run, run_start_time=None):
     """torchrun sets RANK/WORLD_SIZE/LOCAL_RANK: rank 0 makes the run directory and tells the others its name."""
     import torch
     rank, world_size = int(os.environ['RANK']), int(os.environ['WORLD_SIZE'])
@@ -315,6 +331,8 @@ def _launch_under_torchrun(options, outdir, dry_run):
         if not dry_run:
             _write_options(options)
     if not dry_run:
+        if run_start_time is not None:
+            options = dict(options, run_start_time=run_start_time)
         subprocess_fn(rank, options, init_method='env://', local_rank=local_rank)
 
 
@@ -414,8 +432,9 @@ _DEFAULT_METRICS = 'fid50k_full' if metrics_available() else 'none'
               default=3, show_default=True)
 @click.option('--device', help='Where to train: auto = CUDA if available, else CPU',
               type=click.Choice(['auto', 'cpu', 'cuda', 'mps']), default='auto', show_default=True)
-@click.option('--max-minutes', help='Stop after this many minutes of training, with a final snapshot (not '
-              'official: for shared machines, time-boxed jobs and demos)', metavar='FLOAT',
+@click.option('--max-minutes', help='Wall-clock limit of the whole run (start-up, setup, grids, snapshots included), '
+              'ending with a final snapshot (not official: for shared machines, time-boxed jobs and demos)',
+              metavar='MINUTES',
               type=click.FloatRange(min=0))
 @click.option('--snap-keep', help='Keep only the newest N network snapshots (the newest holds the resume state)  '
               '[default: keep all]', metavar='N', type=click.IntRange(min=1))
@@ -454,7 +473,8 @@ def main(**opts):
         check_modules_exist(options)
     except (UsageError, FileNotFoundError, RuntimeError) as err:
         raise click.ClickException(str(err)) from err
-    launch_training(copy.deepcopy(options), opts['outdir'], dry_run=opts['dry_run'])
+    launch_training(copy.deepcopy(options), opts['outdir'], dry_run=opts['dry_run'],
+                    run_start_time=process_start_time())
 
 #----------------------------------------------------------------------------
 

@@ -167,3 +167,41 @@ def test_train_cli_refuses_snap_best_of_a_metric_not_computed():
                                            metrics=['fid50k_full'], snap_best='fid50k_full', snap_keep=3)
     assert options['snap_best'] == 'fid50k_full' and options['snap_keep'] == 3
     assert 'snap_keep' not in train.build_training_options(info, cfg='stylegan2', data='x', gpus=1, batch=4, gamma=1)
+
+#----------------------------------------------------------------------------
+# Item 2: --max-minutes counts the whole run.
+
+def test_max_minutes_0_2_run_ends_within_its_limit_plus_20_percent(shapes_dir, tmp_path):
+    args = [sys.executable, 'train.py', f'--outdir={tmp_path}', '--cfg=stylegan2', f'--data={shapes_dir}', '--gpus=1',
+            '--batch=4', '--gamma=1', '--cbase=256', '--cmax=32', '--map-depth=2', '--mbstd-group=2', '--aug=noaug',
+            '--metrics=none', '--kimg=1000', '--tick=1', '--snap=1', '--workers=0', '--fp32=1', '--device=cpu',
+            '--max-minutes=0.2']
+    start = time.time()
+    result = subprocess.run(args, cwd=ROOT, capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    wall_sec = time.time() - start
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert 'Stopping: --max-minutes=0.2 reached.' in result.stdout
+    time_line = next(line for line in result.stdout.splitlines() if line.startswith('Time so far: '))
+    setup_sec = float(time_line.split()[3])
+    run_dir = tmp_path / os.listdir(tmp_path)[0]
+    assert _snapshot_names(run_dir) == ['network-snapshot-000000.pkl']
+    if setup_sec > 10:  # Start-up alone (imports, networks) used the budget: nothing the time limit can fix.
+        pytest.skip(f'machine too loaded for a 12 s budget: start-up took {setup_sec:.1f} s')
+    assert wall_sec <= 0.2 * 60 * 1.2, f'{wall_sec:.1f} s; {time_line}'
+
+
+def test_time_budget_stops_early_enough_for_the_final_snapshot_and_grid():
+    from training.time_budget import TimeBudget
+    budget = TimeBudget(max_minutes=1, run_start_time=1000.0)
+    budget.note_cost('snapshot', 5.0)
+    budget.note_cost('grid', 3.0)
+    budget.last_check = 1000.0
+    for now in (1001.0, 1002.0, 1003.0):     # 1 s per iteration.
+        budget.note_iteration(now)
+    # Deadline 1060: an iteration (1) + snapshot (5) + grid (3) + exit (1) must fit.
+    assert not budget.time_is_up(with_grid=True, now=1049.9)
+    assert budget.time_is_up(with_grid=True, now=1050.0)
+    assert not budget.time_is_up(with_grid=False, now=1052.9)
+    assert budget.fits('grid', reserve_sec=5.0, now=1051.0) and not budget.fits('grid', reserve_sec=5.0, now=1051.5)
+    assert not budget.fits('metrics', now=1000.0)  # Unknown cost never fits.
+    assert TimeBudget(max_minutes=None).fits('metrics') and not TimeBudget(max_minutes=None).time_is_up(True)

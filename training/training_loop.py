@@ -33,6 +33,7 @@ from torch_utils.ops import conv2d_gradfix
 from torch_utils.ops import grid_sample_gradfix
 from training.phase_timing import PhaseTimer
 from training.snapshots import SnapshotKeeper, snapshot_name
+from training.time_budget import TimeBudget, estimate_snapshot_sec
 
 RESUME_STATE_KEY = 'resume_state'   # Extra snapshot key; official tools ignore it.
 RESUME_STATE_VERSION = 1
@@ -651,15 +652,45 @@ def _warn_nonfinite_gradients(log, stats_dict):
             + ', '.join(f'{phase} {int(count)}' for phase, count in sorted(counts.items())))
 
 
-def time_is_up(start_time, max_minutes, num_gpus, device):
-    """True once max_minutes of wall time have passed since start_time. Rank 0's clock decides for every rank,
-    so that all processes stop at the same tick."""
-    if max_minutes is None:
+def rank0_decides(flag, num_gpus, device):
+    """Rank 0's value of a boolean on every rank (collective when num_gpus > 1), so all ranks act alike."""
+    if num_gpus == 1:
+        return bool(flag)
+    flag = torch.tensor(float(flag), device=device)
+    torch.distributed.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
+def time_is_up(budget, with_grid, num_gpus, device):
+    """True once one more iteration plus the end of the run (final snapshot, grid if with_grid, exit) would cross
+    --max-minutes (a training.time_budget.TimeBudget); called once per iteration. Rank 0's clock decides."""
+    if budget.deadline is None:
         return False
-    up = torch.tensor(float(time.time() - start_time >= max_minutes * 60), device=device)
-    if num_gpus > 1:
-        torch.distributed.broadcast(up, src=0)
-    return bool(up.item())
+    budget.note_iteration()
+    return rank0_decides(budget.time_is_up(with_grid), num_gpus, device)
+
+
+def plan_maintenance(ctx, state, done):
+    """(grid, snapshot, metrics): what this tick's maintenance does. Under --max-minutes, the metrics and then the
+    fakes grid are left out (and named in the log) when they would cross the deadline; never the final snapshot."""
+    grid = bool(ctx.image_snapshot_ticks) and (done or state.cur_tick % ctx.image_snapshot_ticks == 0)
+    snapshot = bool(ctx.network_snapshot_ticks) and (done or state.cur_tick % ctx.network_snapshot_ticks == 0)
+    metrics = snapshot and bool(ctx.metrics)
+    budget = ctx.budget
+    if budget.deadline is None:
+        return grid, snapshot, metrics
+    reserve = budget.end_cost(with_grid=False) if not done else budget.costs.get('snapshot', 0.0)
+    if metrics and (done or 'metrics' in budget.costs):  # A first, non-final evaluation is how its cost is learnt.
+        metrics = rank0_decides(budget.fits('metrics', reserve_sec=reserve), ctx.num_gpus, ctx.device)
+        if not metrics:
+            cost = budget.costs.get('metrics')
+            ctx.log(f'--max-minutes: left out metrics {",".join(ctx.metrics)} at {state.cur_nimg / 1000:g} kimg ('
+                    + (f'they take about {cost:.0f} s' if cost is not None else 'their cost is not known yet')
+                    + '); compute them later with calc_metrics.py --network=<snapshot>')
+    if grid and ctx.rank == 0 and 'grid' in budget.costs and not budget.fits('grid', reserve_sec=reserve):
+        grid = False  # Only rank 0 draws the grid (its cost is known from fakes_init.png).
+        ctx.log(f'--max-minutes: left out fakes{state.cur_nimg // 1000:06d}.png (about {budget.costs["grid"]:.1f} s)')
+    return grid, snapshot, metrics
 
 
 def end_tick(ctx, state, done):
@@ -668,23 +699,30 @@ def end_tick(ctx, state, done):
     exactly. Returns True when training should stop."""
     rng_state = capture_rng_state(ctx.device)
     tick_end_time = time.time()
-    deadline = None if ctx.max_minutes is None else ctx.start_time + ctx.max_minutes * 60
-    ctx.log(format_status_line(state, ctx.timer, ctx.total_kimg, ctx.device, deadline))
+    ctx.log(format_status_line(state, ctx.timer, ctx.total_kimg, ctx.device, ctx.budget.deadline))
     if not done and ctx.abort_fn is not None and ctx.abort_fn():
         done = True
         ctx.log('Aborting...')
-    if not done and time_is_up(ctx.start_time, ctx.max_minutes, ctx.num_gpus, ctx.device):
+    if not done and time_is_up(ctx.budget, bool(ctx.image_snapshot_ticks), ctx.num_gpus, ctx.device):
         done = True
         ctx.log(f'Stopping: --max-minutes={ctx.max_minutes:g} reached.')
-    if ctx.rank == 0 and ctx.image_snapshot_ticks and (done or state.cur_tick % ctx.image_snapshot_ticks == 0):
+        ctx.log(f'Time so far: {ctx.budget.describe()}.')
+    do_grid, do_snapshot, do_metrics = plan_maintenance(ctx, state, done)
+    if ctx.rank == 0 and do_grid:
+        start = time.time()
         image = ctx.grid.save_fakes(state.G_ema, os.path.join(ctx.run_dir, f'fakes{state.cur_nimg // 1000:06d}.png'))
         ctx.outputs.write_fakes_image(image, state.cur_nimg)
+        ctx.budget.note_cost('grid', time.time() - start)
     metrics_dict = dict()
-    if ctx.network_snapshot_ticks and (done or state.cur_tick % ctx.network_snapshot_ticks == 0):
+    if do_snapshot:
+        start = time.time()
         snapshot_pkl, snapshot_data = save_network_snapshot(ctx, state, rng_state)
-        if ctx.metrics:
+        ctx.budget.note_cost('snapshot', time.time() - start)
+        if do_metrics:
             ctx.log('Evaluating metrics...')
+            start = time.time()
             metrics_dict = evaluate_metrics(ctx, snapshot_data, snapshot_pkl)
+            ctx.budget.note_cost('metrics', time.time() - start)
             if ctx.rank == 0:
                 ctx.snapshots.after_metrics(snapshot_data, metrics_dict, snapshot_pkl)  # --snap-best.
         del snapshot_data
@@ -835,11 +873,15 @@ def setup_outputs(ctx, state):
                              ctx.image_grid_size)
         save_image_grid(ctx.grid.reals, os.path.join(ctx.run_dir, 'reals.png'), drange=[0, 255],
                         grid_size=ctx.grid.grid_size)
+        start = time.time()
         ctx.grid.save_fakes(state.G_ema, os.path.join(ctx.run_dir, 'fakes_init.png'))
+        ctx.budget.note_cost('grid', time.time() - start)
     ctx.stats_collector = training_stats.Collector(regex='.*')
     ctx.outputs = RunOutputs(ctx.run_dir, ctx.rank, ctx.log)
     ctx.timer = TickTimer()
     ctx.phase_timer = PhaseTimer(ctx.device)
+    ctx.budget.note_cost('snapshot', estimate_snapshot_sec(state.modules(), state.optimizers))
+    ctx.budget.start_training()
     ctx.snapshots = SnapshotKeeper(ctx.run_dir, RESUME_STATE_KEY, keep=ctx.snap_keep, best=ctx.snap_best, log=ctx.log)
 
 #----------------------------------------------------------------------------
@@ -884,10 +926,12 @@ def training_loop(
     max_minutes             = None,     # Stop (with a final snapshot) after this much wall time; None = no limit.
     snap_keep               = None,     # Keep only the newest this many network snapshots; None = all.
     snap_best               = None,     # Also keep the best snapshot by this metric result ('fid50k_full'); None = no.
+    run_start_time          = None,     # time.time() when the whole run began (train.py: process start); None = now.
 ):
     """Train G and D; write the run directory's images, stats and snapshots. See the module docstring."""
     ctx = dnnlib.EasyDict(locals())
     ctx.start_time = time.time()
+    ctx.budget = TimeBudget(max_minutes, run_start_time)
     ctx.metrics = list(metrics or [])
     ctx.data_loader_kwargs = dict(data_loader_kwargs or {})
     ctx.loss_kwargs = dict(loss_kwargs or {'class_name': 'training.loss.StyleGAN2Loss'})
@@ -913,7 +957,7 @@ def training_loop(
             state.batch_idx += 1
             done = state.cur_nimg >= total_nimg
             tick_over = done or state.cur_tick == 0 or state.cur_nimg >= state.tick_start_nimg + tick_nimg
-            if not tick_over and not time_is_up(ctx.start_time, ctx.max_minutes, num_gpus, ctx.device):
+            if not tick_over and not time_is_up(ctx.budget, bool(image_snapshot_ticks), num_gpus, ctx.device):
                 continue  # A time limit may end the tick early, so that --max-minutes is kept to the iteration.
             done = end_tick(ctx, state, done)
     finally:
