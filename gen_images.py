@@ -70,6 +70,17 @@ def save_png(array_hwc, path):
     image.save(tmp)
     os.replace(tmp, path)
 
+def save_image(array_hwc, path_stem):
+    """Write an HWC uint8 image as path_stem + '.png' (1, 3 or 4 channels: grayscale, RGB, RGBA) or, for other
+    channel counts (multispectral networks), as path_stem + '.npy' ([H, W, C] uint8), atomically. Returns the path."""
+    if array_hwc.shape[2] in (1, 3, 4):
+        save_png(array_hwc, path_stem + '.png')
+        return path_stem + '.png'
+    tmp = f'{path_stem}.tmp{os.getpid()}.npy'
+    np.save(tmp, np.ascontiguousarray(array_hwc), allow_pickle=False)
+    os.replace(tmp, path_stem + '.npy')
+    return path_stem + '.npy'
+
 #----------------------------------------------------------------------------
 
 @click.command()
@@ -99,7 +110,7 @@ def main(network_pkl, seeds, truncation_psi, class_idx, noise_mode, translate, r
         z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).to(device=device, dtype=torch.float32)
         with torch.no_grad():
             img = G(z, label, truncation_psi=truncation_psi, noise_mode=noise_mode)
-        save_png(to_uint8_hwc(img)[0], os.path.join(outdir, f'seed{seed:04d}.png'))
+        save_image(to_uint8_hwc(img)[0], os.path.join(outdir, f'seed{seed:04d}'))
     click.echo(f'Wrote {len(seeds)} image(s) to {outdir}')
 
 #----------------------------------------------------------------------------

@@ -128,6 +128,17 @@ def wants_frame_dir(output):
     return output.endswith(('/', os.sep)) or os.path.isdir(output)
 
 
+def to_rgb_frame(frame):
+    """[H, W, C] uint8 -> [H, W, 3] for H.264: grayscale repeated, RGBA without alpha, other C: the first three
+    channels (or the first, repeated)."""
+    channels = frame.shape[2]
+    if channels == 3:
+        return frame
+    if channels < 3:
+        return np.repeat(frame[:, :, :1], 3, axis=2)
+    return np.ascontiguousarray(frame[:, :, :3])
+
+
 def write_mp4(frames, path, fps=VIDEO_FPS):
     """Encode uint8 HWC frames (an iterable) as an H.264 mp4 at `fps`; the file appears only when complete."""
     import imageio
@@ -138,7 +149,7 @@ def write_mp4(frames, path, fps=VIDEO_FPS):
     try:
         count = 0
         for frame in frames:
-            writer.append_data(np.repeat(frame, 3, axis=2) if frame.shape[2] == 1 else frame)
+            writer.append_data(to_rgb_frame(frame))
             count += 1
         writer.close()
         os.replace(tmp_path, path)
@@ -157,7 +168,8 @@ def write_png_frames(frames, out_dir):
     try:
         count = 0
         for frame in frames:
-            save_png(frame, os.path.join(tmp_dir, f'frame{count:06d}.png'))
+            save_png(frame if frame.shape[2] in (1, 3, 4) else to_rgb_frame(frame),
+                     os.path.join(tmp_dir, f'frame{count:06d}.png'))
             count += 1
         if os.path.isdir(out_dir):
             os.rmdir(out_dir)  # empty (checked before rendering); rename cannot replace a directory everywhere

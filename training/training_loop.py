@@ -86,14 +86,18 @@ def write_file_atomic(path, write_fn, mode='wb'):
 
 
 def save_image_grid(img, path, drange, grid_size):
-    """img: [gw * gh, C, H, W] float in `drange` -> one PNG of gh rows by gw columns (C = 1 or 3)."""
+    """img: [gw * gh, C, H, W] float in `drange` -> one PNG of gh rows by gw columns (C = 1, 3 or 4; other C: the
+    first three channels, or the first). Returns the grid [gh * H, gw * W, C'] uint8 as written."""
     lo, hi = drange
     img = (np.asarray(img, dtype=np.float32) - lo) * (255 / (hi - lo))
     img = np.rint(img).clip(0, 255).astype(np.uint8)
     gw, gh = grid_size
     _N, C, H, W = img.shape
     img = img.reshape(gh, gw, C, H, W).transpose(0, 3, 1, 4, 2).reshape(gh * H, gw * W, C)
-    pil_img = PIL.Image.fromarray(img[:, :, 0] if C == 1 else img, 'L' if C == 1 else 'RGB')
+    if C not in (1, 3, 4):  # N-channel data: show the first three channels (the first one if fewer).
+        img = np.ascontiguousarray(img[:, :, :3] if C > 3 else img[:, :, :1])
+    mode = {1: 'L', 3: 'RGB', 4: 'RGBA'}[img.shape[2]]
+    pil_img = PIL.Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img, mode)
     write_file_atomic(path, lambda f: pil_img.save(f, format='PNG'))
     return img
 
