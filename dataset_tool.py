@@ -22,9 +22,11 @@ Sources (--source):
 \b
 Output (--dest): a .zip (stored, no compression) or a folder, holding PNGs (compress level 0) named
 00000/img00000000.png, 1000 per sub-folder, and dataset.json = {"labels": [[name, label], ...]} or
-{"labels": null}. Images are grayscale (1 channel) or RGB (3 channels); all must end up the same size and
-channel count, square, with a power-of-two side. Output appears only when everything succeeded: a bad image
-stops the tool (exit code 1) with a message naming the file, and nothing is written.
+{"labels": null}. Images are grayscale (1 channel), RGB (3) or RGBA (4, --rgba=keep); .npy sources ([H, W, C]
+uint8) may have any channel count and are written as .npy when C is not 1, 3 or 4. All must end up the same size
+and channel count, with power-of-two sides: square, or non-square such as --resolution=512x256. Output appears
+only when everything succeeded: a bad image stops the tool (exit code 1) with a message naming the file, and
+nothing is written.
 """
 
 import io
@@ -163,7 +165,8 @@ def make_transform(transform, resolution):
 
 
 def check_options(transform, resolution):
-    """Fail before reading anything when the options cannot give square power-of-two images."""
+    """Fail before reading anything when the options cannot give images with power-of-two sides (square or not,
+    e.g. 512x256: train.py trains non-square networks on them)."""
     if transform is not None and resolution is None:
         raise DatasetToolError(f'--transform={transform} needs --resolution=WxH')
     if resolution is None:
@@ -177,22 +180,21 @@ def check_options(transform, resolution):
             raise DatasetToolError(f'{text}: center-crop-wide writes {width}x{width} images and {width} is not a '
                                    f'power of two; training needs e.g. {_suggested_side(width, width)}xH')
         return
-    if width != height:
-        raise DatasetToolError(f'{text} is not square; training needs square images '
-                               '(for wide images use --transform=center-crop-wide)')
-    if not _is_power_of_two(width):
-        side = _suggested_side(width, height)
-        raise DatasetToolError(f'{text}: {width} is not a power of two; training needs e.g. '
-                               f'--resolution={side}x{side}')
+    for side in (width, height):
+        if not _is_power_of_two(side) or side < 4:
+            w, h = _suggested_side(width, width), _suggested_side(height, height)
+            raise DatasetToolError(f'{text}: {side} is not a power of two of at least 4; training needs e.g. '
+                                   f'--resolution={w}x{h}')
 
 
 def check_first_image(array, name):
-    """With no --resolution, the first image sets the size: it must be square with a power-of-two side."""
+    """With no --resolution, the first image sets the size: both sides must be powers of two (at least 4)."""
     height, width = array.shape[:2]
-    if width != height or not _is_power_of_two(width):
+    if not all(_is_power_of_two(side) and side >= 4 for side in (width, height)):
         side = _suggested_side(width, height)
-        raise DatasetToolError(f'{name} is {width}x{height}; training needs square images with a power-of-two '
-                               f'side (use --transform=center-crop --resolution={side}x{side})')
+        raise DatasetToolError(f'{name} is {width}x{height}; training needs power-of-two sides (use '
+                               f'--transform=center-crop --resolution={side}x{side}, or e.g. '
+                               f'--resolution={_suggested_side(width, width)}x{_suggested_side(height, height)})')
 
 
 def check_same_as_first(array, name, first_array, first_name):

@@ -105,6 +105,18 @@ def _network_kwargs(opts, preset, batch_size):
     return G_kwargs, D_kwargs
 
 
+def _set_aspect(G_kwargs, D_kwargs, opts, dataset_info):
+    """Non-square datasets (not official): G and D get img_aspect = [width, height] / resolution. Square datasets
+    add nothing, so their options and networks stay the official ones."""
+    aspect = list(dataset_info.get('aspect') or [1, 1])
+    if aspect == [1, 1]:
+        return
+    if opts.cfg == 'stylegan1':
+        raise UsageError(f'--data={opts.data} holds non-square images ({aspect[0]}:{aspect[1]}); --cfg=stylegan1 '
+                         'trains square images only (use stylegan2, stylegan3-t or stylegan3-r)')
+    G_kwargs.img_aspect = D_kwargs.img_aspect = aspect
+
+
 def _loss_kwargs(opts, preset, batch_size):
     loss_kwargs = dnnlib.EasyDict(class_name='training.loss.StyleGAN2Loss', r1_gamma=opts.gamma)
     if preset['style_mixing_prob']:
@@ -157,6 +169,7 @@ def build_training_options(dataset_info, **opts):
                                             random_seed=opts.seed)
     c.data_loader_kwargs = dnnlib.EasyDict(pin_memory=True, prefetch_factor=2, num_workers=opts.workers)
     c.G_kwargs, c.D_kwargs = _network_kwargs(opts, preset, opts.batch)
+    _set_aspect(c.G_kwargs, c.D_kwargs, opts, dataset_info)
     c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', betas=[0.0, 0.99], eps=1e-8,
                                      lr=opts.glr if opts.glr is not None else preset['glr'])
     c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', betas=[0.0, 0.99], eps=1e-8,
@@ -183,13 +196,15 @@ def build_training_options(dataset_info, **opts):
 # Edges: the dataset, optional modules, devices, the run directory.
 
 def describe_dataset(data, cond=False):
-    """dict(name, resolution, size, has_labels) of the dataset at `data`; errors name the option."""
+    """dict(name, resolution (shorter side), size, has_labels, aspect ([width, height] / resolution)) of the
+    dataset at `data`; errors name the option."""
     from training import dataset as dataset_module  # Imported here: --help should not need torch/PIL.
     if data is None:
         raise UsageError('--data is required (a dataset zip or folder made by dataset_tool.py)')
     try:
         dataset = dataset_module.ImageFolderDataset(path=data, use_labels=False, max_size=None, xflip=False)
-        info = dict(name=dataset.name, resolution=dataset.resolution, size=len(dataset), has_labels=False)
+        info = dict(name=dataset.name, resolution=dataset.resolution, size=len(dataset), has_labels=False,
+                    aspect=dataset.aspect)
         if cond:
             info['has_labels'] = dataset_module.ImageFolderDataset(path=data, use_labels=True).has_labels
     except (IOError, OSError, ValueError) as err:

@@ -187,9 +187,13 @@ class Dataset(torch.utils.data.Dataset):
 
     @property
     def resolution(self):
-        """Side length in pixels (images are square)."""
-        assert self.image_shape[1] == self.image_shape[2]
-        return self.image_shape[1]
+        """Side length in pixels; for non-square images the shorter side (see `aspect`)."""
+        return min(self.image_shape[1], self.image_shape[2])
+
+    @property
+    def aspect(self):
+        """[width, height] / resolution: [1, 1] for square images, e.g. [2, 1] for 64x32 (W x H)."""
+        return [self.image_shape[2] // self.resolution, self.image_shape[1] // self.resolution]
 
     @property
     def label_shape(self):
@@ -221,7 +225,8 @@ class Dataset(torch.utils.data.Dataset):
 class ImageFolderDataset(Dataset):
     """Images in a folder (recursive) or a zip archive, as written by dataset_tool.py.
 
-    Every image must have the same size and channel count; the size must be square and a power of two.
+    Every image must have the same size and channel count; both sides must be powers of two (square, or
+    non-square such as 64x32).
     A zip is opened lazily in each process, so the dataset pickles (DataLoader workers) without a handle.
     """
 
@@ -321,13 +326,10 @@ class ImageFolderDataset(Dataset):
         return first
 
     def _check_resolution(self, width, height, resolution):
-        if width != height:
-            raise IOError(f'Images in {self._path} are {width}x{height}; training needs square images '
-                          f'(use dataset_tool.py --transform=center-crop --resolution=NxN)')
-        if not _is_power_of_two(width):
-            raise IOError(f'Images in {self._path} are {width}x{height}; training needs a power-of-two '
-                          f'resolution (use dataset_tool.py --resolution)')
-        if resolution is not None and resolution != width:
+        if not (_is_power_of_two(width) and _is_power_of_two(height)) or min(width, height) < 4:
+            raise IOError(f'Images in {self._path} are {width}x{height}; training needs power-of-two sides of at '
+                          f'least 4 (use dataset_tool.py --resolution)')
+        if resolution is not None and resolution != min(width, height):
             raise IOError(f'Images in {self._path} are {width}x{height}, but resolution={resolution} was asked for')
 
     def close(self):
