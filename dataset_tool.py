@@ -1,14 +1,5 @@
 """Convert image folders and archives into the dataset zip (or folder) that train.py reads.
 
-Examples:
-
-\b
-  python dataset_tool.py --source=builtin:shapes --dest=datasets/shapes-32x32.zip --max-images=10000
-  python dataset_tool.py --source=~/photos --dest=datasets/photos-256x256.zip \\
-      --transform=center-crop --resolution=256x256
-  python dataset_tool.py --source=~/downloads/cifar-10-python.tar.gz --dest=datasets/cifar10-32x32.zip
-  python dataset_tool.py --source=~/downloads/train-images-idx3-ubyte.gz --dest=datasets/mnist-32x32.zip
-
 \b
 Sources (--source):
   folder        all images below it (recursive, sorted by path); labels from its dataset.json, if any
@@ -370,11 +361,24 @@ def parse_resolution(_ctx, _param, value):
 #----------------------------------------------------------------------------
 
 
-@click.command(help=__doc__)
+EXAMPLES = """\b
+Examples:
+  python dataset_tool.py --source=builtin:shapes --dest=datasets/shapes-32x32.zip --max-images=10000
+  python dataset_tool.py --source=~/photos --dest=datasets/photos-256x256.zip \\
+      --transform=center-crop --resolution=256x256
+  python dataset_tool.py --source=~/photos --dest=datasets/photos-512x256.zip \\
+      --transform=center-crop --resolution=512x256                                 # non-square
+  python dataset_tool.py --source=~/sprites --dest=datasets/sprites-64x64.zip --rgba=keep   # RGBA
+  python dataset_tool.py --source=~/bands-npy --dest=datasets/bands-64x64.zip  # [H, W, C] uint8 .npy, any C
+  python dataset_tool.py --source=~/downloads/cifar-10-python.tar.gz --dest=datasets/cifar10-32x32.zip
+  python dataset_tool.py --source=~/downloads/train-images-idx3-ubyte.gz --dest=datasets/mnist-32x32.zip"""
+
+
+@click.command(help=__doc__, epilog=EXAMPLES)
 @click.option('--source', required=True, metavar='PATH', help='Folder, .zip, cifar-10-python.tar.gz, MNIST '
               '*-images-idx3-ubyte.gz, LMDB folder, or builtin:shapes.')
 @click.option('--dest', required=True, metavar='PATH', help='Output .zip file or (new or empty) folder.')
-@click.option('--max-images', type=click.IntRange(min=1), default=None, metavar='INT',
+@click.option('--max-images', type=click.IntRange(min=1), default=None, metavar='N',
               help='Stop after this many images (builtin:shapes: how many to render, default 10000).')
 @click.option('--transform', type=click.Choice(['center-crop', 'center-crop-wide']), default=None,
               help='center-crop: largest centred square, resized. center-crop-wide: largest centred WxH '

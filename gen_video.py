@@ -233,22 +233,34 @@ def generate_video(G, output, seeds, grid=(1, 1), num_keyframes=None, w_frames=1
 
 #----------------------------------------------------------------------------
 
-@click.command()
-@click.option('--network', 'network_pkl', help='Network pickle filename or URL', required=True)
-@click.option('--seeds', type=cli.parse_range, help="Keyframe seeds, e.g. '0-11'", required=True, metavar='LIST')
-@click.option('--shuffle-seed', type=int, help='Shuffle the seeds with this random seed (default: keep order)')
+EXAMPLES = '''\b
+Examples:
+  # A 2x2 grid of videos, 3 keyframes per cell (12 seeds), 120 frames between keyframes:
+  python gen_video.py --output=lerp.mp4 --trunc=1 --seeds=0-11 --grid=2x2 --network=stylegan3-t-afhqv2-512x512.pkl
+  # One cell through seeds 0-31, as PNG frames (no ffmpeg needed), on CPU:
+  python gen_video.py --output=frames/ --seeds=0-31 --w-frames=30 --device=cpu --network=network-snapshot-000010.pkl'''
+
+
+@click.command(epilog=EXAMPLES)
+@click.option('--network', 'network_pkl', help='Network pickle filename or URL', required=True, metavar='PATH|URL')
+@click.option('--seeds', type=cli.parse_range, help="Keyframe seeds, e.g. '0-11'", required=True, metavar='RANGE')
+@click.option('--shuffle-seed', type=int, help='Shuffle the seeds with this random seed (default: keep order)',
+              metavar='INT')
 @click.option('--grid', type=parse_grid, default='1x1', show_default=True, help='Grid of videos, columns x rows',
               metavar='WxH')
 @click.option('--num-keyframes', type=click.IntRange(min=1),
-              help='Keyframes per cell (default: number of seeds / cells; seeds repeat to fill)')
-@click.option('--w-frames', type=click.IntRange(min=1), default=120, show_default=True, help='Frames per keyframe')
-@click.option('--trunc', 'truncation_psi', type=float, default=1, show_default=True, help='Truncation psi')
-@click.option('--class', 'class_idx', type=int, help='Class label (required for conditional networks)')
+              help='Keyframes per cell (default: number of seeds / cells; seeds repeat to fill)', metavar='INT')
+@click.option('--w-frames', type=click.IntRange(min=1), default=120, show_default=True, help='Frames per keyframe',
+              metavar='INT')
+@click.option('--trunc', 'truncation_psi', type=float, default=1, show_default=True, help='Truncation psi',
+              metavar='PSI')
+@click.option('--class', 'class_idx', type=int, help='Class label (required for conditional networks)', metavar='INT')
 @click.option('--noise-mode', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True)
 @click.option('--batch', 'batch_size', type=click.IntRange(min=1), default=8, show_default=True,
-              help='Images synthesized per forward pass')
-@click.option('--output', required=True, help='Video file (e.g. lerp.mp4), or a directory ending in / for PNG frames')
-@click.option('--device', default='auto', show_default=True, help='auto, cpu, cuda, cuda:1, mps')
+              help='Images synthesized per forward pass', metavar='INT')
+@click.option('--output', required=True, help='Video file (e.g. lerp.mp4), or a directory ending in / for PNG frames',
+              metavar='FILE|DIR/')
+@click.option('--device', default='auto', show_default=True, help='auto, cpu, cuda, cuda:1, mps', metavar='DEVICE')
 @click.option('--allow-exec', is_flag=True, help='Execute the source code embedded in an unknown pickle (unsafe)')
 def main(network_pkl, seeds, shuffle_seed, grid, num_keyframes, w_frames, truncation_psi, class_idx, noise_mode,
          batch_size, output, device, allow_exec):

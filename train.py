@@ -387,7 +387,23 @@ def _parse_comma_separated_list(_ctx, _param, value):
 _DEFAULT_METRICS = 'fid50k_full' if metrics_available() else 'none'
 
 
-@click.command(context_settings=dict(max_content_width=120))
+EXAMPLES = """\b
+Examples:
+  # A tiny run on the built-in dataset, on CPU:
+  python dataset_tool.py --source=builtin:shapes --dest=datasets/shapes-32x32.zip --max-images=2000
+  python train.py --outdir=training-runs --cfg=stylegan2 --data=datasets/shapes-32x32.zip \\
+      --gpus=1 --batch=8 --gamma=0.1 --cbase=4096 --cmax=64 --map-depth=2 --aug=noaug --metrics=none \\
+      --kimg=10 --tick=1 --snap=5
+  # StyleGAN3-T on AFHQv2 with 8 GPUs (or under torchrun with 8 processes):
+  python train.py --outdir=training-runs --cfg=stylegan3-t --data=datasets/afhqv2-512x512.zip \\
+      --gpus=8 --batch=32 --gamma=8.2 --mirror=1
+  # A week-long run that keeps 3 snapshots plus the best by FID, stopping after 7 days:
+  python train.py ... --metrics=fid50k_full --snap-keep=3 --snap-best=fid50k_full --max-minutes=10080
+  # Continue a run exactly where its latest snapshot left it:
+  python train.py ... --resume=training-runs/00000-stylegan2-shapes-32x32-gpus1-batch8-gamma0.1 --kimg=20"""
+
+
+@click.command(context_settings=dict(max_content_width=120), epilog=EXAMPLES)
 # Required.
 @click.option('--outdir', help='Where to make the run directory', metavar='DIR', required=True)
 @click.option('--cfg', help='Base configuration', required=True,
@@ -403,7 +419,7 @@ _DEFAULT_METRICS = 'fid50k_full' if metrics_available() else 'none'
 @click.option('--cond', help='Train a conditional model', metavar='BOOL', type=bool, default=False,
               show_default=True)
 @click.option('--mirror', help='Enable dataset x-flips', metavar='BOOL', type=bool, default=False, show_default=True)
-@click.option('--aug', help='Augmentation mode (ada and fixed need training/augment.py)',
+@click.option('--aug', help='Augmentation mode',
               type=click.Choice(['noaug', 'ada', 'fixed']), default='ada', show_default=True)
 @click.option('--resume', help='Resume from a snapshot pickle or a run directory (its latest snapshot)',
               metavar='[PATH|DIR]', type=str)
@@ -429,8 +445,8 @@ _DEFAULT_METRICS = 'fid50k_full' if metrics_available() else 'none'
               default=4, show_default=True)
 # Misc settings.
 @click.option('--desc', help='String to include in the run directory name', metavar='STR', type=str)
-@click.option('--metrics', help='Quality metrics  [default: fid50k_full when the metrics package is present, '
-              f'else none; here: {_DEFAULT_METRICS}]', metavar='[NAME|A,B,C|none]',
+@click.option('--metrics', help=f'Quality metrics (see calc_metrics.py --help)  [default: {_DEFAULT_METRICS}]',
+              metavar='[NAME|A,B,C|none]',
               callback=_parse_comma_separated_list, default=_DEFAULT_METRICS)
 @click.option('--kimg', help='Total training duration (a resumed run counts on)', metavar='KIMG',
               type=click.IntRange(min=1), default=25000, show_default=True)
@@ -457,24 +473,7 @@ _DEFAULT_METRICS = 'fid50k_full' if metrics_available() else 'none'
               '(METRIC:min / METRIC:max to set the direction)', metavar='METRIC', type=str)
 @click.option('-n', '--dry-run', help='Print training options and exit', is_flag=True)
 def main(**opts):
-    """Train a GAN using the techniques of StyleGAN, StyleGAN2, StyleGAN2-ADA and StyleGAN3.
-
-    \b
-    Examples:
-    \b
-    # A tiny run on the built-in dataset, on CPU:
-    python dataset_tool.py --source=builtin:shapes --dest=datasets/shapes-32x32.zip --max-images=2000
-    python train.py --outdir=training-runs --cfg=stylegan2 --data=datasets/shapes-32x32.zip \\
-        --gpus=1 --batch=8 --gamma=0.1 --cbase=4096 --cmax=64 --map-depth=2 --aug=noaug --metrics=none \\
-        --kimg=10 --tick=1 --snap=5
-    \b
-    # StyleGAN3-T on AFHQv2 with 8 GPUs (or under torchrun with 8 processes):
-    python train.py --outdir=training-runs --cfg=stylegan3-t --data=datasets/afhqv2-512x512.zip \\
-        --gpus=8 --batch=32 --gamma=8.2 --mirror=1
-    \b
-    # Continue a run exactly where its latest snapshot left it:
-    python train.py ... --resume=training-runs/00000-stylegan2-shapes-32x32-gpus1-batch8-gamma0.1 --kimg=20
-    """
+    """Train a GAN using the techniques of StyleGAN, StyleGAN2, StyleGAN2-ADA and StyleGAN3."""
     try:
         opts['device'] = resolve_device(opts['device'])
         if opts['resume'] is not None and not dnnlib.util.is_url(opts['resume']):
