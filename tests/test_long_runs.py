@@ -94,6 +94,17 @@ def test_phase_timer_reports_wall_milliseconds_per_run_on_cpu():
     assert len(runs['Gmain']) == 1 and runs['Gmain'][0] < 19
     assert timer.collect() == {'Dmain': [], 'Gmain': []}  # Names stay declared once seen.
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device (CUDA-event timing)')
+def test_phase_timer_uses_cuda_events_on_a_gpu():
+    timer = phase_timing.PhaseTimer('cuda')
+    x = torch.randn([2048, 2048], device='cuda')
+    timer.start('Gmain')
+    for _ in range(20):
+        x = x @ x / 2048
+    timer.stop('Gmain')
+    (ms,) = timer.collect()['Gmain']
+    assert isinstance(timer.pending['Gmain'], list) and 0 < ms < 10000
+
 #----------------------------------------------------------------------------
 # Item 1: bounded disk.
 
