@@ -139,7 +139,7 @@ def test_dataset_of_64x32_images_has_resolution_32_and_aspect_2_1(wide_zip):
         train.build_training_options(info, cfg='stylegan1', data=wide_zip, gpus=1, batch=4, gamma=1)
 
 
-@pytest.mark.parametrize('cfg', ['stylegan2', pytest.param('stylegan3-t', marks=pytest.mark.slow)])
+@pytest.mark.parametrize('cfg', ['stylegan2', 'stylegan3-t'])
 def test_64x32_dataset_trains_and_its_snapshot_renders_64x32_images(wide_zip, tmp_path, cfg):
     snapshot, images, run_dir = _train_and_render(wide_zip, tmp_path, cfg=cfg, seeds='0')
     G = snapshot['G_ema']
