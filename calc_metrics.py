@@ -195,7 +195,32 @@ def launch(args):
 
 #----------------------------------------------------------------------------
 
-@click.command(context_settings=dict(max_content_width=120))
+# One line per metric of metrics.metric_main (a test keeps the two in step); kept here so that --help starts
+# without importing torch.
+METRIC_SUMMARIES = {
+    'fid50k_full': 'Frechet Inception Distance, 50k generated vs. all real images (lower is better)',
+    'kid50k_full': 'Kernel Inception Distance, 50k generated vs. up to 1M real images (lower is better)',
+    'pr50k3_full': 'Precision and recall (k=3, VGG16 features), 50k generated vs. up to 200k real (higher)',
+    'ppl2_wend': 'Perceptual path length in W, endpoints, 50k samples (lower: smoother latent space)',
+    'is50k': 'Inception Score of 50k generated images, 10 splits (higher is better)',
+    'eqt50k_int': 'Equivariance to integer translation, PSNR in dB (StyleGAN3; higher is better)',
+    'eqt50k_frac': 'Equivariance to fractional translation, PSNR in dB (StyleGAN3; higher is better)',
+    'eqr50k': 'Equivariance to rotation, PSNR in dB (StyleGAN3; higher is better)',
+    'fid50k': 'Legacy FID: 50k generated vs. 50k real images (x-flips as the dataset says)',
+    'kid50k': 'Legacy KID: 50k generated vs. 50k real images',
+    'pr50k3': 'Legacy precision and recall: 50k generated vs. 50k real images',
+}
+
+EPILOG = '\b\nMetrics:\n' + '\n'.join(f'  {name:<12s} {text}' for name, text in METRIC_SUMMARIES.items()) + """
+
+\b
+Examples:
+  python calc_metrics.py --network=network-snapshot-000400.pkl --metrics=fid50k_full,kid50k_full
+  python calc_metrics.py --network=ffhq.pkl --metrics=pr50k3_full --data=~/datasets/ffhq.zip --mirror=1 --gpus=2
+  python calc_metrics.py --network=ffhq.pkl --metrics=fid50k_full --device=cpu --detector-dir=~/detectors"""
+
+
+@click.command(context_settings=dict(max_content_width=120), epilog=EPILOG)
 @click.option('--network', 'network_pkl', help='Network pickle (path or URL)', metavar='PATH', required=True)
 @click.option('--metrics', help='Quality metrics', metavar='[NAME|A,B,C]', callback=_parse_metric_list,
               default='fid50k_full', show_default=True)
@@ -215,9 +240,9 @@ def launch(args):
 def calc_metrics(network_pkl, metrics, data, mirror, gpus, verbose, device, detector_dir, allow_exec):
     """Calculate quality metrics for a network pickle.
 
-    \b
-    Recommended metrics: fid50k_full, kid50k_full, pr50k3_full, ppl2_wend, is50k (+ eqt50k_int, eqt50k_frac,
-    eqr50k when metrics/equivariance.py is present). Legacy: fid50k, kid50k, pr50k3.
+    Recommended metrics: fid50k_full, kid50k_full, pr50k3_full, ppl2_wend, is50k; for StyleGAN3 also eqt50k_int,
+    eqt50k_frac, eqr50k. Legacy: fid50k, kid50k, pr50k3. Results are printed as JSON lines and, for a pickle in a
+    training run directory, appended to <run dir>/metric-<name>.jsonl.
     """
     device = resolve_device(device)
     if gpus > 1 and device == 'mps':

@@ -1,14 +1,5 @@
 """Convert image folders and archives into the dataset zip (or folder) that train.py reads.
 
-Examples:
-
-\b
-  python dataset_tool.py --source=builtin:shapes --dest=datasets/shapes-32x32.zip --max-images=10000
-  python dataset_tool.py --source=~/photos --dest=datasets/photos-256x256.zip \\
-      --transform=center-crop --resolution=256x256
-  python dataset_tool.py --source=~/downloads/cifar-10-python.tar.gz --dest=datasets/cifar10-32x32.zip
-  python dataset_tool.py --source=~/downloads/train-images-idx3-ubyte.gz --dest=datasets/mnist-32x32.zip
-
 \b
 Sources (--source):
   folder        all images below it (recursive, sorted by path); labels from its dataset.json, if any
@@ -22,9 +13,11 @@ Sources (--source):
 \b
 Output (--dest): a .zip (stored, no compression) or a folder, holding PNGs (compress level 0) named
 00000/img00000000.png, 1000 per sub-folder, and dataset.json = {"labels": [[name, label], ...]} or
-{"labels": null}. Images are grayscale (1 channel) or RGB (3 channels); all must end up the same size and
-channel count, square, with a power-of-two side. Output appears only when everything succeeded: a bad image
-stops the tool (exit code 1) with a message naming the file, and nothing is written.
+{"labels": null}. Images are grayscale (1 channel), RGB (3) or RGBA (4, --rgba=keep); .npy sources ([H, W, C]
+uint8) may have any channel count and are written as .npy when C is not 1, 3 or 4. All must end up the same size
+and channel count, with power-of-two sides: square, or non-square such as --resolution=512x256. Output appears
+only when everything succeeded: a bad image stops the tool (exit code 1) with a message naming the file, and
+nothing is written.
 """
 
 import io
@@ -68,16 +61,23 @@ def _suggested_side(width, height):
 _GRAY_MODES = ('1', 'L')
 _COLOUR_MODES = ('RGB', 'CMYK', 'YCbCr', 'LAB', 'HSV')
 _ALPHA_MODES = ('RGBA', 'RGBa', 'LA', 'La', 'PA')
-_CHANNEL_NAMES = {1: 'grayscale', 3: 'RGB'}
+_CHANNEL_NAMES = {1: 'grayscale', 3: 'RGB', 4: 'RGBA'}
+_PNG_CHANNELS = (1, 3, 4)   # Other channel counts (from .npy sources) are written as .npy.
+
+
+def channel_name(channels):
+    return _CHANNEL_NAMES.get(channels, f'{channels}-channel')
 
 
 def _remove_alpha(image, name, rgba):
     """Apply the --rgba rule to an image with an alpha channel; returns an 'L' or 'RGB' image."""
     gray = image.mode in ('LA', 'La')
+    if rgba == 'keep':
+        return image.convert('RGBA')  # Grayscale + alpha too: PNG and training read 1, 3 or 4 channels.
     if rgba == 'error':
         raise DatasetToolError(
             f'{name} is {image.width}x{image.height} {image.mode}; images must be grayscale or RGB '
-            '(use --rgba=drop-alpha or --rgba=white, or convert first)')
+            '(use --rgba=keep, --rgba=drop-alpha or --rgba=white, or convert first)')
     if rgba == 'white':
         # Composite over opaque white: out = alpha * colour + (1 - alpha) * 255.
         rgba_image = image.convert('RGBA')
@@ -86,12 +86,13 @@ def _remove_alpha(image, name, rgba):
 
 
 def to_uint8_array(image, name, rgba='error'):
-    """A decoded source image (PIL image or [H, W] / [H, W, C] uint8 array) as [H, W, C] uint8, C in {1, 3}."""
+    """A decoded source image (PIL image or [H, W] / [H, W, C] uint8 array, e.g. from .npy) as [H, W, C] uint8:
+    C = 1 or 3 for images (4 with --rgba=keep), any C for arrays."""
     if isinstance(image, np.ndarray):
         array = image[:, :, np.newaxis] if image.ndim == 2 else image
-        if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] not in (1, 3):
+        if array.dtype != np.uint8 or array.ndim != 3 or array.shape[2] < 1:
             raise DatasetToolError(f'{name} is a {array.dtype} array of shape {list(image.shape)}; '
-                                   'expected [H, W, 1] or [H, W, 3] uint8')
+                                   'expected [H, W] or [H, W, C] uint8')
         return array
     if image.mode == 'P':
         image = image.convert('RGBA' if 'transparency' in image.info else 'RGB')
@@ -115,6 +116,8 @@ def resize(array, width, height):
     """Resample to width x height with a Lanczos filter (aspect ratio not kept); a no-op at the same size."""
     if array.shape[:2] == (height, width):
         return array
+    if array.shape[2] not in (1, 3, 4):  # PIL has no N-channel mode: resize channel by channel.
+        return np.concatenate([resize(array[:, :, c:c + 1], width, height) for c in range(array.shape[2])], axis=2)
     image = PIL.Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
     resized = np.asarray(image.resize((width, height), PIL.Image.LANCZOS), dtype=np.uint8)
     return resized[:, :, np.newaxis] if resized.ndim == 2 else resized
@@ -153,7 +156,8 @@ def make_transform(transform, resolution):
 
 
 def check_options(transform, resolution):
-    """Fail before reading anything when the options cannot give square power-of-two images."""
+    """Fail before reading anything when the options cannot give images with power-of-two sides (square or not,
+    e.g. 512x256: train.py trains non-square networks on them)."""
     if transform is not None and resolution is None:
         raise DatasetToolError(f'--transform={transform} needs --resolution=WxH')
     if resolution is None:
@@ -167,22 +171,21 @@ def check_options(transform, resolution):
             raise DatasetToolError(f'{text}: center-crop-wide writes {width}x{width} images and {width} is not a '
                                    f'power of two; training needs e.g. {_suggested_side(width, width)}xH')
         return
-    if width != height:
-        raise DatasetToolError(f'{text} is not square; training needs square images '
-                               '(for wide images use --transform=center-crop-wide)')
-    if not _is_power_of_two(width):
-        side = _suggested_side(width, height)
-        raise DatasetToolError(f'{text}: {width} is not a power of two; training needs e.g. '
-                               f'--resolution={side}x{side}')
+    for side in (width, height):
+        if not _is_power_of_two(side) or side < 4:
+            w, h = _suggested_side(width, width), _suggested_side(height, height)
+            raise DatasetToolError(f'{text}: {side} is not a power of two of at least 4; training needs e.g. '
+                                   f'--resolution={w}x{h}')
 
 
 def check_first_image(array, name):
-    """With no --resolution, the first image sets the size: it must be square with a power-of-two side."""
+    """With no --resolution, the first image sets the size: both sides must be powers of two (at least 4)."""
     height, width = array.shape[:2]
-    if width != height or not _is_power_of_two(width):
+    if not all(_is_power_of_two(side) and side >= 4 for side in (width, height)):
         side = _suggested_side(width, height)
-        raise DatasetToolError(f'{name} is {width}x{height}; training needs square images with a power-of-two '
-                               f'side (use --transform=center-crop --resolution={side}x{side})')
+        raise DatasetToolError(f'{name} is {width}x{height}; training needs power-of-two sides (use '
+                               f'--transform=center-crop --resolution={side}x{side}, or e.g. '
+                               f'--resolution={_suggested_side(width, width)}x{_suggested_side(height, height)})')
 
 
 def check_same_as_first(array, name, first_array, first_name):
@@ -192,8 +195,8 @@ def check_same_as_first(array, name, first_array, first_name):
         raise DatasetToolError(f'{name} is {width}x{height}, others are {first_width}x{first_height} '
                                f'(e.g. {first_name}); use --resolution=WxH to resize every image')
     if channels != first_channels:
-        raise DatasetToolError(f'{name} is {width}x{height} {_CHANNEL_NAMES[channels]}, others are '
-                               f'{_CHANNEL_NAMES[first_channels]} (e.g. {first_name}); convert all images to '
+        raise DatasetToolError(f'{name} is {width}x{height} {channel_name(channels)}, others are '
+                               f'{channel_name(first_channels)} (e.g. {first_name}); convert all images to '
                                'one mode first')
 
 #----------------------------------------------------------------------------
@@ -299,17 +302,26 @@ def open_writer(dest):
 #----------------------------------------------------------------------------
 
 
+def encode_image(array):
+    """[H, W, C] uint8 -> (file extension, bytes): PNG for 1, 3 or 4 channels, else .npy."""
+    if array.shape[2] in _PNG_CHANNELS:
+        return '.png', encode_png(array)
+    buffer = io.BytesIO()
+    np.save(buffer, np.ascontiguousarray(array), allow_pickle=False)
+    return '.npy', buffer.getvalue()
+
+
 def encode_png(array):
-    """[H, W, C] uint8 -> PNG bytes, uncompressed (zlib level 0) for fast decoding during training."""
+    """[H, W, C] uint8 (C = 1, 3, 4) -> PNG bytes, uncompressed (zlib level 0) for fast decoding during training."""
     image = PIL.Image.fromarray(array[:, :, 0] if array.shape[2] == 1 else array)
     buffer = io.BytesIO()
     image.save(buffer, format='png', compress_level=0, optimize=False)
     return buffer.getvalue()
 
 
-def archive_name(idx):
+def archive_name(idx, ext='.png'):
     """Name of image idx inside the output: 1000 images per sub-folder."""
-    return f'{idx // 1000:05d}/img{idx:08d}.png'
+    return f'{idx // 1000:05d}/img{idx:08d}{ext}'
 
 
 def convert(source, writer, num_images, transform_fn, rgba):
@@ -323,8 +335,9 @@ def convert(source, writer, num_images, transform_fn, rgba):
                 check_first_image(array, item.name)
                 first_array, first_name = array, item.name
             check_same_as_first(array, item.name, first_array, first_name)
-            name = archive_name(idx)
-            writer.write(name, encode_png(array))
+            ext, data = encode_image(array)
+            name = archive_name(idx, ext)
+            writer.write(name, data)
             labels.append([name, item.label])
             progress.update(1)
     if first_array is None:
@@ -348,19 +361,33 @@ def parse_resolution(_ctx, _param, value):
 #----------------------------------------------------------------------------
 
 
-@click.command(help=__doc__)
+EXAMPLES = """\b
+Examples:
+  python dataset_tool.py --source=builtin:shapes --dest=datasets/shapes-32x32.zip --max-images=10000
+  python dataset_tool.py --source=~/photos --dest=datasets/photos-256x256.zip \\
+      --transform=center-crop --resolution=256x256
+  python dataset_tool.py --source=~/photos --dest=datasets/photos-512x256.zip \\
+      --transform=center-crop --resolution=512x256                                 # non-square
+  python dataset_tool.py --source=~/sprites --dest=datasets/sprites-64x64.zip --rgba=keep   # RGBA
+  python dataset_tool.py --source=~/bands-npy --dest=datasets/bands-64x64.zip  # [H, W, C] uint8 .npy, any C
+  python dataset_tool.py --source=~/downloads/cifar-10-python.tar.gz --dest=datasets/cifar10-32x32.zip
+  python dataset_tool.py --source=~/downloads/train-images-idx3-ubyte.gz --dest=datasets/mnist-32x32.zip"""
+
+
+@click.command(help=__doc__, epilog=EXAMPLES)
 @click.option('--source', required=True, metavar='PATH', help='Folder, .zip, cifar-10-python.tar.gz, MNIST '
               '*-images-idx3-ubyte.gz, LMDB folder, or builtin:shapes.')
 @click.option('--dest', required=True, metavar='PATH', help='Output .zip file or (new or empty) folder.')
-@click.option('--max-images', type=click.IntRange(min=1), default=None, metavar='INT',
+@click.option('--max-images', type=click.IntRange(min=1), default=None, metavar='N',
               help='Stop after this many images (builtin:shapes: how many to render, default 10000).')
 @click.option('--transform', type=click.Choice(['center-crop', 'center-crop-wide']), default=None,
               help='center-crop: largest centred square, resized. center-crop-wide: largest centred WxH '
               'region, resized, on a black WxW square. Default: resize to --resolution (aspect not kept).')
 @click.option('--resolution', metavar='WxH', callback=parse_resolution, default=None,
               help='Output size, e.g. 256x256. Default: keep the source size (all images must be equal).')
-@click.option('--rgba', type=click.Choice(['error', 'drop-alpha', 'white']), default='error', show_default=True,
-              help='Images with transparency: stop with an error, drop the alpha channel, or composite on white.')
+@click.option('--rgba', type=click.Choice(['error', 'keep', 'drop-alpha', 'white']), default='error',
+              show_default=True, help='Images with transparency: stop with an error, keep RGBA (4 channels), drop '
+              'the alpha channel, or composite on white.')
 def main(source, dest, max_images, transform, resolution, rgba):
     """Convert --source into a training dataset at --dest (see the module docstring)."""
     check_options(transform, resolution)
@@ -377,7 +404,7 @@ def main(source, dest, max_images, transform, resolution, rgba):
     except dataset_sources.SourceError as error:
         raise DatasetToolError(str(error)) from error
     height, width, channels = first_array.shape
-    click.echo(f'Wrote {num_images} images ({width}x{height} {_CHANNEL_NAMES[channels]}, '
+    click.echo(f'Wrote {num_images} images ({width}x{height} {channel_name(channels)}, '
                f'{"labelled" if labels else "no labels"}) from {opened.description} to {dest}')
 
 #----------------------------------------------------------------------------

@@ -70,19 +70,46 @@ def save_png(array_hwc, path):
     image.save(tmp)
     os.replace(tmp, path)
 
+def save_image(array_hwc, path_stem):
+    """Write an HWC uint8 image as path_stem + '.png' (1, 3 or 4 channels: grayscale, RGB, RGBA) or, for other
+    channel counts (multispectral networks), as path_stem + '.npy' ([H, W, C] uint8), atomically. Returns the path."""
+    if array_hwc.shape[2] in (1, 3, 4):
+        save_png(array_hwc, path_stem + '.png')
+        return path_stem + '.png'
+    tmp = f'{path_stem}.tmp{os.getpid()}.npy'
+    np.save(tmp, np.ascontiguousarray(array_hwc), allow_pickle=False)
+    os.replace(tmp, path_stem + '.npy')
+    return path_stem + '.npy'
+
 #----------------------------------------------------------------------------
 
-@click.command()
-@click.option('--network', 'network_pkl', help='Network pickle filename or URL', required=True)
-@click.option('--seeds', type=cli.parse_range, help="List of random seeds, e.g. '0,1,4-6'", required=True)
-@click.option('--trunc', 'truncation_psi', type=float, help='Truncation psi', default=1, show_default=True)
-@click.option('--class', 'class_idx', type=int, help='Class label (required for conditional networks)')
+EXAMPLES = '''\b
+Examples:
+  # Curated StyleGAN3 images, truncation 0.7, translated and rotated:
+  python gen_images.py --outdir=out --trunc=0.7 --seeds=2 --translate=0.2,0.1 --rotate=10 \\
+      --network=stylegan3-r-afhqv2-512x512.pkl
+  # Seeds 0-35 from a snapshot of your own run, on CPU:
+  python gen_images.py --outdir=out --seeds=0-35 --device=cpu \\
+      --network=training-runs/00000-stylegan2-shapes-32x32-gpus1-batch16-gamma0.05/network-snapshot-000010.pkl
+  # Class 3 of a conditional network:
+  python gen_images.py --outdir=out --seeds=0-7 --class=3 --network=cifar10.pkl'''
+
+
+@click.command(epilog=EXAMPLES)
+@click.option('--network', 'network_pkl', help='Network pickle filename or URL', required=True, metavar='PATH|URL')
+@click.option('--seeds', type=cli.parse_range, help="List of random seeds, e.g. '0,1,4-6'", required=True,
+              metavar='RANGE')
+@click.option('--trunc', 'truncation_psi', type=float, help='Truncation psi', default=1, show_default=True,
+              metavar='PSI')
+@click.option('--class', 'class_idx', type=int, help='Class label (required for conditional networks)', metavar='INT')
 @click.option('--noise-mode', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True)
-@click.option('--translate', type=cli.parse_vec2, default='0,0', show_default=True,
+@click.option('--translate', type=cli.parse_vec2, default='0,0', show_default=True, metavar='VEC2',
               help='Translate XY coordinate, e.g. 0.3,1 (StyleGAN3 only)')
-@click.option('--rotate', type=float, default=0, show_default=True, help='Rotation angle in degrees (StyleGAN3 only)')
-@click.option('--outdir', type=click.Path(file_okay=False), required=True, help='Where to save the output images')
-@click.option('--device', default='auto', show_default=True, help='auto, cpu, cuda, cuda:1, mps')
+@click.option('--rotate', type=float, default=0, show_default=True, help='Rotation angle in degrees (StyleGAN3 only)',
+              metavar='ANGLE')
+@click.option('--outdir', type=click.Path(file_okay=False), required=True, help='Where to save the output images',
+              metavar='DIR')
+@click.option('--device', default='auto', show_default=True, help='auto, cpu, cuda, cuda:1, mps', metavar='DEVICE')
 @click.option('--allow-exec', is_flag=True, help='Execute the source code embedded in an unknown pickle (unsafe)')
 def main(network_pkl, seeds, truncation_psi, class_idx, noise_mode, translate, rotate, outdir, device, allow_exec):
     """Generate images using a pretrained network pickle; writes OUTDIR/seedNNNN.png per seed."""
@@ -99,7 +126,7 @@ def main(network_pkl, seeds, truncation_psi, class_idx, noise_mode, translate, r
         z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).to(device=device, dtype=torch.float32)
         with torch.no_grad():
             img = G(z, label, truncation_psi=truncation_psi, noise_mode=noise_mode)
-        save_png(to_uint8_hwc(img)[0], os.path.join(outdir, f'seed{seed:04d}.png'))
+        save_image(to_uint8_hwc(img)[0], os.path.join(outdir, f'seed{seed:04d}'))
     click.echo(f'Wrote {len(seeds)} image(s) to {outdir}')
 
 #----------------------------------------------------------------------------

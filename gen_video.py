@@ -128,6 +128,17 @@ def wants_frame_dir(output):
     return output.endswith(('/', os.sep)) or os.path.isdir(output)
 
 
+def to_rgb_frame(frame):
+    """[H, W, C] uint8 -> [H, W, 3] for H.264: grayscale repeated, RGBA without alpha, other C: the first three
+    channels (or the first, repeated)."""
+    channels = frame.shape[2]
+    if channels == 3:
+        return frame
+    if channels < 3:
+        return np.repeat(frame[:, :, :1], 3, axis=2)
+    return np.ascontiguousarray(frame[:, :, :3])
+
+
 def write_mp4(frames, path, fps=VIDEO_FPS):
     """Encode uint8 HWC frames (an iterable) as an H.264 mp4 at `fps`; the file appears only when complete."""
     import imageio
@@ -138,7 +149,7 @@ def write_mp4(frames, path, fps=VIDEO_FPS):
     try:
         count = 0
         for frame in frames:
-            writer.append_data(np.repeat(frame, 3, axis=2) if frame.shape[2] == 1 else frame)
+            writer.append_data(to_rgb_frame(frame))
             count += 1
         writer.close()
         os.replace(tmp_path, path)
@@ -157,7 +168,8 @@ def write_png_frames(frames, out_dir):
     try:
         count = 0
         for frame in frames:
-            save_png(frame, os.path.join(tmp_dir, f'frame{count:06d}.png'))
+            save_png(frame if frame.shape[2] in (1, 3, 4) else to_rgb_frame(frame),
+                     os.path.join(tmp_dir, f'frame{count:06d}.png'))
             count += 1
         if os.path.isdir(out_dir):
             os.rmdir(out_dir)  # empty (checked before rendering); rename cannot replace a directory everywhere
@@ -221,22 +233,34 @@ def generate_video(G, output, seeds, grid=(1, 1), num_keyframes=None, w_frames=1
 
 #----------------------------------------------------------------------------
 
-@click.command()
-@click.option('--network', 'network_pkl', help='Network pickle filename or URL', required=True)
-@click.option('--seeds', type=cli.parse_range, help="Keyframe seeds, e.g. '0-11'", required=True, metavar='LIST')
-@click.option('--shuffle-seed', type=int, help='Shuffle the seeds with this random seed (default: keep order)')
+EXAMPLES = '''\b
+Examples:
+  # A 2x2 grid of videos, 3 keyframes per cell (12 seeds), 120 frames between keyframes:
+  python gen_video.py --output=lerp.mp4 --trunc=1 --seeds=0-11 --grid=2x2 --network=stylegan3-t-afhqv2-512x512.pkl
+  # One cell through seeds 0-31, as PNG frames (no ffmpeg needed), on CPU:
+  python gen_video.py --output=frames/ --seeds=0-31 --w-frames=30 --device=cpu --network=network-snapshot-000010.pkl'''
+
+
+@click.command(epilog=EXAMPLES)
+@click.option('--network', 'network_pkl', help='Network pickle filename or URL', required=True, metavar='PATH|URL')
+@click.option('--seeds', type=cli.parse_range, help="Keyframe seeds, e.g. '0-11'", required=True, metavar='RANGE')
+@click.option('--shuffle-seed', type=int, help='Shuffle the seeds with this random seed (default: keep order)',
+              metavar='INT')
 @click.option('--grid', type=parse_grid, default='1x1', show_default=True, help='Grid of videos, columns x rows',
               metavar='WxH')
 @click.option('--num-keyframes', type=click.IntRange(min=1),
-              help='Keyframes per cell (default: number of seeds / cells; seeds repeat to fill)')
-@click.option('--w-frames', type=click.IntRange(min=1), default=120, show_default=True, help='Frames per keyframe')
-@click.option('--trunc', 'truncation_psi', type=float, default=1, show_default=True, help='Truncation psi')
-@click.option('--class', 'class_idx', type=int, help='Class label (required for conditional networks)')
+              help='Keyframes per cell (default: number of seeds / cells; seeds repeat to fill)', metavar='INT')
+@click.option('--w-frames', type=click.IntRange(min=1), default=120, show_default=True, help='Frames per keyframe',
+              metavar='INT')
+@click.option('--trunc', 'truncation_psi', type=float, default=1, show_default=True, help='Truncation psi',
+              metavar='PSI')
+@click.option('--class', 'class_idx', type=int, help='Class label (required for conditional networks)', metavar='INT')
 @click.option('--noise-mode', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True)
 @click.option('--batch', 'batch_size', type=click.IntRange(min=1), default=8, show_default=True,
-              help='Images synthesized per forward pass')
-@click.option('--output', required=True, help='Video file (e.g. lerp.mp4), or a directory ending in / for PNG frames')
-@click.option('--device', default='auto', show_default=True, help='auto, cpu, cuda, cuda:1, mps')
+              help='Images synthesized per forward pass', metavar='INT')
+@click.option('--output', required=True, help='Video file (e.g. lerp.mp4), or a directory ending in / for PNG frames',
+              metavar='FILE|DIR/')
+@click.option('--device', default='auto', show_default=True, help='auto, cpu, cuda, cuda:1, mps', metavar='DEVICE')
 @click.option('--allow-exec', is_flag=True, help='Execute the source code embedded in an unknown pickle (unsafe)')
 def main(network_pkl, seeds, shuffle_seed, grid, num_keyframes, w_frames, truncation_psi, class_idx, noise_mode,
          batch_size, output, device, allow_exec):

@@ -60,7 +60,15 @@ def convert_network_pickle(source, dest, force_fp16=False, allow_exec=False):
 
 #----------------------------------------------------------------------------
 
-@click.command()
+EXAMPLES = '''\b
+Examples:
+  # An official StyleGAN2-ADA pickle as a clean snapshot of ours (loads safely everywhere):
+  python legacy.py --source=https://nvlabs-fi-cdn.nvidia.com/stylegan2-ada-pytorch/pretrained/ffhq.pkl --dest=ffhq.pkl
+  # A TF-era StyleGAN2 pickle, with FP16 in the top layers:
+  python legacy.py --source=stylegan2-ffhq-config-f.pkl --dest=ffhq-f.pkl --force-fp16=1'''
+
+
+@click.command(epilog=EXAMPLES)
 @click.option('--source', help='Input pickle: ours, official StyleGAN2-ADA/StyleGAN3, or TF-era StyleGAN2',
               required=True, metavar='PATH|URL')
 @click.option('--dest', help='Output pickle (written atomically)', required=True, metavar='PATH')

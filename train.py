@@ -14,11 +14,14 @@ import json
 import os
 import re
 import tempfile
+import time
 
 import click
 
 import dnnlib
 from training import training_loop
+
+_IMPORT_TIME = time.time()  # Fallback for process_start_time().
 
 #----------------------------------------------------------------------------
 # Presets: everything that differs between --cfg values. Values used by all configs live in
@@ -54,7 +57,7 @@ OPTION_DEFAULTS = dict(
     outdir=None, cfg=None, data=None, gpus=1, batch=None, gamma=None, cond=False, mirror=False, aug='ada',
     resume=None, freezed=0, p=0.2, target=0.6, batch_gpu=None, cbase=32768, cmax=512, glr=None, dlr=None,
     map_depth=None, mbstd_group=4, desc=None, metrics=(), kimg=25000, tick=4, snap=50, seed=0, fp32=False,
-    nobench=False, workers=3, device='cpu', max_minutes=None, dry_run=False)
+    nobench=False, workers=3, device='cpu', max_minutes=None, snap_keep=None, snap_best=None, dry_run=False)
 
 #----------------------------------------------------------------------------
 # The pure config builder.
@@ -102,6 +105,18 @@ def _network_kwargs(opts, preset, batch_size):
     return G_kwargs, D_kwargs
 
 
+def _set_aspect(G_kwargs, D_kwargs, opts, dataset_info):
+    """Non-square datasets (not official): G and D get img_aspect = [width, height] / resolution. Square datasets
+    add nothing, so their options and networks stay the official ones."""
+    aspect = list(dataset_info.get('aspect') or [1, 1])
+    if aspect == [1, 1]:
+        return
+    if opts.cfg == 'stylegan1':
+        raise UsageError(f'--data={opts.data} holds non-square images ({aspect[0]}:{aspect[1]}); --cfg=stylegan1 '
+                         'trains square images only (use stylegan2, stylegan3-t or stylegan3-r)')
+    G_kwargs.img_aspect = D_kwargs.img_aspect = aspect
+
+
 def _loss_kwargs(opts, preset, batch_size):
     loss_kwargs = dnnlib.EasyDict(class_name='training.loss.StyleGAN2Loss', r1_gamma=opts.gamma)
     if preset['style_mixing_prob']:
@@ -113,6 +128,24 @@ def _loss_kwargs(opts, preset, batch_size):
         loss_kwargs.blur_init_sigma = preset['blur_init_sigma']
         loss_kwargs.blur_fade_kimg = batch_size * 200 / 32
     return loss_kwargs
+
+
+def _snapshot_options(opts):
+    """snap_keep / snap_best for training_loop() (only when given, so default options stay official)."""
+    from training import snapshots
+    result = dict()
+    if opts.snap_keep is not None:
+        result['snap_keep'] = opts.snap_keep
+    if opts.snap_best is not None:
+        try:
+            result_key, _higher = snapshots.parse_snap_best(opts.snap_best)
+        except ValueError as err:
+            raise UsageError(str(err)) from err
+        if snapshots.snap_best_metric_name(result_key, opts.metrics or []) is None:
+            raise UsageError(f'--snap-best={opts.snap_best}: no metric of --metrics={",".join(opts.metrics or [])} '
+                             f'reports {result_key} (e.g. --metrics=fid50k_full --snap-best=fid50k_full)')
+        result['snap_best'] = opts.snap_best
+    return result
 
 
 def run_desc(opts, dataset_name):
@@ -136,6 +169,7 @@ def build_training_options(dataset_info, **opts):
                                             random_seed=opts.seed)
     c.data_loader_kwargs = dnnlib.EasyDict(pin_memory=True, prefetch_factor=2, num_workers=opts.workers)
     c.G_kwargs, c.D_kwargs = _network_kwargs(opts, preset, opts.batch)
+    _set_aspect(c.G_kwargs, c.D_kwargs, opts, dataset_info)
     c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', betas=[0.0, 0.99], eps=1e-8,
                                      lr=opts.glr if opts.glr is not None else preset['glr'])
     c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', betas=[0.0, 0.99], eps=1e-8,
@@ -153,6 +187,7 @@ def build_training_options(dataset_info, **opts):
              cudnn_benchmark=not opts.nobench, device=opts.device, run_desc=run_desc(opts, dataset_info['name']))
     if opts.max_minutes is not None:
         c.max_minutes = opts.max_minutes
+    c.update(_snapshot_options(opts))
     if opts.resume is not None:
         c.weights_only_resume_overrides = dict(WEIGHTS_ONLY_RESUME_OVERRIDES)
     return json.loads(json.dumps(c))  # Plain dicts/lists only: exactly what training_options.json will hold.
@@ -161,13 +196,15 @@ def build_training_options(dataset_info, **opts):
 # Edges: the dataset, optional modules, devices, the run directory.
 
 def describe_dataset(data, cond=False):
-    """dict(name, resolution, size, has_labels) of the dataset at `data`; errors name the option."""
+    """dict(name, resolution (shorter side), size, has_labels, aspect ([width, height] / resolution)) of the
+    dataset at `data`; errors name the option."""
     from training import dataset as dataset_module  # Imported here: --help should not need torch/PIL.
     if data is None:
         raise UsageError('--data is required (a dataset zip or folder made by dataset_tool.py)')
     try:
         dataset = dataset_module.ImageFolderDataset(path=data, use_labels=False, max_size=None, xflip=False)
-        info = dict(name=dataset.name, resolution=dataset.resolution, size=len(dataset), has_labels=False)
+        info = dict(name=dataset.name, resolution=dataset.resolution, size=len(dataset), has_labels=False,
+                    aspect=dataset.aspect)
         if cond:
             info['has_labels'] = dataset_module.ImageFolderDataset(path=data, use_labels=True).has_labels
     except (IOError, OSError, ValueError) as err:
@@ -255,17 +292,30 @@ def subprocess_fn(rank, options, init_method, local_rank=None):
             torch.distributed.destroy_process_group()
 
 
-def launch_training(options, outdir, dry_run=False):
-    """Print the options, create the run directory and training_options.json, start the processes."""
+def process_start_time():
+    """time.time() when this process started, so that --max-minutes also counts start-up and imports."""
+    try:
+        import psutil
+        return psutil.Process().create_time()
+    except (ImportError, OSError):
+        return _IMPORT_TIME
+
+
+def launch_training(options, outdir, dry_run=False, run_start_time=None):
+    """Print the options, create the run directory and training_options.json, start the processes.
+
+    run_start_time: time.time() at which the run began, the origin of --max-minutes (default: when training starts)."""
     import torch
     if _launched_by_torchrun():
-        return _launch_under_torchrun(options, outdir, dry_run)
+        return _launch_under_torchrun(options, outdir, dry_run, run_start_time)
     if not dry_run:
         options['run_dir'] = make_run_dir(outdir, options['run_desc'])
     _print_summary(options, outdir, dry_run)
     if dry_run:
         return None
     _write_options(options)
+    if run_start_time is not None:
+        options = dict(options, run_start_time=run_start_time)  # Not an option: kept out of training_options.json.
     if options['num_gpus'] == 1:
         return subprocess_fn(0, options, init_method=None)
     with tempfile.TemporaryDirectory() as temp_dir:
@@ -274,7 +324,7 @@ def launch_training(options, outdir, dry_run=False):
     return None
 
 
-def _launch_under_torchrun(options, outdir, dry_run):
+def _launch_under_torchrun(options, outdir, dry_run, run_start_time=None):
     """torchrun sets RANK/WORLD_SIZE/LOCAL_RANK: rank 0 makes the run directory and tells the others its name."""
     import torch
     rank, world_size = int(os.environ['RANK']), int(os.environ['WORLD_SIZE'])
@@ -296,6 +346,8 @@ def _launch_under_torchrun(options, outdir, dry_run):
         if not dry_run:
             _write_options(options)
     if not dry_run:
+        if run_start_time is not None:
+            options = dict(options, run_start_time=run_start_time)
         subprocess_fn(rank, options, init_method='env://', local_rank=local_rank)
 
 
@@ -335,7 +387,23 @@ def _parse_comma_separated_list(_ctx, _param, value):
 _DEFAULT_METRICS = 'fid50k_full' if metrics_available() else 'none'
 
 
-@click.command(context_settings=dict(max_content_width=120))
+EXAMPLES = """\b
+Examples:
+  # A tiny run on the built-in dataset, on CPU:
+  python dataset_tool.py --source=builtin:shapes --dest=datasets/shapes-32x32.zip --max-images=2000
+  python train.py --outdir=training-runs --cfg=stylegan2 --data=datasets/shapes-32x32.zip \\
+      --gpus=1 --batch=8 --gamma=0.1 --cbase=4096 --cmax=64 --map-depth=2 --aug=noaug --metrics=none \\
+      --kimg=10 --tick=1 --snap=5
+  # StyleGAN3-T on AFHQv2 with 8 GPUs (or under torchrun with 8 processes):
+  python train.py --outdir=training-runs --cfg=stylegan3-t --data=datasets/afhqv2-512x512.zip \\
+      --gpus=8 --batch=32 --gamma=8.2 --mirror=1
+  # A week-long run that keeps 3 snapshots plus the best by FID, stopping after 7 days:
+  python train.py ... --metrics=fid50k_full --snap-keep=3 --snap-best=fid50k_full --max-minutes=10080
+  # Continue a run exactly where its latest snapshot left it:
+  python train.py ... --resume=training-runs/00000-stylegan2-shapes-32x32-gpus1-batch8-gamma0.1 --kimg=20"""
+
+
+@click.command(context_settings=dict(max_content_width=120), epilog=EXAMPLES)
 # Required.
 @click.option('--outdir', help='Where to make the run directory', metavar='DIR', required=True)
 @click.option('--cfg', help='Base configuration', required=True,
@@ -351,7 +419,7 @@ _DEFAULT_METRICS = 'fid50k_full' if metrics_available() else 'none'
 @click.option('--cond', help='Train a conditional model', metavar='BOOL', type=bool, default=False,
               show_default=True)
 @click.option('--mirror', help='Enable dataset x-flips', metavar='BOOL', type=bool, default=False, show_default=True)
-@click.option('--aug', help='Augmentation mode (ada and fixed need training/augment.py)',
+@click.option('--aug', help='Augmentation mode',
               type=click.Choice(['noaug', 'ada', 'fixed']), default='ada', show_default=True)
 @click.option('--resume', help='Resume from a snapshot pickle or a run directory (its latest snapshot)',
               metavar='[PATH|DIR]', type=str)
@@ -377,8 +445,8 @@ _DEFAULT_METRICS = 'fid50k_full' if metrics_available() else 'none'
               default=4, show_default=True)
 # Misc settings.
 @click.option('--desc', help='String to include in the run directory name', metavar='STR', type=str)
-@click.option('--metrics', help='Quality metrics  [default: fid50k_full when the metrics package is present, '
-              f'else none; here: {_DEFAULT_METRICS}]', metavar='[NAME|A,B,C|none]',
+@click.option('--metrics', help=f'Quality metrics (see calc_metrics.py --help)  [default: {_DEFAULT_METRICS}]',
+              metavar='[NAME|A,B,C|none]',
               callback=_parse_comma_separated_list, default=_DEFAULT_METRICS)
 @click.option('--kimg', help='Total training duration (a resumed run counts on)', metavar='KIMG',
               type=click.IntRange(min=1), default=25000, show_default=True)
@@ -395,29 +463,17 @@ _DEFAULT_METRICS = 'fid50k_full' if metrics_available() else 'none'
               default=3, show_default=True)
 @click.option('--device', help='Where to train: auto = CUDA if available, else CPU',
               type=click.Choice(['auto', 'cpu', 'cuda', 'mps']), default='auto', show_default=True)
-@click.option('--max-minutes', help='Stop after this many minutes of training, with a final snapshot (not '
-              'official: for shared machines, time-boxed jobs and demos)', metavar='FLOAT',
+@click.option('--max-minutes', help='Wall-clock limit of the whole run (start-up, setup, grids, snapshots included), '
+              'ending with a final snapshot (not official: for shared machines, time-boxed jobs and demos)',
+              metavar='MINUTES',
               type=click.FloatRange(min=0))
+@click.option('--snap-keep', help='Keep only the newest N network snapshots (the newest holds the resume state)  '
+              '[default: keep all]', metavar='N', type=click.IntRange(min=1))
+@click.option('--snap-best', help='Also keep network-snapshot-best-<METRIC>.pkl, the best by a --metrics result '
+              '(METRIC:min / METRIC:max to set the direction)', metavar='METRIC', type=str)
 @click.option('-n', '--dry-run', help='Print training options and exit', is_flag=True)
 def main(**opts):
-    """Train a GAN using the techniques of StyleGAN, StyleGAN2, StyleGAN2-ADA and StyleGAN3.
-
-    \b
-    Examples:
-    \b
-    # A tiny run on the built-in dataset, on CPU:
-    python dataset_tool.py --source=builtin:shapes --dest=datasets/shapes-32x32.zip --max-images=2000
-    python train.py --outdir=training-runs --cfg=stylegan2 --data=datasets/shapes-32x32.zip \\
-        --gpus=1 --batch=8 --gamma=0.1 --cbase=4096 --cmax=64 --map-depth=2 --aug=noaug --metrics=none \\
-        --kimg=10 --tick=1 --snap=5
-    \b
-    # StyleGAN3-T on AFHQv2 with 8 GPUs (or under torchrun with 8 processes):
-    python train.py --outdir=training-runs --cfg=stylegan3-t --data=datasets/afhqv2-512x512.zip \\
-        --gpus=8 --batch=32 --gamma=8.2 --mirror=1
-    \b
-    # Continue a run exactly where its latest snapshot left it:
-    python train.py ... --resume=training-runs/00000-stylegan2-shapes-32x32-gpus1-batch8-gamma0.1 --kimg=20
-    """
+    """Train a GAN using the techniques of StyleGAN, StyleGAN2, StyleGAN2-ADA and StyleGAN3."""
     try:
         opts['device'] = resolve_device(opts['device'])
         if opts['resume'] is not None and not dnnlib.util.is_url(opts['resume']):
@@ -431,7 +487,8 @@ def main(**opts):
         check_modules_exist(options)
     except (UsageError, FileNotFoundError, RuntimeError) as err:
         raise click.ClickException(str(err)) from err
-    launch_training(copy.deepcopy(options), opts['outdir'], dry_run=opts['dry_run'])
+    launch_training(copy.deepcopy(options), opts['outdir'], dry_run=opts['dry_run'],
+                    run_start_time=process_start_time())
 
 #----------------------------------------------------------------------------
 

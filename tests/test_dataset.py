@@ -192,8 +192,8 @@ def test_mixed_channel_counts_name_the_odd_one(tmp_path):
 
 
 @pytest.mark.parametrize('height, width, message', [
-    (8, 16, 'are 16x8; training needs square images'),
-    (12, 12, 'are 12x12; training needs a power-of-two resolution'),
+    (8, 12, 'are 12x8; training needs power-of-two sides'),
+    (12, 12, 'are 12x12; training needs power-of-two sides'),
 ])
 def test_non_square_or_non_power_of_two_images_are_refused(tmp_path, height, width, message):
     save_png(str(tmp_path / 'a.png'), random_image(8, height, width))

@@ -360,8 +360,8 @@ FAILING_FOLDERS = {
     'different size': ({**GOOD, 'z.png': random_image(13, 6, 8)}, 'z.png is 8x6, others are 8x8'),
     'mixed channels': ({**GOOD, 'z.png': random_image(14, 8, 8, channels=1)}, 'z.png is 8x8 grayscale, others are RGB'),
     'rgba by default': ({**GOOD, 'z.png': random_image(15, 8, 8, channels=4)}, 'z.png is 8x8 RGBA;'),
-    'not square': ({'a.png': random_image(16, 6, 8)}, 'a.png is 8x6; training needs square images'),
-    'not a power of two': ({'a.png': random_image(17, 12, 12)}, 'a.png is 12x12; training needs square images with'),
+    'not a power of two high': ({'a.png': random_image(16, 6, 8)}, 'a.png is 8x6; training needs power-of-two sides'),
+    'not a power of two': ({'a.png': random_image(17, 12, 12)}, 'a.png is 12x12; training needs power-of-two sides'),
     'no images': ({'readme.txt': b'hello'}, 'no images to convert'),
 }
 
@@ -391,8 +391,9 @@ def test_missing_label_in_dataset_json_names_the_file(tmp_path):
 
 
 @pytest.mark.parametrize('args, message', [
-    (['--resolution=48x48'], '--resolution=48x48: 48 is not a power of two; training needs e.g. --resolution=64x64'),
-    (['--resolution=64x32'], '--resolution=64x32 is not square'),
+    (['--resolution=48x48'], '--resolution=48x48: 48 is not a power of two of at least 4; training needs e.g. '
+                             '--resolution=64x64'),
+    (['--resolution=64x24'], '--resolution=64x24: 24 is not a power of two of at least 4'),
     (['--transform=center-crop'], '--transform=center-crop needs --resolution=WxH'),
     (['--transform=center-crop-wide', '--resolution=32x64'], 'center-crop-wide needs a wide resolution'),
 ])

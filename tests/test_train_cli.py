@@ -184,7 +184,7 @@ def test_metric_without_its_detector_file_stops_the_run_at_start(monkeypatch):
 def test_metrics_default_depends_on_the_metrics_package():
     expected = 'fid50k_full' if train.metrics_available() else 'none'
     option = next(p for p in train.main.params if p.name == 'metrics')
-    assert option.default == expected and f'here: {expected}' in option.help
+    assert option.default == expected and f'[default: {expected}]' in option.help
 
 #----------------------------------------------------------------------------
 # --dry-run, run directories, resume paths.

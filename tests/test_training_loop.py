@@ -152,7 +152,8 @@ def test_max_minutes_stops_at_the_first_tick_with_a_final_snapshot(shapes_dir, t
     assert state.cur_tick == 1 and state.cur_nimg == 4  # Tick 0 is one iteration of batch 4.
     snapshots = sorted(name for name in os.listdir(run_dir) if name.startswith('network-snapshot-'))
     assert snapshots == ['network-snapshot-000000.pkl']
-    assert os.path.isfile(run_dir / 'fakes000000.png')
+    assert '--max-minutes: left out fakes000000.png' in log  # No time left for it: the snapshot comes first.
+    assert not os.path.isfile(run_dir / 'fakes000000.png')
 
 
 def _tiny_networks(cbase=256, cmax=32, map_depth=2, resolution=16):

@@ -37,9 +37,36 @@ def _is_power_of_two(value):
 
 
 def image_file_extensions():
-    """Lower-case file extensions (with dot) that PIL can decode, e.g. {'.png', '.jpg', ...}."""
+    """Lower-case file extensions (with dot) of images we read: what PIL decodes ({'.png', '.jpg', ...}) and
+    '.npy' ([H, W, C] uint8 arrays, for channel counts other than 1, 3 and 4)."""
     PIL.Image.init()
-    return set(PIL.Image.EXTENSION.keys())
+    return set(PIL.Image.EXTENSION.keys()) | {'.npy'}
+
+
+def read_npy_header(file, name):
+    """(channels, height, width) of an .npy image from its header only; must be [H, W] or [H, W, C] uint8."""
+    try:
+        version = np.lib.format.read_magic(file)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _fortran_order, dtype = read_header(file)  # A literal dict, parsed safely; no pixels read.
+    except Exception as error:
+        raise IOError(f'Cannot read {name} as .npy: {error}') from error
+    if dtype != np.uint8 or len(shape) not in (2, 3):
+        raise IOError(f'{name} is a {dtype} array of shape {list(shape)}; .npy images must be [H, W] or '
+                      '[H, W, C] uint8')
+    return (shape[2] if len(shape) == 3 else 1), shape[0], shape[1]
+
+
+def decode_npy_image(data, name):
+    """.npy bytes -> [C, H, W] uint8 (object arrays refused: allow_pickle=False)."""
+    try:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+    except Exception as error:
+        raise IOError(f'Cannot read {name} as .npy: {error}') from error
+    if array.dtype != np.uint8 or array.ndim not in (2, 3):
+        raise IOError(f'{name} is a {array.dtype} array of shape {list(array.shape)}; expected [H, W, C] uint8')
+    array = array[:, :, np.newaxis] if array.ndim == 2 else array
+    return np.ascontiguousarray(array.transpose(2, 0, 1))
 
 #----------------------------------------------------------------------------
 
@@ -160,9 +187,13 @@ class Dataset(torch.utils.data.Dataset):
 
     @property
     def resolution(self):
-        """Side length in pixels (images are square)."""
-        assert self.image_shape[1] == self.image_shape[2]
-        return self.image_shape[1]
+        """Side length in pixels; for non-square images the shorter side (see `aspect`)."""
+        return min(self.image_shape[1], self.image_shape[2])
+
+    @property
+    def aspect(self):
+        """[width, height] / resolution: [1, 1] for square images, e.g. [2, 1] for 64x32 (W x H)."""
+        return [self.image_shape[2] // self.resolution, self.image_shape[1] // self.resolution]
 
     @property
     def label_shape(self):
@@ -194,7 +225,8 @@ class Dataset(torch.utils.data.Dataset):
 class ImageFolderDataset(Dataset):
     """Images in a folder (recursive) or a zip archive, as written by dataset_tool.py.
 
-    Every image must have the same size and channel count; the size must be square and a power of two.
+    Every image must have the same size and channel count; both sides must be powers of two (square, or
+    non-square such as 64x32).
     A zip is opened lazily in each process, so the dataset pickles (DataLoader workers) without a handle.
     """
 
@@ -265,6 +297,9 @@ class ImageFolderDataset(Dataset):
 
     def _read_header(self, fname):
         """(channels, height, width) of one image from its header, without decoding the pixels."""
+        if fname.lower().endswith('.npy'):
+            with self._open_file(fname) as file:
+                return read_npy_header(file, self._describe(fname))
         try:
             with self._open_file(fname) as file:
                 with PIL.Image.open(file) as image:
@@ -291,13 +326,10 @@ class ImageFolderDataset(Dataset):
         return first
 
     def _check_resolution(self, width, height, resolution):
-        if width != height:
-            raise IOError(f'Images in {self._path} are {width}x{height}; training needs square images '
-                          f'(use dataset_tool.py --transform=center-crop --resolution=NxN)')
-        if not _is_power_of_two(width):
-            raise IOError(f'Images in {self._path} are {width}x{height}; training needs a power-of-two '
-                          f'resolution (use dataset_tool.py --resolution)')
-        if resolution is not None and resolution != width:
+        if not (_is_power_of_two(width) and _is_power_of_two(height)) or min(width, height) < 4:
+            raise IOError(f'Images in {self._path} are {width}x{height}; training needs power-of-two sides of at '
+                          f'least 4 (use dataset_tool.py --resolution)')
+        if resolution is not None and resolution != min(width, height):
             raise IOError(f'Images in {self._path} are {width}x{height}, but resolution={resolution} was asked for')
 
     def close(self):
@@ -315,6 +347,12 @@ class ImageFolderDataset(Dataset):
         fname = self._image_fnames[raw_idx]
         with self._open_file(fname) as file:
             data = file.read()
+        if fname.lower().endswith('.npy'):
+            array = decode_npy_image(data, self._describe(fname))
+            if list(array.shape) != self.image_shape:
+                raise IOError(f'Image {self._describe(fname)} has shape {list(array.shape)}, '
+                              f'expected {self.image_shape}')
+            return array
         with PIL.Image.open(io.BytesIO(data)) as image:
             image = image.convert(_MODE_CONVERSION[image.mode])
             array = np.asarray(image, dtype=np.uint8)

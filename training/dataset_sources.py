@@ -52,11 +52,17 @@ def _image_extensions():
     """Lower-case extensions PIL decodes (same rule as training.dataset, which this module avoids importing
     so that dataset_tool.py starts without loading torch)."""
     PIL.Image.init()
-    return set(PIL.Image.EXTENSION.keys())
+    return set(PIL.Image.EXTENSION.keys()) | {'.npy'}
 
 
 def _decode_image_bytes(data, name):
-    """Decode encoded image bytes (PNG, JPEG, WebP, ...) to a loaded PIL image."""
+    """Decode encoded image bytes (PNG, JPEG, WebP, ...) to a loaded PIL image; .npy ([H, W] or [H, W, C], any
+    channel count, e.g. multispectral) to a numpy array, without unpickling."""
+    if name.lower().endswith('.npy'):
+        try:
+            return np.load(io.BytesIO(data), allow_pickle=False)
+        except Exception as error:
+            raise SourceError(f'{name} cannot be read as .npy ({type(error).__name__}: {error})') from error
     try:
         image = PIL.Image.open(io.BytesIO(data))
         image.load()

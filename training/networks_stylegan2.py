@@ -24,6 +24,35 @@ from torch_utils.ops import conv2d_resample
 from torch_utils.ops import fma
 from torch_utils.ops import upfirdn2d
 
+
+#----------------------------------------------------------------------------
+# Non-square images (not in the official code): `img_aspect = [aw, ah]` makes the images aw*R wide and ah*R high
+# (R = img_resolution, the shorter side; aw, ah powers of two, one of them 1). Every block keeps its square
+# name and channel count (b4 ... bR) and works on a [res*ah, res*aw] map: a rectangular constant input in G, a
+# rectangular 4x4*aspect map in D's epilogue. Layer `resolution`s are then [height, width] lists; square
+# networks keep plain ints, so their parameters, buffers and pickles are exactly the official ones.
+
+def block_resolution(res, img_aspect):
+    """What a block at square resolution `res` is given: res itself (square) or [res*ah, res*aw]."""
+    if img_aspect is None or tuple(img_aspect) == (1, 1):
+        return res
+    return [res * int(img_aspect[1]), res * int(img_aspect[0])]
+
+
+def resolution_hw(resolution):
+    """[height, width] of a layer resolution: an int (square) or a [height, width] list."""
+    if isinstance(resolution, (list, tuple, np.ndarray)):
+        return [int(resolution[0]), int(resolution[1])]
+    return [int(resolution), int(resolution)]
+
+
+def check_img_aspect(img_aspect):
+    """None or [aw, ah], powers of two with min(aw, ah) == 1; returns it as a tuple (1, 1 for None)."""
+    aspect = (1, 1) if img_aspect is None else tuple(int(v) for v in img_aspect)
+    assert len(aspect) == 2 and min(aspect) == 1 and all(v >= 1 and v & (v - 1) == 0 for v in aspect), \
+        f'img_aspect must be [width, height] multiples, powers of two, one of them 1; got {img_aspect}'
+    return aspect
+
 #----------------------------------------------------------------------------
 # Pixel-norm style normalisation of the latent inputs (SG1 Sec. 2 / ProGAN Sec. 4.2): scale each vector to unit
 # second moment, so the mapping network sees inputs on the unit sphere (times sqrt(dim)).
@@ -338,7 +367,7 @@ class SynthesisLayer(torch.nn.Module):
         self.weight = torch.nn.Parameter(
             torch.randn([out_channels, in_channels, kernel_size, kernel_size]).to(memory_format=memory_format))
         if use_noise:
-            self.register_buffer('noise_const', torch.randn([resolution, resolution]))
+            self.register_buffer('noise_const', torch.randn(resolution_hw(resolution)))
             self.noise_strength = torch.nn.Parameter(torch.zeros([]))
         self.bias = torch.nn.Parameter(torch.zeros([out_channels]))
 
@@ -349,13 +378,13 @@ class SynthesisLayer(torch.nn.Module):
             return None
         if noise_mode == 'const':
             return self.noise_const * self.noise_strength  # [H, W]
-        shape = [x.shape[0], 1, self.resolution, self.resolution]
+        shape = [x.shape[0], 1, *resolution_hw(self.resolution)]
         return torch.randn(shape, device=x.device) * self.noise_strength  # [N, 1, H, W]
 
     def forward(self, x, w, noise_mode='random', fused_modconv=True, gain=1):
         """x: [N, in_channels, res/up, res/up], w: [N, w_dim] -> [N, out_channels, res, res]."""
-        in_resolution = self.resolution // self.up
-        misc.assert_shape(x, [None, self.weight.shape[1], in_resolution, in_resolution])
+        in_height, in_width = (side // self.up for side in resolution_hw(self.resolution))
+        misc.assert_shape(x, [None, self.weight.shape[1], in_height, in_width])
         styles = self.affine(w)
         noise = self._noise(x, noise_mode)
         flip_weight = (self.up == 1)  # The transposed (up=2) path is cheaper without flipping.
@@ -448,7 +477,7 @@ class SynthesisBlock(torch.nn.Module):
         self.num_torgb = 0
 
         if in_channels == 0:
-            self.const = torch.nn.Parameter(torch.randn([out_channels, resolution, resolution]))
+            self.const = torch.nn.Parameter(torch.randn([out_channels, *resolution_hw(resolution)]))
         else:
             self.conv0 = SynthesisLayer(in_channels, out_channels, w_dim=w_dim, resolution=resolution, up=2,
                                         resample_filter=resample_filter, conv_clamp=conv_clamp,
@@ -493,7 +522,7 @@ class SynthesisBlock(torch.nn.Module):
             x = self.const.to(dtype=dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])  # [N, C, 4, 4]
             x = x.to(memory_format=memory_format)
         else:
-            misc.assert_shape(x, [None, self.in_channels, self.resolution // 2, self.resolution // 2])
+            misc.assert_shape(x, [None, self.in_channels, *(side // 2 for side in resolution_hw(self.resolution))])
             x = x.to(dtype=dtype, memory_format=memory_format)
 
         if self.in_channels == 0:
@@ -508,7 +537,7 @@ class SynthesisBlock(torch.nn.Module):
             x = self.conv1(x, next(w_iter), fused_modconv=fused_modconv, **layer_kwargs)
 
         if img is not None:
-            misc.assert_shape(img, [None, self.img_channels, self.resolution // 2, self.resolution // 2])
+            misc.assert_shape(img, [None, self.img_channels, *(side // 2 for side in resolution_hw(self.resolution))])
             img = upfirdn2d.upsample2d(img, self.resample_filter)
         if self.is_last or self.architecture == 'skip':
             y = self.torgb(x, next(w_iter), fused_modconv=fused_modconv)
@@ -520,7 +549,7 @@ class SynthesisBlock(torch.nn.Module):
         return x, img
 
     def extra_repr(self):
-        return f'resolution={self.resolution:d}, architecture={self.architecture:s}'
+        return f'resolution={self.resolution}, architecture={self.architecture:s}'
 
 #----------------------------------------------------------------------------
 # Synthesis network g: W -> image (SG2 Fig. 7, App. B): one block per power-of-two resolution from 4x4 up to
@@ -530,6 +559,8 @@ class SynthesisBlock(torch.nn.Module):
 
 @persistence.persistent_class
 class SynthesisNetwork(torch.nn.Module):
+    img_aspect = (1, 1)  # Class default: square (official pickles and square networks set nothing).
+
     def __init__(self,
         w_dim,                      # Intermediate latent (W) dimensionality.
         img_resolution,             # Output image resolution (power of two, >= 4).
@@ -537,6 +568,7 @@ class SynthesisNetwork(torch.nn.Module):
         channel_base    = 32768,    # Overall multiplier for the number of channels.
         channel_max     = 512,      # Maximum number of channels in any layer.
         num_fp16_res    = 4,        # Use float16 for the N highest resolutions.
+        img_aspect      = None,     # [aw, ah]: images aw*R wide, ah*R high (not official); None = square.
         **block_kwargs,             # Extra arguments for SynthesisBlock.
     ):
         assert img_resolution >= 4 and img_resolution & (img_resolution - 1) == 0, \
@@ -547,6 +579,8 @@ class SynthesisNetwork(torch.nn.Module):
         self.img_resolution_log2 = int(np.log2(img_resolution))
         self.img_channels = img_channels
         self.num_fp16_res = num_fp16_res
+        if img_aspect is not None:
+            self.img_aspect = check_img_aspect(img_aspect)
         self.block_resolutions = [2 ** i for i in range(2, self.img_resolution_log2 + 1)]
         channels_dict = {res: min(channel_base // res, channel_max) for res in self.block_resolutions}
         fp16_resolution = max(2 ** (self.img_resolution_log2 + 1 - num_fp16_res), 8)
@@ -555,8 +589,9 @@ class SynthesisNetwork(torch.nn.Module):
         for res in self.block_resolutions:
             in_channels = channels_dict[res // 2] if res > 4 else 0
             is_last = (res == self.img_resolution)
-            block = SynthesisBlock(in_channels, channels_dict[res], w_dim=w_dim, resolution=res,
-                                   img_channels=img_channels, is_last=is_last, use_fp16=(res >= fp16_resolution),
+            block = SynthesisBlock(in_channels, channels_dict[res], w_dim=w_dim,
+                                   resolution=block_resolution(res, img_aspect), img_channels=img_channels,
+                                   is_last=is_last, use_fp16=(res >= fp16_resolution),
                                    **block_kwargs)
             self.num_ws += block.num_conv
             if is_last:
@@ -590,6 +625,11 @@ class SynthesisNetwork(torch.nn.Module):
 
 @persistence.persistent_class
 class Generator(torch.nn.Module):
+    @property
+    def img_aspect(self):
+        """[aw, ah] of non-square images ((1, 1) = square): outputs are [N, C, ah*R, aw*R]."""
+        return self.synthesis.img_aspect
+
     def __init__(self,
         z_dim,                      # Input latent (Z) dimensionality.
         c_dim,                      # Conditioning label (C) dimensionality, 0 = unconditional.
@@ -681,11 +721,11 @@ class DiscriminatorBlock(torch.nn.Module):
         memory_format = torch.channels_last if self.channels_last and not force_fp32 else torch.contiguous_format
 
         if x is not None:
-            misc.assert_shape(x, [None, self.in_channels, self.resolution, self.resolution])
+            misc.assert_shape(x, [None, self.in_channels, *resolution_hw(self.resolution)])
             x = x.to(dtype=dtype, memory_format=memory_format)
 
         if self.in_channels == 0 or self.architecture == 'skip':
-            misc.assert_shape(img, [None, self.img_channels, self.resolution, self.resolution])
+            misc.assert_shape(img, [None, self.img_channels, *resolution_hw(self.resolution)])
             img = img.to(dtype=dtype, memory_format=memory_format)
             y = self.fromrgb(img)
             x = x + y if x is not None else y
@@ -704,7 +744,7 @@ class DiscriminatorBlock(torch.nn.Module):
         return x, img
 
     def extra_repr(self):
-        return f'resolution={self.resolution:d}, architecture={self.architecture:s}'
+        return f'resolution={self.resolution}, architecture={self.architecture:s}'
 
 #----------------------------------------------------------------------------
 # Minibatch standard deviation (ProGAN Sec. 3; SG2 App. B uses groups of 4 and 1 channel): split the batch into
@@ -772,16 +812,17 @@ class DiscriminatorEpilogue(torch.nn.Module):
         self.mbstd = MinibatchStdLayer(mbstd_group_size, mbstd_num_channels) if mbstd_num_channels > 0 else None
         self.conv = Conv2dLayer(in_channels + mbstd_num_channels, in_channels, kernel_size=3, activation=activation,
                                 conv_clamp=conv_clamp)
-        self.fc = FullyConnectedLayer(in_channels * (resolution ** 2), in_channels, activation=activation)
+        self.fc = FullyConnectedLayer(in_channels * int(np.prod(resolution_hw(resolution))), in_channels,
+                                      activation=activation)
         self.out = FullyConnectedLayer(in_channels, 1 if cmap_dim == 0 else cmap_dim)
 
     def forward(self, x, img, cmap, force_fp32=False):
         """x: [N, in_channels, 4, 4], img: [N, img_channels, 4, 4] (skip only), cmap: [N, cmap_dim] -> [N, 1]."""
         _ = force_fp32  # The head always runs in float32.
-        misc.assert_shape(x, [None, self.in_channels, self.resolution, self.resolution])
+        misc.assert_shape(x, [None, self.in_channels, *resolution_hw(self.resolution)])
         x = x.to(dtype=torch.float32, memory_format=torch.contiguous_format)
         if self.architecture == 'skip':
-            misc.assert_shape(img, [None, self.img_channels, self.resolution, self.resolution])
+            misc.assert_shape(img, [None, self.img_channels, *resolution_hw(self.resolution)])
             img = img.to(dtype=torch.float32, memory_format=torch.contiguous_format)
             x = x + self.fromrgb(img)
 
@@ -798,7 +839,7 @@ class DiscriminatorEpilogue(torch.nn.Module):
         return x
 
     def extra_repr(self):
-        return f'resolution={self.resolution:d}, architecture={self.architecture:s}'
+        return f'resolution={self.resolution}, architecture={self.architecture:s}'
 
 #----------------------------------------------------------------------------
 # Discriminator (SG2 Fig. 7c, App. B): one block per resolution from img_resolution down to 8, then the 4x4
@@ -806,6 +847,8 @@ class DiscriminatorEpilogue(torch.nn.Module):
 
 @persistence.persistent_class
 class Discriminator(torch.nn.Module):
+    img_aspect = (1, 1)  # Class default: square (see block_resolution()).
+
     def __init__(self,
         c_dim,                          # Conditioning label (C) dimensionality, 0 = unconditional.
         img_resolution,                 # Input resolution (power of two, >= 4).
@@ -819,6 +862,7 @@ class Discriminator(torch.nn.Module):
         block_kwargs        = {},       # Arguments for DiscriminatorBlock.
         mapping_kwargs      = {},       # Arguments for MappingNetwork.
         epilogue_kwargs     = {},       # Arguments for DiscriminatorEpilogue.
+        img_aspect          = None,     # [aw, ah]: images aw*R wide, ah*R high (not official); None = square.
     ):
         assert img_resolution >= 4 and img_resolution & (img_resolution - 1) == 0, \
             f'img_resolution must be a power of two >= 4, got {img_resolution}'
@@ -827,6 +871,8 @@ class Discriminator(torch.nn.Module):
         self.img_resolution = img_resolution
         self.img_resolution_log2 = int(np.log2(img_resolution))
         self.img_channels = img_channels
+        if img_aspect is not None:
+            self.img_aspect = check_img_aspect(img_aspect)
         self.block_resolutions = [2 ** i for i in range(self.img_resolution_log2, 2, -1)]
         channels_dict = {res: min(channel_base // res, channel_max) for res in self.block_resolutions + [4]}
         fp16_resolution = max(2 ** (self.img_resolution_log2 + 1 - num_fp16_res), 8)
@@ -839,21 +885,24 @@ class Discriminator(torch.nn.Module):
         cur_layer_idx = 0
         for res in self.block_resolutions:
             in_channels = channels_dict[res] if res < img_resolution else 0
-            block = DiscriminatorBlock(in_channels, channels_dict[res], channels_dict[res // 2], resolution=res,
-                                       first_layer_idx=cur_layer_idx, use_fp16=(res >= fp16_resolution),
+            block = DiscriminatorBlock(in_channels, channels_dict[res], channels_dict[res // 2],
+                                       resolution=block_resolution(res, img_aspect), first_layer_idx=cur_layer_idx,
+                                       use_fp16=(res >= fp16_resolution),
                                        **block_kwargs, **common_kwargs)
             setattr(self, f'b{res}', block)
             cur_layer_idx += block.num_layers
         if c_dim > 0:
             self.mapping = MappingNetwork(z_dim=0, c_dim=c_dim, w_dim=cmap_dim, num_ws=None, w_avg_beta=None,
                                           **mapping_kwargs)
-        self.b4 = DiscriminatorEpilogue(channels_dict[4], cmap_dim=cmap_dim, resolution=4, **epilogue_kwargs,
+        self.b4 = DiscriminatorEpilogue(channels_dict[4], cmap_dim=cmap_dim, resolution=block_resolution(4, img_aspect),
+                                        **epilogue_kwargs,
                                         **common_kwargs)
 
     def forward(self, img, c, update_emas=False, **block_kwargs):
         """img: [N, img_channels, img_resolution, img_resolution], c: [N, c_dim] -> logits [N, 1] float32."""
         _ = update_emas  # D holds no EMA statistics.
-        misc.assert_shape(img, [None, self.img_channels, self.img_resolution, self.img_resolution])
+        misc.assert_shape(img, [None, self.img_channels, self.img_resolution * self.img_aspect[1],
+                                self.img_resolution * self.img_aspect[0]])
         x = None
         for res in self.block_resolutions:
             x, img = getattr(self, f'b{res}')(x, img, **block_kwargs)

@@ -496,8 +496,31 @@ def synthesis_schedule(img_resolution, img_channels, channel_base, channel_max, 
 # Synthesis network: Fourier input, num_layers alias-free layers, ToRGB, output scaling (App. F).
 # ws[:, 0] drives the input transform, ws[:, i + 1] layer L{i}; num_ws = num_layers + 2.
 
+def _check_img_aspect(img_aspect):
+    """[aw, ah] as a tuple: powers of two, one of them 1 (see _layer_sizes)."""
+    aspect = tuple(int(v) for v in img_aspect)
+    assert len(aspect) == 2 and min(aspect) == 1 and all(v >= 1 and v & (v - 1) == 0 for v in aspect), \
+        f'img_aspect must be [width, height] multiples, powers of two, one of them 1; got {img_aspect}'
+    return aspect
+
+
+def _layer_sizes(sizes, sampling_rates, img_resolution, margin_size, img_aspect):
+    """Per-layer spatial sizes: ints for square images (official), [width, height] for non-square ones (not
+    official): a layer at rate s covers aw x ah units, s*aw + 2*margin by s*ah + 2*margin pixels, and the last two
+    layers are the image, img_resolution*aw by img_resolution*ah. The Fourier features simply cover the wider
+    field; filters and rates are those of the square network."""
+    if img_aspect is None or tuple(img_aspect) == (1, 1):
+        return [int(size) for size in sizes]
+    aw, ah = (int(v) for v in img_aspect)
+    result = [[int(rate) * aw + 2 * margin_size, int(rate) * ah + 2 * margin_size] for rate in sampling_rates]
+    result[-2:] = [[img_resolution * aw, img_resolution * ah]] * 2
+    return result
+
+
 @persistence.persistent_class
 class SynthesisNetwork(torch.nn.Module):
+    img_aspect = (1, 1)  # Class default: square (official pickles and square networks set nothing).
+
     def __init__(self,
         w_dim,                          # Intermediate latent (W) dimensionality.
         img_resolution,                 # Output image resolution.
@@ -512,6 +535,7 @@ class SynthesisNetwork(torch.nn.Module):
         margin_size         = 10,       # Number of additional pixels outside the image.
         output_scale        = 0.25,     # Scale factor for the output image.
         num_fp16_res        = 4,        # Use float16 for the highest-rate layers (see the module docstring).
+        img_aspect          = None,     # [aw, ah]: images aw*R wide, ah*R high (not official); None = square.
         **layer_kwargs,                 # Arguments for SynthesisLayer.
     ):
         super().__init__()
@@ -524,6 +548,8 @@ class SynthesisNetwork(torch.nn.Module):
         self.margin_size = margin_size
         self.output_scale = output_scale
         self.num_fp16_res = num_fp16_res
+        if img_aspect is not None:
+            self.img_aspect = _check_img_aspect(img_aspect)
 
         sched = synthesis_schedule(img_resolution=img_resolution, img_channels=img_channels,
                                    channel_base=channel_base, channel_max=channel_max, num_layers=num_layers,
@@ -533,7 +559,8 @@ class SynthesisNetwork(torch.nn.Module):
         cutoffs, rates, half_widths = sched['cutoffs'], sched['sampling_rates'], sched['half_widths']
         sizes, channels = sched['sizes'], sched['channels']
 
-        self.input = SynthesisInput(w_dim=self.w_dim, channels=int(channels[0]), size=int(sizes[0]),
+        sizes = _layer_sizes(sizes, sched['sampling_rates'], img_resolution, margin_size, img_aspect)
+        self.input = SynthesisInput(w_dim=self.w_dim, channels=int(channels[0]), size=sizes[0],
                                     sampling_rate=rates[0], bandwidth=cutoffs[0])
         self.layer_names = []
         for idx in range(self.num_layers + 1):
@@ -543,7 +570,7 @@ class SynthesisNetwork(torch.nn.Module):
                 is_critically_sampled=(idx >= self.num_layers - self.num_critical),
                 use_fp16=bool(rates[idx] * (2 ** self.num_fp16_res) > self.img_resolution),
                 in_channels=int(channels[prev]), out_channels=int(channels[idx]),
-                in_size=int(sizes[prev]), out_size=int(sizes[idx]),
+                in_size=sizes[prev], out_size=sizes[idx],
                 in_sampling_rate=int(rates[prev]), out_sampling_rate=int(rates[idx]),
                 in_cutoff=cutoffs[prev], out_cutoff=cutoffs[idx],
                 in_half_width=half_widths[prev], out_half_width=half_widths[idx],
@@ -564,7 +591,8 @@ class SynthesisNetwork(torch.nn.Module):
             x = getattr(self, name)(x, w, **layer_kwargs)
         if self.output_scale != 1:
             x = x * self.output_scale
-        misc.assert_shape(x, [None, self.img_channels, self.img_resolution, self.img_resolution])
+        misc.assert_shape(x, [None, self.img_channels, self.img_resolution * self.img_aspect[1],
+                              self.img_resolution * self.img_aspect[0]])
         return x.to(torch.float32)
 
     def extra_repr(self):
@@ -579,6 +607,11 @@ class SynthesisNetwork(torch.nn.Module):
 
 @persistence.persistent_class
 class Generator(torch.nn.Module):
+    @property
+    def img_aspect(self):
+        """[aw, ah] of non-square images ((1, 1) = square): outputs are [N, C, ah*R, aw*R]."""
+        return self.synthesis.img_aspect
+
     def __init__(self,
         z_dim,                      # Input latent (Z) dimensionality.
         c_dim,                      # Conditioning label (C) dimensionality.

@@ -4,7 +4,8 @@
     phases       one iteration: each phase (Gmain, Greg, Dmain, Dreg or Gboth, Dboth) accumulates gradients,
                  averages them over processes and steps its optimizer (StyleGAN2 App. B: lazy regularisation)
     maintenance  G_ema, ADA p, and at the end of each tick: status line, stats, images, snapshot, metrics
-    snapshot     `network-snapshot-<kimg>.pkl` in the official layout plus `resume_state` for exact resume
+    snapshot     `network-snapshot-<kimg>.pkl` in the official layout plus `resume_state` for exact resume (only
+                 the newest snapshot keeps it; rotation and the best snapshot: training/snapshots.py)
     resume       from such a snapshot (everything) or from an official pickle (weights only)
 
 Everything a resumed run needs lives in `TrainingState`, which saves and loads itself; the random number
@@ -30,6 +31,9 @@ from torch_utils import misc
 from torch_utils import training_stats
 from torch_utils.ops import conv2d_gradfix
 from torch_utils.ops import grid_sample_gradfix
+from training.phase_timing import PhaseTimer
+from training.snapshots import SnapshotKeeper, snapshot_name
+from training.time_budget import TimeBudget, estimate_snapshot_sec
 
 RESUME_STATE_KEY = 'resume_state'   # Extra snapshot key; official tools ignore it.
 RESUME_STATE_VERSION = 1
@@ -82,14 +86,18 @@ def write_file_atomic(path, write_fn, mode='wb'):
 
 
 def save_image_grid(img, path, drange, grid_size):
-    """img: [gw * gh, C, H, W] float in `drange` -> one PNG of gh rows by gw columns (C = 1 or 3)."""
+    """img: [gw * gh, C, H, W] float in `drange` -> one PNG of gh rows by gw columns (C = 1, 3 or 4; other C: the
+    first three channels, or the first). Returns the grid [gh * H, gw * W, C'] uint8 as written."""
     lo, hi = drange
     img = (np.asarray(img, dtype=np.float32) - lo) * (255 / (hi - lo))
     img = np.rint(img).clip(0, 255).astype(np.uint8)
     gw, gh = grid_size
     _N, C, H, W = img.shape
     img = img.reshape(gh, gw, C, H, W).transpose(0, 3, 1, 4, 2).reshape(gh * H, gw * W, C)
-    pil_img = PIL.Image.fromarray(img[:, :, 0] if C == 1 else img, 'L' if C == 1 else 'RGB')
+    if C not in (1, 3, 4):  # N-channel data: show the first three channels (the first one if fewer).
+        img = np.ascontiguousarray(img[:, :, :3] if C > 3 else img[:, :, :1])
+    mode = {1: 'L', 3: 'RGB', 4: 'RGBA'}[img.shape[2]]
+    pil_img = PIL.Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img, mode)
     write_file_atomic(path, lambda f: pil_img.save(f, format='PNG'))
     return img
 
@@ -410,12 +418,15 @@ def average_gradients(module, num_gpus):
     return num_nonfinite
 
 
-def run_phases(state, batch, num_gpus):
-    """Accumulate, average and apply the gradients of every phase due at this iteration."""
+def run_phases(state, batch, num_gpus, phase_timer=None):
+    """Accumulate, average and apply the gradients of every phase due at this iteration (each timed by
+    `phase_timer`, a training.phase_timing.PhaseTimer, if given)."""
     real_img, real_c, gen_z, gen_c = batch
     for phase, phase_gen_z, phase_gen_c in zip(state.phases, gen_z, gen_c):
         if state.batch_idx % phase.interval != 0:
             continue
+        if phase_timer is not None:
+            phase_timer.start(phase.name)
         phase.opt.zero_grad(set_to_none=True)
         phase.module.requires_grad_(True)
         for round_img, round_c, round_z, round_gen_c in zip(real_img, real_c, phase_gen_z, phase_gen_c):
@@ -426,6 +437,8 @@ def run_phases(state, batch, num_gpus):
             num_nonfinite = average_gradients(phase.module, num_gpus)
             training_stats.report('Progress/nonfinite_grads/' + phase.name, num_nonfinite)
             phase.opt.step()
+        if phase_timer is not None:
+            phase_timer.stop(phase.name)
 
 
 @torch.no_grad()
@@ -527,6 +540,8 @@ def format_status_line(state, timer, total_kimg, device, deadline=None):
               f"reserved {r0('Resources/peak_gpu_mem_reserved_gb', gpu_reserved_gb):<6.2f}",
               f"augment {r0('Progress/augment', p):.3f}",
               f"eta {dnnlib.util.format_time(eta_sec)}"]
+    r0('Timing/total_hours', timer.total_sec(state, now) / (60 * 60))  # Official keys, not printed.
+    r0('Timing/total_days', timer.total_sec(state, now) / (24 * 60 * 60))
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     return ' '.join(fields)
@@ -609,9 +624,11 @@ def save_network_snapshot(ctx, state, rng_state):
                 misc.check_ddp_consistency(module, ignore_regex=_EMA_BUFFER_REGEX)
     resume_state = state.resume_state(rank_states, ctx.num_gpus, ctx.batch_size, ctx.timer.total_sec(state))
     snapshot_data = state.snapshot_data(resume_state)
-    snapshot_pkl = os.path.join(ctx.run_dir, f'network-snapshot-{state.cur_nimg // 1000:06d}.pkl')
+    snapshot_pkl = os.path.join(ctx.run_dir, snapshot_name(state.cur_nimg))
     if ctx.rank == 0:
         write_file_atomic(snapshot_pkl, lambda f: pickle.dump(snapshot_data, f))
+        size = ctx.snapshots.after_write(snapshot_pkl)  # Older snapshots lose the resume state, --snap-keep.
+        ctx.log(f'Saved {os.path.basename(snapshot_pkl)} ({size / 2**20:.1f} MiB with the resume state)')
     return snapshot_pkl, snapshot_data
 
 
@@ -639,15 +656,45 @@ def _warn_nonfinite_gradients(log, stats_dict):
             + ', '.join(f'{phase} {int(count)}' for phase, count in sorted(counts.items())))
 
 
-def time_is_up(start_time, max_minutes, num_gpus, device):
-    """True once max_minutes of wall time have passed since start_time. Rank 0's clock decides for every rank,
-    so that all processes stop at the same tick."""
-    if max_minutes is None:
+def rank0_decides(flag, num_gpus, device):
+    """Rank 0's value of a boolean on every rank (collective when num_gpus > 1), so all ranks act alike."""
+    if num_gpus == 1:
+        return bool(flag)
+    flag = torch.tensor(float(flag), device=device)
+    torch.distributed.broadcast(flag, src=0)
+    return bool(flag.item())
+
+
+def time_is_up(budget, with_grid, num_gpus, device):
+    """True once one more iteration plus the end of the run (final snapshot, grid if with_grid, exit) would cross
+    --max-minutes (a training.time_budget.TimeBudget); called once per iteration. Rank 0's clock decides."""
+    if budget.deadline is None:
         return False
-    up = torch.tensor(float(time.time() - start_time >= max_minutes * 60), device=device)
-    if num_gpus > 1:
-        torch.distributed.broadcast(up, src=0)
-    return bool(up.item())
+    budget.note_iteration()
+    return rank0_decides(budget.time_is_up(with_grid), num_gpus, device)
+
+
+def plan_maintenance(ctx, state, done):
+    """(grid, snapshot, metrics): what this tick's maintenance does. Under --max-minutes, the metrics and then the
+    fakes grid are left out (and named in the log) when they would cross the deadline; never the final snapshot."""
+    grid = bool(ctx.image_snapshot_ticks) and (done or state.cur_tick % ctx.image_snapshot_ticks == 0)
+    snapshot = bool(ctx.network_snapshot_ticks) and (done or state.cur_tick % ctx.network_snapshot_ticks == 0)
+    metrics = snapshot and bool(ctx.metrics)
+    budget = ctx.budget
+    if budget.deadline is None:
+        return grid, snapshot, metrics
+    reserve = budget.end_cost(with_grid=False) if not done else budget.costs.get('snapshot', 0.0)
+    if metrics and (done or 'metrics' in budget.costs):  # A first, non-final evaluation is how its cost is learnt.
+        metrics = rank0_decides(budget.fits('metrics', reserve_sec=reserve), ctx.num_gpus, ctx.device)
+        if not metrics:
+            cost = budget.costs.get('metrics')
+            ctx.log(f'--max-minutes: left out metrics {",".join(ctx.metrics)} at {state.cur_nimg / 1000:g} kimg ('
+                    + (f'they take about {cost:.0f} s' if cost is not None else 'their cost is not known yet')
+                    + '); compute them later with calc_metrics.py --network=<snapshot>')
+    if grid and ctx.rank == 0 and 'grid' in budget.costs and not budget.fits('grid', reserve_sec=reserve):
+        grid = False  # Only rank 0 draws the grid (its cost is known from fakes_init.png).
+        ctx.log(f'--max-minutes: left out fakes{state.cur_nimg // 1000:06d}.png (about {budget.costs["grid"]:.1f} s)')
+    return grid, snapshot, metrics
 
 
 def end_tick(ctx, state, done):
@@ -656,24 +703,34 @@ def end_tick(ctx, state, done):
     exactly. Returns True when training should stop."""
     rng_state = capture_rng_state(ctx.device)
     tick_end_time = time.time()
-    deadline = None if ctx.max_minutes is None else ctx.start_time + ctx.max_minutes * 60
-    ctx.log(format_status_line(state, ctx.timer, ctx.total_kimg, ctx.device, deadline))
+    ctx.log(format_status_line(state, ctx.timer, ctx.total_kimg, ctx.device, ctx.budget.deadline))
     if not done and ctx.abort_fn is not None and ctx.abort_fn():
         done = True
         ctx.log('Aborting...')
-    if not done and time_is_up(ctx.start_time, ctx.max_minutes, ctx.num_gpus, ctx.device):
+    if not done and time_is_up(ctx.budget, bool(ctx.image_snapshot_ticks), ctx.num_gpus, ctx.device):
         done = True
         ctx.log(f'Stopping: --max-minutes={ctx.max_minutes:g} reached.')
-    if ctx.rank == 0 and ctx.image_snapshot_ticks and (done or state.cur_tick % ctx.image_snapshot_ticks == 0):
+        ctx.log(f'Time so far: {ctx.budget.describe()}.')
+    do_grid, do_snapshot, do_metrics = plan_maintenance(ctx, state, done)
+    if ctx.rank == 0 and do_grid:
+        start = time.time()
         image = ctx.grid.save_fakes(state.G_ema, os.path.join(ctx.run_dir, f'fakes{state.cur_nimg // 1000:06d}.png'))
         ctx.outputs.write_fakes_image(image, state.cur_nimg)
+        ctx.budget.note_cost('grid', time.time() - start)
     metrics_dict = dict()
-    if ctx.network_snapshot_ticks and (done or state.cur_tick % ctx.network_snapshot_ticks == 0):
+    if do_snapshot:
+        start = time.time()
         snapshot_pkl, snapshot_data = save_network_snapshot(ctx, state, rng_state)
-        if ctx.metrics:
+        ctx.budget.note_cost('snapshot', time.time() - start)
+        if do_metrics:
             ctx.log('Evaluating metrics...')
+            start = time.time()
             metrics_dict = evaluate_metrics(ctx, snapshot_data, snapshot_pkl)
+            ctx.budget.note_cost('metrics', time.time() - start)
+            if ctx.rank == 0:
+                ctx.snapshots.after_metrics(snapshot_data, metrics_dict, snapshot_pkl)  # --snap-best.
         del snapshot_data
+    ctx.phase_timer.report()
     ctx.stats_collector.update()
     stats_dict = ctx.stats_collector.as_dict()
     _warn_nonfinite_gradients(ctx.log, stats_dict)
@@ -820,10 +877,16 @@ def setup_outputs(ctx, state):
                              ctx.image_grid_size)
         save_image_grid(ctx.grid.reals, os.path.join(ctx.run_dir, 'reals.png'), drange=[0, 255],
                         grid_size=ctx.grid.grid_size)
+        start = time.time()
         ctx.grid.save_fakes(state.G_ema, os.path.join(ctx.run_dir, 'fakes_init.png'))
+        ctx.budget.note_cost('grid', time.time() - start)
     ctx.stats_collector = training_stats.Collector(regex='.*')
     ctx.outputs = RunOutputs(ctx.run_dir, ctx.rank, ctx.log)
     ctx.timer = TickTimer()
+    ctx.phase_timer = PhaseTimer(ctx.device)
+    ctx.budget.note_cost('snapshot', estimate_snapshot_sec(state.modules(), state.optimizers))
+    ctx.budget.start_training()
+    ctx.snapshots = SnapshotKeeper(ctx.run_dir, RESUME_STATE_KEY, keep=ctx.snap_keep, best=ctx.snap_best, log=ctx.log)
 
 #----------------------------------------------------------------------------
 # The driver.
@@ -865,10 +928,14 @@ def training_loop(
     device                  = None,     # torch device; None = this rank's GPU if CUDA is available, else CPU.
     weights_only_resume_overrides = None,  # Options changed when resuming from a pickle without resume state.
     max_minutes             = None,     # Stop (with a final snapshot) after this much wall time; None = no limit.
+    snap_keep               = None,     # Keep only the newest this many network snapshots; None = all.
+    snap_best               = None,     # Also keep the best snapshot by this metric result ('fid50k_full'); None = no.
+    run_start_time          = None,     # time.time() when the whole run began (train.py: process start); None = now.
 ):
     """Train G and D; write the run directory's images, stats and snapshots. See the module docstring."""
     ctx = dnnlib.EasyDict(locals())
     ctx.start_time = time.time()
+    ctx.budget = TimeBudget(max_minutes, run_start_time)
     ctx.metrics = list(metrics or [])
     ctx.data_loader_kwargs = dict(data_loader_kwargs or {})
     ctx.loss_kwargs = dict(loss_kwargs or {'class_name': 'training.loss.StyleGAN2Loss'})
@@ -886,7 +953,7 @@ def training_loop(
         while not done:
             batch = fetch_batch(ctx.training_set_iterator, ctx.training_set, len(state.phases), batch_gpu,
                                 state.G.z_dim, ctx.device)
-            run_phases(state, batch, num_gpus)
+            run_phases(state, batch, num_gpus, ctx.phase_timer)
             update_G_ema(state.G, state.G_ema, state.cur_nimg, batch_size, ctx.ema_kimg, ctx.ema_rampup)
             if state.ada is not None:
                 step_ada(state.ada, ctx.ada_stats)
@@ -894,7 +961,7 @@ def training_loop(
             state.batch_idx += 1
             done = state.cur_nimg >= total_nimg
             tick_over = done or state.cur_tick == 0 or state.cur_nimg >= state.tick_start_nimg + tick_nimg
-            if not tick_over and not time_is_up(ctx.start_time, ctx.max_minutes, num_gpus, ctx.device):
+            if not tick_over and not time_is_up(ctx.budget, bool(image_snapshot_ticks), num_gpus, ctx.device):
                 continue  # A time limit may end the tick early, so that --max-minutes is kept to the iteration.
             done = end_tick(ctx, state, done)
     finally:
