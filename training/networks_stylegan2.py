@@ -29,6 +29,13 @@ from torch_utils.ops import upfirdn2d
 # compare the two set it False. Either way the results agree to float rounding.
 _FAST_PATHS_ENABLED = True
 
+def _half_dtype(module):
+    """Reduced precision of a use_fp16 layer: float16 (official), or bfloat16 where training/accel.py set
+    module.mixed_precision = 'bfloat16' (a plain string, so that pickles stay loadable everywhere). float16 runs
+    only on CUDA; bfloat16 runs on any device."""
+    return torch.bfloat16 if getattr(module, 'mixed_precision', None) == 'bfloat16' else torch.float16
+
+
 #----------------------------------------------------------------------------
 # Pixel-norm style normalisation of the latent inputs (SG1 Sec. 2 / ProGAN Sec. 4.2): scale each vector to unit
 # second moment, so the mapping network sees inputs on the unit sphere (times sqrt(dim)).
@@ -494,9 +501,10 @@ class SynthesisBlock(torch.nn.Module):
         misc.assert_shape(ws, [None, self.num_conv + self.num_torgb, self.w_dim])
         w_iter = iter(ws.unbind(dim=1))
         # float16 only on CUDA: CPU half convolutions are slow or unsupported (the official code does the same).
-        if ws.device.type != 'cuda':
+        half = _half_dtype(self)
+        if ws.device.type != 'cuda' and half == torch.float16:
             force_fp32 = True
-        dtype = torch.float16 if self.use_fp16 and not force_fp32 else torch.float32
+        dtype = half if self.use_fp16 and not force_fp32 else torch.float32
         memory_format = torch.channels_last if self.channels_last and not force_fp32 else torch.contiguous_format
         fused_modconv = self._resolve_fused_modconv(fused_modconv, dtype, ws.shape[0], ws.device.type)
 
@@ -686,9 +694,10 @@ class DiscriminatorBlock(torch.nn.Module):
         """x: [N, in_channels, res, res] or None, img: [N, img_channels, res, res] or None
         -> (x [N, out_channels, res/2, res/2], img [N, img_channels, res/2, res/2] or None)."""
         # float16 only on CUDA (see SynthesisBlock.forward).
-        if (x if x is not None else img).device.type != 'cuda':
+        half = _half_dtype(self)
+        if (x if x is not None else img).device.type != 'cuda' and half == torch.float16:
             force_fp32 = True
-        dtype = torch.float16 if self.use_fp16 and not force_fp32 else torch.float32
+        dtype = half if self.use_fp16 and not force_fp32 else torch.float32
         memory_format = torch.channels_last if self.channels_last and not force_fp32 else torch.contiguous_format
 
         if x is not None:
