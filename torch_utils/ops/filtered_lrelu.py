@@ -348,7 +348,7 @@ def _cpu_forward(x, b, fu, fd, spec, want_derivative):
         z = z.clone()
     derivative = None
     if want_derivative:
-        derivative = torch.where(z > 0, spec.gain, spec.gain * spec.slope).to(z.dtype)
+        derivative = torch.full_like(z, spec.gain * spec.slope).masked_fill_(z > 0, spec.gain)
     z = torch.nn.functional.leaky_relu_(z, spec.slope) if spec.slope != 1 else z
     if spec.clamp >= 0:
         limit = spec.clamp / spec.gain
