@@ -72,7 +72,7 @@ def train_seconds(data, outdir, kimg, extra_args, env_overrides):
     """Wall seconds of one train.py run (exits 1 with its output if it fails)."""
     args = [sys.executable, os.path.join(ROOT, 'train.py'), f'--outdir={outdir}', '--cfg=stylegan2', f'--data={data}',
             '--gpus=1', '--batch=4', '--gamma=1', '--cbase=256', '--cmax=32', '--map-depth=2', '--mbstd-group=2',
-            '--aug=noaug', '--metrics=none', f'--kimg={kimg}', f'--tick={max(kimg / 4, 0.05):g}', '--snap=1000',
+            '--aug=noaug', '--metrics=none', f'--kimg={kimg}', '--tick=1', '--snap=1000',
             '--device=cpu'] + extra_args
     env = dict(os.environ, **env_overrides)
     for key, value in env_overrides.items():
@@ -90,12 +90,12 @@ def train_seconds(data, outdir, kimg, extra_args, env_overrides):
 def main(argv=None):
     from torch_utils import threads
     parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
-    parser.add_argument('--kimg', type=float, default=None, help='length of each run (default 3, quick 0.2)')
+    parser.add_argument('--kimg', type=int, default=None, help='length of each run (default 3, quick 1)')
     parser.add_argument('--load-procs', type=int, default=max(1, threads.available_cpus() // 2))
-    parser.add_argument('--quick', action='store_true', help='short runs (0.2 kimg)')
+    parser.add_argument('--quick', action='store_true', help='short runs (1 kimg)')
     parser.add_argument('--out', default=os.path.join(BENCH_DIR, 'results', 'busy_cpu.json'))
     args = parser.parse_args(argv)
-    kimg = args.kimg or (0.2 if args.quick else 3)
+    kimg = args.kimg or (1 if args.quick else 3)
     info = dict(cpu=platform.processor(), platform=platform.platform(), python=platform.python_version(),
                 available_cpus=threads.available_cpus(), physical_cores=threads.physical_cores_available(),
                 omp_num_threads=os.environ.get('OMP_NUM_THREADS'), loadavg_start=os.getloadavg())
