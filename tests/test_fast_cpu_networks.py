@@ -53,6 +53,8 @@ def test_default_cpu_path_equals_plain_formulas(monkeypatch, cfg, training):
 def test_stylegan2_cpu_default_is_the_nonfused_convolution_only_when_fast_paths_are_on(monkeypatch):
     block = _generator('stylegan2').synthesis.b8
     assert block._resolve_fused_modconv(None, torch.float32, 2, 'cpu') is False
+    assert block.eval()._resolve_fused_modconv(None, torch.float32, 1, 'cpu') is True  # One sample: one conv.
+    block.train()
     assert block._resolve_fused_modconv(True, torch.float32, 2, 'cpu') is True      # An explicit choice stands.
     assert block._resolve_fused_modconv(None, torch.float32, 2, 'cuda') is False     # 'inference_only', training.
     monkeypatch.setattr(networks_stylegan2, '_FAST_PATHS_ENABLED', False)
