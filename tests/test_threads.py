@@ -71,3 +71,19 @@ def test_controller_narrows_only_when_adaptive_and_starved(monkeypatch):
     text, _ = auto.end_tick()
     assert auto.count == 1 and torch.get_num_threads() == 1 and 'next tick 1' in text
     assert text.startswith('cpu 0.30 wait 0.70 threads 4 starved')
+
+
+def test_controller_polls_windows_and_narrows_between_ticks(monkeypatch):
+    auto = threads.ThreadController(0)
+    auto.count = 2
+    monkeypatch.setattr(auto.window, 'sample', lambda count: dict(cpu=0.6, wait=0.4, starved=True))
+    auto.poll()                                   # The first window has not passed yet.
+    assert auto.count == 2
+    auto.window_start -= threads.ThreadController.ADAPT_WINDOW_SEC
+    auto.poll()
+    assert auto.count == 1 and torch.get_num_threads() == 1
+    fixed = threads.ThreadController(2)
+    fixed.window_start -= threads.ThreadController.ADAPT_WINDOW_SEC
+    monkeypatch.setattr(fixed.window, 'sample', lambda count: dict(cpu=0.1, wait=0.9, starved=True))
+    fixed.poll()
+    assert fixed.count == 2

@@ -99,12 +99,32 @@ class StarvationMeter:
 
 class ThreadController:
     """The training loop's thread policy: threads=None leaves torch's setting alone, N > 0 uses exactly N, 0 starts
-    at default_threads() and narrows the team after a starved tick (to the CPU time it got, at least one fewer)."""
+    at default_threads() and narrows the team (to the CPU time it got, at least one fewer) whenever a window of
+    ADAPT_WINDOW_SEC (checked by poll() between iterations) or a tick was starved. It never widens again: a load
+    that went away costs at most the threads given up, a load that comes back would cost far more."""
+
+    ADAPT_WINDOW_SEC = 3.0
 
     def __init__(self, threads=None):
         self.adaptive = threads == 0
         self.count = torch.get_num_threads() if threads is None else set_threads(threads)
-        self.meter = StarvationMeter()
+        self.meter = StarvationMeter()          # Per tick, for the status line.
+        self.window = StarvationMeter()         # Per adaptation window.
+        self.window_start = time.perf_counter()
+
+    def poll(self):
+        """Between iterations: when adaptive and a window has passed, narrow the team if it was starved."""
+        if not self.adaptive or self.count <= 1 or time.perf_counter() - self.window_start < self.ADAPT_WINDOW_SEC:
+            return
+        self.window_start = time.perf_counter()
+        self._narrow_if_starved(self.window.sample(self.count))
+
+    def _narrow_if_starved(self, sample):
+        if sample['starved'] and self.adaptive and self.count > 1:
+            self.count = narrower_team(self.count, min(sample['cpu'], 1 - (sample['wait'] or 0)))
+            torch.set_num_threads(self.count)
+            return True
+        return False
 
     def end_tick(self):
         """Status-line text for the tick that ended ('cpu 0.93 wait 0.02 threads 2', + ' starved'), and the
@@ -114,9 +134,7 @@ class ThreadController:
         text += f' threads {self.count}'
         if sample['starved']:
             text += ' starved'
-            if self.adaptive and self.count > 1:
-                self.count = narrower_team(self.count, min(sample['cpu'], 1 - (sample['wait'] or 0)))
-                torch.set_num_threads(self.count)
+            if self._narrow_if_starved(sample):
                 text += f' (next tick {self.count})'
         return text, sample
 

@@ -909,6 +909,7 @@ def training_loop(
             batch = fetch_batch(ctx.training_set_iterator, ctx.training_set, len(state.phases), batch_gpu,
                                 state.G.z_dim, ctx.device)
             run_phases(state, batch, num_gpus, ctx.accelerator)
+            ctx.threads.poll()
             update_G_ema(state.G, state.G_ema, state.cur_nimg, batch_size, ctx.ema_kimg, ctx.ema_rampup)
             if state.ada is not None:
                 step_ada(state.ada, ctx.ada_stats)
