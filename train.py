@@ -412,7 +412,8 @@ _DEFAULT_METRICS = 'fid50k_full' if metrics_available() else 'none'
               'other processes starve the run', metavar='INT', type=click.IntRange(min=0), default=0,
               show_default=True)
 @click.option('--precision', help='Network precision: fp16 = official mixed precision (default), fp32 (= --fp32=1), '
-              'bf16 = the same layers in bfloat16 (CPU too), no loss scaling, no clamping', type=click.Choice(['fp32', 'fp16', 'bf16']))
+              'bf16 = the same layers in bfloat16 (CPU too), no loss scaling, no clamping',
+              type=click.Choice(['fp32', 'fp16', 'bf16']))
 @click.option('--compile', help='torch.compile G and D for the main phases', metavar='BOOL', type=bool,
               default=False, show_default=True)
 @click.option('--channels-last', help='Networks and images in channels_last memory format', metavar='BOOL',
