@@ -156,11 +156,13 @@ def find_run_dir(network_pkl):
 def subprocess_fn(rank, args, init_method=None, local_rank=None):
     import torch
     from metrics import metric_main
+    from torch_utils import threads
     if args.num_gpus > 1 and not torch.distributed.is_initialized():
         backend = 'nccl' if args.device == 'cuda' else 'gloo'
         torch.distributed.init_process_group(backend=backend, init_method=init_method, rank=rank,
                                              world_size=args.num_gpus)
     device = f'cuda:{rank if local_rank is None else local_rank}' if args.device == 'cuda' else args.device
+    threads.set_threads(args.get('num_threads', 0))
     # Spawned processes load the pickle themselves: the safe loader maps its classes onto ours after importing
     # them, which plain unpickling of a G passed through spawn would not do.
     G = args.G if args.G is not None else load_generator(args.network_pkl, args.allow_exec)[0]
@@ -237,7 +239,9 @@ Examples:
               'looked in before the cache and the download', metavar='DIR')
 @click.option('--allow-exec', help='Run source code embedded in the network pickle (trusted files only; never '
               'needed for official or our files)', is_flag=True)
-def calc_metrics(network_pkl, metrics, data, mirror, gpus, verbose, device, detector_dir, allow_exec):
+@click.option('--threads', 'num_threads', help='CPU threads per process; 0 = OMP_NUM_THREADS or the physical cores '
+              'available', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True)
+def calc_metrics(network_pkl, metrics, data, mirror, gpus, verbose, device, detector_dir, allow_exec, num_threads):
     """Calculate quality metrics for a network pickle.
 
     Recommended metrics: fid50k_full, kid50k_full, pr50k3_full, ppl2_wend, is50k; for StyleGAN3 also eqt50k_int,
@@ -252,7 +256,7 @@ def calc_metrics(network_pkl, metrics, data, mirror, gpus, verbose, device, dete
     dataset_kwargs = build_dataset_kwargs(data, mirror, snapshot, G)
     args = dnnlib.EasyDict(network_pkl=network_pkl, metrics=metrics, G=G, dataset_kwargs=dataset_kwargs,
                            num_gpus=gpus, verbose=verbose, device=device, detector_dir=detector_dir,
-                           run_dir=find_run_dir(network_pkl), allow_exec=allow_exec)
+                           run_dir=find_run_dir(network_pkl), allow_exec=allow_exec, num_threads=num_threads)
     if verbose:
         source = 'from --data' if data is not None else 'recorded in the pickle; --data overrides it'
         print(f'Dataset: {dataset_kwargs.path} ({source}; x-flips: {bool(dataset_kwargs.get("xflip", False))})')

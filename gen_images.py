@@ -15,6 +15,7 @@ import torch
 
 import legacy
 from dnnlib import cli
+from torch_utils import threads
 
 #----------------------------------------------------------------------------
 
@@ -110,11 +111,15 @@ Examples:
 @click.option('--outdir', type=click.Path(file_okay=False), required=True, help='Where to save the output images',
               metavar='DIR')
 @click.option('--device', default='auto', show_default=True, help='auto, cpu, cuda, cuda:1, mps', metavar='DEVICE')
+@click.option('--threads', 'num_threads', type=click.IntRange(min=0), default=0, show_default=True,
+              help='CPU threads; 0 = OMP_NUM_THREADS or the physical cores available', metavar='INT')
 @click.option('--allow-exec', is_flag=True, help='Execute the source code embedded in an unknown pickle (unsafe)')
-def main(network_pkl, seeds, truncation_psi, class_idx, noise_mode, translate, rotate, outdir, device, allow_exec):
+def main(network_pkl, seeds, truncation_psi, class_idx, noise_mode, translate, rotate, outdir, device, num_threads,
+         allow_exec):
     """Generate images using a pretrained network pickle; writes OUTDIR/seedNNNN.png per seed."""
     from tqdm import tqdm
     device = cli.choose_device(device)
+    threads.set_threads(num_threads)
     click.echo(f'Loading networks from "{network_pkl}" on {device}...')
     G = load_generator(network_pkl, device, allow_exec=allow_exec)
     os.makedirs(outdir, exist_ok=True)

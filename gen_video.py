@@ -26,6 +26,7 @@ import scipy.interpolate
 import torch
 
 from dnnlib import cli
+from torch_utils import threads
 from gen_images import class_vector, load_generator, save_png, to_uint8_hwc
 
 VIDEO_FPS = 60
@@ -261,9 +262,11 @@ Examples:
 @click.option('--output', required=True, help='Video file (e.g. lerp.mp4), or a directory ending in / for PNG frames',
               metavar='FILE|DIR/')
 @click.option('--device', default='auto', show_default=True, help='auto, cpu, cuda, cuda:1, mps', metavar='DEVICE')
+@click.option('--threads', 'num_threads', type=click.IntRange(min=0), default=0, show_default=True,
+              help='CPU threads; 0 = OMP_NUM_THREADS or the physical cores available', metavar='INT')
 @click.option('--allow-exec', is_flag=True, help='Execute the source code embedded in an unknown pickle (unsafe)')
 def main(network_pkl, seeds, shuffle_seed, grid, num_keyframes, w_frames, truncation_psi, class_idx, noise_mode,
-         batch_size, output, device, allow_exec):
+         batch_size, output, device, num_threads, allow_exec):
     """Render a looping latent-interpolation video (60 fps) from a network pickle.
 
     Each grid cell interpolates in W through its keyframe seeds with a periodic cubic spline; the video has
@@ -282,6 +285,7 @@ def main(network_pkl, seeds, shuffle_seed, grid, num_keyframes, w_frames, trunca
         click.echo(f'warning: only the first {seed_grid.size} of {len(seeds)} seeds are used '
                    f'({seed_grid.shape[2]} keyframes x {grid[0]}x{grid[1]} cells)', err=True)
     device = cli.choose_device(device)
+    threads.set_threads(num_threads)
     click.echo(f'Loading networks from "{network_pkl}" on {device}...')
     G = load_generator(network_pkl, device, allow_exec=allow_exec)
     label = class_vector(G, class_idx, device)

@@ -57,7 +57,8 @@ OPTION_DEFAULTS = dict(
     outdir=None, cfg=None, data=None, gpus=1, batch=None, gamma=None, cond=False, mirror=False, aug='ada',
     resume=None, freezed=0, p=0.2, target=0.6, batch_gpu=None, cbase=32768, cmax=512, glr=None, dlr=None,
     map_depth=None, mbstd_group=4, desc=None, metrics=(), kimg=25000, tick=4, snap=50, seed=0, fp32=False,
-    nobench=False, workers=3, device='cpu', max_minutes=None, snap_keep=None, snap_best=None, dry_run=False)
+    nobench=False, workers=3, device='cpu', max_minutes=None, snap_keep=None, snap_best=None, dry_run=False,
+    threads=0, precision=None, compile=False, channels_last=False, grad_clip=None)
 
 #----------------------------------------------------------------------------
 # The pure config builder.
@@ -73,6 +74,8 @@ def _check_options(opts, dataset_info):
         if opts[name] is None:
             raise UsageError(f'--{name} is required')
     batch_gpu = opts.batch_gpu or opts.batch // opts.gpus
+    if opts.fp32 and opts.precision in ('fp16', 'bf16'):
+        raise UsageError(f'--fp32=1 contradicts --precision={opts.precision} (use one of them)')
     if opts.batch % opts.gpus != 0:
         raise UsageError(f'--batch={opts.batch} must be a multiple of --gpus={opts.gpus}')
     if opts.batch % (opts.gpus * batch_gpu) != 0:
@@ -99,8 +102,10 @@ def _network_kwargs(opts, preset, batch_size):
                                mapping_kwargs=dnnlib.EasyDict(),
                                epilogue_kwargs=dnnlib.EasyDict(mbstd_group_size=opts.mbstd_group),
                                channel_base=opts.cbase, channel_max=opts.cmax, **preset.get('D_extra', {}))
-    if opts.fp32:
+    if opts.fp32 or opts.precision == 'fp32':
         G_kwargs.num_fp16_res = D_kwargs.num_fp16_res = 0
+        G_kwargs.conv_clamp = D_kwargs.conv_clamp = None
+    if opts.precision == 'bf16':  # The official float16 layers in bfloat16 (training/accel.py): no clamping needed.
         G_kwargs.conv_clamp = D_kwargs.conv_clamp = None
     return G_kwargs, D_kwargs
 
@@ -188,6 +193,11 @@ def build_training_options(dataset_info, **opts):
     if opts.max_minutes is not None:
         c.max_minutes = opts.max_minutes
     c.update(_snapshot_options(opts))
+    c.num_threads = opts.threads
+    # The speed options reach training_options.json only when used (official tools read the rest).
+    for name in ('precision', 'compile', 'channels_last', 'grad_clip'):
+        if opts[name] not in (None, False):
+            c[name] = opts[name]
     if opts.resume is not None:
         c.weights_only_resume_overrides = dict(WEIGHTS_ONLY_RESUME_OVERRIDES)
     return json.loads(json.dumps(c))  # Plain dicts/lists only: exactly what training_options.json will hold.
@@ -471,6 +481,18 @@ Examples:
               '[default: keep all]', metavar='N', type=click.IntRange(min=1))
 @click.option('--snap-best', help='Also keep network-snapshot-best-<METRIC>.pkl, the best by a --metrics result '
               '(METRIC:min / METRIC:max to set the direction)', metavar='METRIC', type=str)
+@click.option('--threads', help='CPU threads per process; 0 = OMP_NUM_THREADS or the physical cores, fewer when '
+              'other processes starve the run', metavar='INT', type=click.IntRange(min=0), default=0,
+              show_default=True)
+@click.option('--precision', help='Network precision: fp16 = official mixed precision (default), fp32 (= --fp32=1), '
+              'bf16 = the same layers in bfloat16 (CPU too), no loss scaling, no clamping',
+              type=click.Choice(['fp32', 'fp16', 'bf16']))
+@click.option('--compile', help='torch.compile G and D for the main phases', metavar='BOOL', type=bool,
+              default=False, show_default=True)
+@click.option('--channels-last', help='Networks and images in channels_last memory format', metavar='BOOL',
+              type=bool, default=False, show_default=True)
+@click.option('--grad-clip', help='Clip each phase\'s gradient L2 norm (counted in Progress/grad_clipped); '
+              'default off', metavar='NORM', type=click.FloatRange(min=0, min_open=True))
 @click.option('-n', '--dry-run', help='Print training options and exit', is_flag=True)
 def main(**opts):
     """Train a GAN using the techniques of StyleGAN, StyleGAN2, StyleGAN2-ADA and StyleGAN3."""

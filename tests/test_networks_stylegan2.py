@@ -294,6 +294,9 @@ def test_fused_and_nonfused_generator_agree(architecture):
 
 
 def test_fused_modconv_inference_only_follows_training_flag(monkeypatch):
+    # The official meaning; with the fast CPU paths on, a CPU batch > 1 takes the non-fused form at inference too
+    # (tests/test_fast_cpu_networks.py).
+    monkeypatch.setattr(nets, '_FAST_PATHS_ENABLED', False)
     G = _tiny_G(8, fused_modconv_default='inference_only')
     seen = []
     real = nets.modulated_conv2d

@@ -299,3 +299,65 @@ def test_cuda_fused_path_matches_float64_reference(case, tile):
     assert max(errors.values()) <= 1e-5, errors
 
 #----------------------------------------------------------------------------
+
+#----------------------------------------------------------------------------
+# The fast CPU path (_FilteredLReLUCpu: channels_last polyphase FIR, in-place activation, stored derivative) against
+# the plain reference (zero insertion, dense FIR, bias_act by its definition): forward, grad, grad of grad.
+
+def _plain_reference(monkeypatch, fn):
+    """fn() computed with every fast CPU formula switched off."""
+    with monkeypatch.context() as patch:
+        patch.setattr(fl, '_FAST_CPU_ENABLED', False)
+        patch.setattr(upfirdn2d, '_FAST_CPU_ENABLED', False)
+        return fn()
+
+def _fast_and_plain_grads(monkeypatch, case, dtype, seed):
+    """(fast, plain) lists [y, dx, db, d(dx . v)/dx's dy-part] for one case in `dtype`."""
+    x, b, fu, fd, kwargs = _case_args(case, seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    def run():
+        xt = torch.tensor(x, dtype=dtype, requires_grad=True)
+        bt = torch.tensor(b, dtype=dtype, requires_grad=True)
+        y = fl.filtered_lrelu(xt, fu, fd, bt, **kwargs)
+        dy = torch.randn(y.shape, generator=torch.Generator().manual_seed(seed), dtype=dtype).requires_grad_(True)
+        dx, db = torch.autograd.grad(y, [xt, bt], dy, create_graph=True)
+        v = torch.randn(dx.shape, generator=torch.Generator().manual_seed(seed + 1), dtype=dtype)
+        ddy, = torch.autograd.grad((dx * v).sum() + db.sum(), [dy])  # Grad of grad: linear in dy.
+        return [t.detach() for t in (y, dx, db, ddy)], y.grad_fn
+    del gen
+    fast, fast_fn = run()
+    plain, plain_fn = _plain_reference(monkeypatch, run)
+    assert type(fast_fn).__name__.startswith('_FilteredLReLUCpu') and not type(plain_fn).__name__.startswith('_Filt')
+    return fast, plain
+
+@pytest.mark.parametrize('case', CASES)
+def test_fast_cpu_path_equals_plain_reference_forward_grad_and_gradgrad_float64(monkeypatch, case):
+    fast, plain = _fast_and_plain_grads(monkeypatch, case, torch.float64, seed=5)
+    for name, u, v in zip(['y', 'dx', 'db', 'ddy'], fast, plain):
+        assert u.shape == v.shape, name
+        np.testing.assert_allclose(u.numpy(), v.numpy(), rtol=1e-9, atol=1e-9 * float(v.abs().max()), err_msg=name)
+
+@pytest.mark.parametrize('case', [CASES[0], CASES[1], CASES[4], CASES[8]])
+def test_fast_cpu_path_equals_plain_reference_in_float32(monkeypatch, case):
+    fast, plain = _fast_and_plain_grads(monkeypatch, case, torch.float32, seed=7)
+    for name, u, v in zip(['y', 'dx', 'db', 'ddy'], fast, plain):
+        assert float((u - v).abs().max()) <= 2e-5 * float(v.abs().max()), name
+
+def test_fast_cpu_path_gradcheck_and_gradgradcheck_float64():
+    for case in (CASES[1], CASES[3]):
+        x, b, fu, fd, kwargs = _small_grad_inputs(case)
+        fn = lambda x, b: fl.filtered_lrelu(x, fu, fd, b, **kwargs)
+        assert type(fn(x, b).grad_fn).__name__.startswith('_FilteredLReLUCpu')
+        assert torch.autograd.gradcheck(fn, (x, b))
+        assert torch.autograd.gradgradcheck(fn, (x, b))
+
+def test_fast_cpu_path_keeps_the_memory_format_and_leaves_the_input_alone():
+    x, b, fu, fd, kwargs = _case_args(CASES[0])
+    xt = torch.tensor(x, dtype=torch.float32)
+    before = xt.clone()
+    y = fl.filtered_lrelu(xt, fu, fd, torch.tensor(b, dtype=torch.float32), **kwargs)
+    assert y.is_contiguous() and torch.equal(xt, before)
+    y_cl = fl.filtered_lrelu(xt.contiguous(memory_format=torch.channels_last), fu, fd,
+                             torch.tensor(b, dtype=torch.float32), **kwargs)
+    assert y_cl.is_contiguous(memory_format=torch.channels_last)
+    assert float((y_cl - y).abs().max()) <= 1e-6 * float(y.abs().max())

@@ -46,6 +46,13 @@ from torch_utils.ops import upfirdn2d
 # SG1 App. B and Fig. 8: the truncation trick applied to the 8 coarsest ws (resolutions 4x4 to 32x32) only.
 PAPER_TRUNCATION_CUTOFF = 8
 
+
+def _half_dtype(module):
+    """Reduced precision of a use_fp16 layer: float16 (official), or bfloat16 where training/accel.py set
+    module.mixed_precision = 'bfloat16' (a plain string, so that pickles stay loadable everywhere). float16 runs
+    only on CUDA; bfloat16 runs on any device."""
+    return torch.bfloat16 if getattr(module, 'mixed_precision', None) == 'bfloat16' else torch.float16
+
 #----------------------------------------------------------------------------
 # Normalisation of the latent input (SG1 Sec. 2 / ProGAN Sec. 4.2): each vector scaled to unit second moment.
 
@@ -329,8 +336,9 @@ class AdaINBlock(torch.nn.Module):
         _ = update_emas  # AdaIN layers hold no running statistics.
         misc.assert_shape(ws, [None, self.num_conv, self.w_dim])
         # float16 only on CUDA: CPU half convolutions are slow or unsupported.
-        use_fp16 = self.use_fp16 and not force_fp32 and ws.device.type == 'cuda'
-        dtype = torch.float16 if use_fp16 else torch.float32
+        half = _half_dtype(self)
+        use_fp16 = self.use_fp16 and not force_fp32 and (ws.device.type == 'cuda' or half == torch.bfloat16)
+        dtype = half if use_fp16 else torch.float32
         if self.in_channels == 0:
             x = self.const.to(dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])  # [N, C, 4, 4]
         else:

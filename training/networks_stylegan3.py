@@ -32,6 +32,12 @@ from torch_utils.ops import conv2d_gradfix
 from torch_utils.ops import filtered_lrelu
 from torch_utils.ops import bias_act
 
+def _half_dtype(module):
+    """Reduced precision of a use_fp16 layer: float16 (official), or bfloat16 where training/accel.py set
+    module.mixed_precision = 'bfloat16' (a plain string, so that pickles stay loadable everywhere). float16 runs
+    only on CUDA; bfloat16 runs on any device."""
+    return torch.bfloat16 if getattr(module, 'mixed_precision', None) == 'bfloat16' else torch.float16
+
 #----------------------------------------------------------------------------
 # Pixelwise feature normalisation (Progressive GAN, Karras et al. 2018, Sec. 4.2), applied to z and the embedded c:
 # unit second moment per sample.
@@ -441,7 +447,9 @@ class SynthesisLayer(torch.nn.Module):
         styles = self.affine(w)  # [N, in_channels]
         if self.is_torgb:
             styles = styles * (1 / np.sqrt(self.in_channels * (self.conv_kernel ** 2)))
-        dtype = torch.float16 if (self.use_fp16 and not force_fp32 and x.device.type == 'cuda') else torch.float32
+        half = _half_dtype(self)
+        use_half = self.use_fp16 and not force_fp32 and (x.device.type == 'cuda' or half == torch.bfloat16)
+        dtype = half if use_half else torch.float32
         x = modulated_conv2d(x=x.to(dtype), w=self.weight, s=styles, padding=self.conv_kernel - 1,
                              demodulate=(not self.is_torgb), input_gain=input_gain, fused_modconv=fused_modconv)
 

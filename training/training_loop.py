@@ -28,12 +28,14 @@ import torch
 
 import dnnlib
 from torch_utils import misc
+from torch_utils import threads
 from torch_utils import training_stats
 from torch_utils.ops import conv2d_gradfix
 from torch_utils.ops import grid_sample_gradfix
 from training.phase_timing import PhaseTimer
 from training.snapshots import SnapshotKeeper, snapshot_name
 from training.time_budget import TimeBudget, estimate_snapshot_sec
+from training import accel
 
 RESUME_STATE_KEY = 'resume_state'   # Extra snapshot key; official tools ignore it.
 RESUME_STATE_VERSION = 1
@@ -418,10 +420,12 @@ def average_gradients(module, num_gpus):
     return num_nonfinite
 
 
-def run_phases(state, batch, num_gpus, phase_timer=None):
+def run_phases(state, batch, num_gpus, phase_timer=None, accelerator=None):
     """Accumulate, average and apply the gradients of every phase due at this iteration (each timed by
-    `phase_timer`, a training.phase_timing.PhaseTimer, if given)."""
+    `phase_timer`, a training.phase_timing.PhaseTimer, if given; with the precision, compiled modules and
+    gradient clipping of `accelerator`, an accel.Accelerator, if given)."""
     real_img, real_c, gen_z, gen_c = batch
+    accelerator = accelerator or accel.Accelerator()
     for phase, phase_gen_z, phase_gen_c in zip(state.phases, gen_z, gen_c):
         if state.batch_idx % phase.interval != 0:
             continue
@@ -429,13 +433,15 @@ def run_phases(state, batch, num_gpus, phase_timer=None):
             phase_timer.start(phase.name)
         phase.opt.zero_grad(set_to_none=True)
         phase.module.requires_grad_(True)
+        loss = accelerator.loss_for(phase.name, state.loss)
         for round_img, round_c, round_z, round_gen_c in zip(real_img, real_c, phase_gen_z, phase_gen_c):
-            state.loss.accumulate_gradients(phase=phase.name, real_img=round_img, real_c=round_c, gen_z=round_z,
-                                            gen_c=round_gen_c, gain=phase.interval, cur_nimg=state.cur_nimg)
+            loss.accumulate_gradients(phase=phase.name, real_img=accelerator.images(round_img), real_c=round_c,
+                                      gen_z=round_z, gen_c=round_gen_c, gain=phase.interval, cur_nimg=state.cur_nimg)
         phase.module.requires_grad_(False)
         with torch.autograd.profiler.record_function(phase.name + '_opt'):
             num_nonfinite = average_gradients(phase.module, num_gpus)
             training_stats.report('Progress/nonfinite_grads/' + phase.name, num_nonfinite)
+            accelerator.clip_gradients(phase.name, phase.module)
             phase.opt.step()
         if phase_timer is not None:
             phase_timer.stop(phase.name)
@@ -703,7 +709,12 @@ def end_tick(ctx, state, done):
     exactly. Returns True when training should stop."""
     rng_state = capture_rng_state(ctx.device)
     tick_end_time = time.time()
-    ctx.log(format_status_line(state, ctx.timer, ctx.total_kimg, ctx.device, ctx.budget.deadline))
+    status = format_status_line(state, ctx.timer, ctx.total_kimg, ctx.device, ctx.budget.deadline)
+    if ctx.device.type == 'cpu':  # CPU starvation (a GPU run's CPU mostly waits for the GPU, by design).
+        cpu_status, cpu_sample = ctx.threads.end_tick()
+        training_stats.report0('Resources/cpu_utilisation', cpu_sample['cpu'])
+        status += f' {cpu_status}'
+    ctx.log(status)
     if not done and ctx.abort_fn is not None and ctx.abort_fn():
         done = True
         ctx.log('Aborting...')
@@ -931,6 +942,11 @@ def training_loop(
     snap_keep               = None,     # Keep only the newest this many network snapshots; None = all.
     snap_best               = None,     # Also keep the best snapshot by this metric result ('fid50k_full'); None = no.
     run_start_time          = None,     # time.time() when the whole run began (train.py: process start); None = now.
+    num_threads             = None,     # CPU threads: None = torch's setting, 0 = automatic (narrowed when starved).
+    precision               = None,     # None/'fp16' = official mixed precision, 'fp32', 'bf16' (see accel.py).
+    compile                 = False,    # torch.compile the main phases' G.mapping, G.synthesis and D.
+    channels_last           = False,    # Networks and images in channels_last memory format.
+    grad_clip               = None,     # Clip each phase's gradient to this L2 norm; None = off.
 ):
     """Train G and D; write the run directory's images, stats and snapshots. See the module docstring."""
     ctx = dnnlib.EasyDict(locals())
@@ -942,7 +958,13 @@ def training_loop(
     ctx.log = _make_log_fn(rank)
     check_optional_modules(ctx.metrics, augment_kwargs)
     ctx.device = setup_environment(rank, num_gpus, random_seed, device, cudnn_benchmark)
+    ctx.threads = threads.ThreadController(num_threads)
+    if 'num_workers' in ctx.data_loader_kwargs:  # On a CPU, loader workers get only the cores training leaves free.
+        ctx.data_loader_kwargs['num_workers'] = threads.cpu_loader_workers(
+            ctx.data_loader_kwargs['num_workers'], ctx.threads.count, ctx.device.type)
     state, rng_state = setup_state(ctx)
+    ctx.accelerator = accel.Accelerator(precision, compile, channels_last, grad_clip)
+    ctx.accelerator.prepare(state.G, state.D, state.G_ema, state.loss)
     setup_outputs(ctx, state)
     if rng_state is not None:
         restore_rng_state(rng_state, ctx.device)
@@ -953,7 +975,8 @@ def training_loop(
         while not done:
             batch = fetch_batch(ctx.training_set_iterator, ctx.training_set, len(state.phases), batch_gpu,
                                 state.G.z_dim, ctx.device)
-            run_phases(state, batch, num_gpus, ctx.phase_timer)
+            run_phases(state, batch, num_gpus, ctx.phase_timer, ctx.accelerator)
+            ctx.threads.poll()
             update_G_ema(state.G, state.G_ema, state.cur_nimg, batch_size, ctx.ema_kimg, ctx.ema_rampup)
             if state.ada is not None:
                 step_ada(state.ada, ctx.ada_stats)

@@ -1,0 +1,221 @@
+"""CPU speed of whole networks: our default path against our plain reference path and the official figures.
+
+    OMP_NUM_THREADS=2 python bench/run_all.py [--quick] [--reps N] [--only SUBSTR,...] [--batch-scale F] [--out FILE]
+
+The configurations of issue 15 (z = w = 512):
+  inference, official channels (cbase 32768, cmax 512, -R doubled; mapping 8 for SG2, 2 for SG3; noise_mode='const'):
+    SG2 64 b8, SG2 256 b8, SG3-T 64 b8, SG3-R 64 b8, SG3-T 256 b1, SG3-R 256 b1 -- seconds per forward;
+  one training iteration (G main + D main + R1, SG2 also path length; each phase once with its Adam step;
+  cbase 2048, cmax 64, mapping 2, batch 8, no augmentation, no data loading): SG2, SG3-T, SG3-R at 32 and 64.
+
+Paths, timed interleaved in one process (ours, plain, ours, ...) so that load from other processes hits both alike:
+  ours  = the defaults (upfirdn2d's polyphase CPU convolutions, filtered_lrelu's CPU path, SG2's non-fused
+          modulated convolution on CPU and demodulation without per-sample weights);
+  plain = the straightforward formulas (zero insertion then dense FIR, bias_act by its definition, per-sample
+          weights materialised), selected by the modules' _FAST_* constants (see plain_path()).
+The primary figure is plain / ours (same run). The official figures (issue 15: official code, same machine type,
+idle, torch 2.14.1, 2 threads) vary by up to 1.6x between runs, so official / ours is indicative only.
+--quick runs a few configurations with the batch scaled by --batch-scale (default 1/8, at least 1) and one timed
+repetition; official figures are then scaled linearly in the batch and marked '~'.
+Writes JSON (machine, versions, threads, load average, settings, rows) to --out.
+"""
+
+import argparse
+import contextlib
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import time
+
+import torch
+
+BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(BENCH_DIR))
+
+from torch_utils.ops import filtered_lrelu, upfirdn2d  # noqa: E402 (needs the repository root on sys.path)
+from training import loss as loss_module  # noqa: E402
+from training import networks_stylegan2, networks_stylegan3  # noqa: E402
+
+# (kind, cfg, resolution, batch) -> official seconds (issue 15).
+OFFICIAL_SECONDS = {
+    ('inference', 'stylegan2', 64, 8): 2.3, ('inference', 'stylegan2', 256, 8): 6.4,
+    ('inference', 'stylegan3-t', 64, 8): 32.5, ('inference', 'stylegan3-r', 64, 8): 62.0,
+    ('inference', 'stylegan3-t', 256, 1): 11.0, ('inference', 'stylegan3-r', 256, 1): 20.0,
+    ('training', 'stylegan2', 32, 8): 0.23, ('training', 'stylegan2', 64, 8): 0.42,
+    ('training', 'stylegan3-t', 32, 8): 2.3, ('training', 'stylegan3-t', 64, 8): 6.0,
+    ('training', 'stylegan3-r', 32, 8): 10.0, ('training', 'stylegan3-r', 64, 8): 21.2,
+}
+QUICK = [('inference', 'stylegan2', 64, 8), ('inference', 'stylegan3-t', 64, 8),
+         ('training', 'stylegan2', 32, 8), ('training', 'stylegan3-t', 32, 8)]
+INFERENCE_CHANNELS = dict(cbase=32768, cmax=512)
+TRAINING_CHANNELS = dict(cbase=2048, cmax=64, map=2)
+FAST_SWITCHES = [(upfirdn2d, '_FAST_CPU_ENABLED'), (filtered_lrelu, '_FAST_CPU_ENABLED'),
+                 (networks_stylegan2, '_FAST_PATHS_ENABLED')]
+
+#----------------------------------------------------------------------------
+
+@contextlib.contextmanager
+def plain_path():
+    """Within the block, every op and network takes its plain reference formula (see the module docstring)."""
+    saved = [getattr(module, name) for module, name in FAST_SWITCHES]
+    try:
+        for module, name in FAST_SWITCHES:
+            setattr(module, name, False)
+        yield
+    finally:
+        for (module, name), value in zip(FAST_SWITCHES, saved):
+            setattr(module, name, value)
+
+
+def build_generator(cfg, resolution, cbase, cmax, map_layers):
+    """G as train.py builds it for `cfg` (SG3-R: doubled channels, 1x1 convs, radial filters)."""
+    common = dict(z_dim=512, c_dim=0, w_dim=512, img_resolution=resolution, img_channels=3,
+                  mapping_kwargs=dict(num_layers=map_layers))
+    if cfg == 'stylegan2':
+        return networks_stylegan2.Generator(channel_base=cbase, channel_max=cmax,
+                                            fused_modconv_default='inference_only', **common)
+    extra = dict(conv_kernel=1, use_radial_filters=True) if cfg == 'stylegan3-r' else {}
+    multiplier = 2 if cfg == 'stylegan3-r' else 1
+    return networks_stylegan3.Generator(channel_base=cbase * multiplier, channel_max=cmax * multiplier, **extra,
+                                        **common)
+
+
+def make_inference(cfg, resolution, batch):
+    """fn() -> one G forward (eval, no grad, const noise) with official channels."""
+    torch.manual_seed(0)
+    map_layers = 8 if cfg == 'stylegan2' else 2
+    G = build_generator(cfg, resolution, map_layers=map_layers, **INFERENCE_CHANNELS).eval().requires_grad_(False)
+    z = torch.randn([batch, 512])
+
+    def run():
+        with torch.no_grad():
+            return G(z, None, noise_mode='const')
+    return run
+
+
+def make_training(cfg, resolution, batch):
+    """fn() -> one iteration: Gmain, Dmain, Dreg (R1) and, for SG2, Greg (path length), each with its Adam step."""
+    torch.manual_seed(0)
+    G = build_generator(cfg, resolution, TRAINING_CHANNELS['cbase'], TRAINING_CHANNELS['cmax'],
+                        TRAINING_CHANNELS['map']).train()
+    D = networks_stylegan2.Discriminator(c_dim=0, img_resolution=resolution, img_channels=3,
+                                         channel_base=TRAINING_CHANNELS['cbase'],
+                                         channel_max=TRAINING_CHANNELS['cmax']).train()
+    device = torch.device('cpu')
+    if cfg == 'stylegan2':
+        loss = loss_module.StyleGAN2Loss(device, G, D, r1_gamma=1, pl_weight=2, style_mixing_prob=0.9,
+                                         pl_no_weight_grad=True)
+        phases = ['Gmain', 'Greg', 'Dmain', 'Dreg']
+    else:
+        loss = loss_module.StyleGAN2Loss(device, G, D, r1_gamma=1, pl_weight=0)
+        phases = ['Gmain', 'Dmain', 'Dreg']
+    opts = {'G': torch.optim.Adam(G.parameters(), lr=0.002, betas=(0.0, 0.99)),
+            'D': torch.optim.Adam(D.parameters(), lr=0.002, betas=(0.0, 0.99))}
+    real = torch.randn([batch, 3, resolution, resolution])
+    c = torch.zeros([batch, 0])
+    gen = torch.Generator().manual_seed(1)
+
+    def run():
+        for phase in phases:
+            opt = opts[phase[0]]
+            opt.zero_grad(set_to_none=True)
+            loss.accumulate_gradients(phase, real, c, torch.randn([batch, 512], generator=gen), c, gain=1,
+                                      cur_nimg=0)
+            opt.step()
+    return run
+
+#----------------------------------------------------------------------------
+
+def time_config(kind, cfg, resolution, batch, reps):
+    """Median seconds of ours and plain, interleaved; a warm-up run of each first. Returns (ours, plain, max diff)."""
+    make = make_inference if kind == 'inference' else make_training
+    runs = {'ours': make(cfg, resolution, batch)}
+    with plain_path():
+        runs['plain'] = make(cfg, resolution, batch)
+    outputs = {}
+    for name in ('ours', 'plain'):
+        with plain_path() if name == 'plain' else contextlib.nullcontext():
+            outputs[name] = runs[name]()
+    diff = None
+    if kind == 'inference':
+        diff = float((outputs['ours'] - outputs['plain']).abs().max() / outputs['plain'].abs().max())
+    times = {'ours': [], 'plain': []}
+    for _ in range(reps):
+        for name in ('ours', 'plain'):
+            with plain_path() if name == 'plain' else contextlib.nullcontext():
+                start = time.perf_counter()
+                runs[name]()
+                times[name].append(time.perf_counter() - start)
+    return statistics.median(times['ours']), statistics.median(times['plain']), diff
+
+
+def machine_info():
+    cpu = platform.processor()
+    try:
+        with open('/proc/cpuinfo', encoding='utf-8') as file:
+            cpu = next(line.split(':', 1)[1].strip() for line in file if line.startswith('model name'))
+    except (OSError, StopIteration):
+        pass
+    return dict(cpu=cpu, platform=platform.platform(), python=platform.python_version(), torch=torch.__version__,
+                logical_cpus=os.cpu_count(), affinity=len(os.sched_getaffinity(0)),
+                torch_threads=torch.get_num_threads(), omp_num_threads=os.environ.get('OMP_NUM_THREADS'),
+                mkldnn=torch.backends.mkldnn.is_available(), loadavg_start=os.getloadavg())
+
+
+def _write_json(path, data):
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + '.tmp', 'w', encoding='utf-8') as file:
+        json.dump(data, file, indent=1)
+    os.replace(path + '.tmp', path)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split('\n\n')[0])
+    parser.add_argument('--quick', action='store_true', help='a few configurations, scaled batch, 1 repetition')
+    parser.add_argument('--reps', type=int, default=None, help='timed repetitions per path (default 3, quick 1)')
+    parser.add_argument('--only', default='', help='comma-separated substrings of "kind cfg res": run only those')
+    parser.add_argument('--batch-scale', type=float, default=None, help='batch multiplier (default 1, quick 1/8)')
+    parser.add_argument('--out', default=os.path.join(BENCH_DIR, 'results', 'run_all.json'))
+    args = parser.parse_args(argv)
+    reps = args.reps or (1 if args.quick else 3)
+    scale = args.batch_scale or (1 / 8 if args.quick else 1)
+    configs = QUICK if args.quick else list(OFFICIAL_SECONDS)
+    if args.only:
+        configs = [c for c in configs if any(key in f'{c[0]} {c[1]} {c[2]}' for key in args.only.split(','))]
+
+    info = machine_info()
+    print(f'{info["cpu"]}, torch {info["torch"]}, {info["torch_threads"]} threads, load {info["loadavg_start"]}')
+    header = (f'{"kind":9s} {"cfg":11s} {"res":>4s} {"batch":>5s} {"ours s":>8s} {"plain s":>8s} {"official s":>10s} '
+              f'{"plain/ours":>10s} {"offic/ours":>10s} {"rel diff":>8s}')
+    print(header + '\n' + '-' * len(header), flush=True)
+    rows = []
+    for kind, cfg, resolution, batch in configs:
+        run_batch = max(1, round(batch * scale))
+        official = OFFICIAL_SECONDS[(kind, cfg, resolution, batch)] * run_batch / batch
+        ours, plain, diff = time_config(kind, cfg, resolution, run_batch, reps)
+        rows.append(dict(kind=kind, cfg=cfg, resolution=resolution, batch=run_batch, official_batch=batch,
+                         ours_s=ours, plain_s=plain, official_s=official, official_scaled=run_batch != batch,
+                         plain_over_ours=plain / ours, official_over_ours=official / ours, max_rel_diff=diff))
+        mark = '~' if run_batch != batch else ' '
+        print(f'{kind:9s} {cfg:11s} {resolution:4d} {run_batch:5d} {ours:8.2f} {plain:8.2f} {mark}{official:9.2f} '
+              f'{plain / ours:9.2f}x {official / ours:9.2f}x {"-" if diff is None else f"{diff:8.1e}":>8s}',
+              flush=True)
+    print('s = median seconds per forward (inference) or per iteration (training); ~ = official figure scaled '
+          'linearly to the batch; rel diff = max |ours - plain| / max |plain| of the images')
+    info['loadavg_end'] = os.getloadavg()
+    _write_json(args.out, dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(), machine=info,
+                               settings=dict(quick=args.quick, reps=reps, batch_scale=scale,
+                                             inference_channels=INFERENCE_CHANNELS,
+                                             training_channels=TRAINING_CHANNELS,
+                                             switches=[f'{m.__name__}.{n}' for m, n in FAST_SWITCHES]),
+                               official_source='issue 15 (official code, idle, 2 threads)', rows=rows))
+    print(f'wrote {args.out}')
+    return 0
+
+#----------------------------------------------------------------------------
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,61 @@
+"""Whole networks on the CPU: the default (fast) path equals the plain reference formulas to float rounding --
+images, and gradients of the parameters and of the latents (the path-length regulariser differentiates twice)."""
+
+import pytest
+import torch
+
+from torch_utils.ops import filtered_lrelu, upfirdn2d
+from training import networks_stylegan2, networks_stylegan3
+
+SWITCHES = [(upfirdn2d, '_FAST_CPU_ENABLED'), (filtered_lrelu, '_FAST_CPU_ENABLED'),
+            (networks_stylegan2, '_FAST_PATHS_ENABLED')]
+
+
+def _generator(cfg):
+    torch.manual_seed(0)
+    common = dict(z_dim=16, c_dim=0, w_dim=16, img_resolution=16, img_channels=3, mapping_kwargs=dict(num_layers=2))
+    if cfg == 'stylegan2':
+        return networks_stylegan2.Generator(channel_base=512, channel_max=16, fused_modconv_default='inference_only',
+                                            **common)
+    extra = dict(conv_kernel=1, use_radial_filters=True) if cfg == 'stylegan3-r' else {}
+    return networks_stylegan3.Generator(channel_base=256, channel_max=16, num_layers=4, num_critical=1,
+                                        margin_size=3, **extra, **common)
+
+
+def _outputs(G, training):
+    """(image, grads of a random projection w.r.t. parameters and ws, second-order term) in float64."""
+    G = G.train(training).requires_grad_(True)
+    z = torch.randn([3, G.z_dim], generator=torch.Generator().manual_seed(1), dtype=torch.float64).float()
+    ws = G.mapping(z, None).detach().requires_grad_(True)
+    img = G.synthesis(ws, noise_mode='const')
+    v = torch.randn(img.shape, generator=torch.Generator().manual_seed(2))
+    grads = torch.autograd.grad((img * v).sum(), [ws] + list(G.synthesis.parameters()), create_graph=True,
+                                allow_unused=True)
+    second, = torch.autograd.grad(grads[0].square().sum(), [ws])  # Path-length style double backward.
+    return [img.detach(), second.detach()] + [g.detach() for g in grads if g is not None]
+
+
+@pytest.mark.parametrize('cfg,training', [('stylegan2', False), ('stylegan2', True), ('stylegan3-t', True),
+                                          ('stylegan3-r', False)])
+def test_default_cpu_path_equals_plain_formulas(monkeypatch, cfg, training):
+    G = _generator(cfg)
+    fast = _outputs(G, training)
+    with monkeypatch.context() as patch:
+        for module, name in SWITCHES:
+            patch.setattr(module, name, False)
+        plain = _outputs(G, training)
+    assert len(fast) == len(plain)
+    for idx, (u, v) in enumerate(zip(fast, plain)):
+        assert u.shape == v.shape
+        assert float((u - v).abs().max()) <= 1e-4 * float(v.abs().max()) + 1e-7, f'output {idx}'
+
+
+def test_stylegan2_cpu_default_is_the_nonfused_convolution_only_when_fast_paths_are_on(monkeypatch):
+    block = _generator('stylegan2').synthesis.b8
+    assert block._resolve_fused_modconv(None, torch.float32, 2, 'cpu') is False
+    assert block.eval()._resolve_fused_modconv(None, torch.float32, 1, 'cpu') is True  # One sample: one conv.
+    block.train()
+    assert block._resolve_fused_modconv(True, torch.float32, 2, 'cpu') is True      # An explicit choice stands.
+    assert block._resolve_fused_modconv(None, torch.float32, 2, 'cuda') is False     # 'inference_only', training.
+    monkeypatch.setattr(networks_stylegan2, '_FAST_PATHS_ENABLED', False)
+    assert block.eval()._resolve_fused_modconv(None, torch.float32, 2, 'cpu') is True

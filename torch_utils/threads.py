@@ -1,0 +1,147 @@
+"""CPU thread counts for the command-line tools, and a measure of CPU starvation for the status line.
+
+On a machine whose cores other processes also use, an OpenMP team as wide as the machine waits at every barrier
+for its slowest thread, which the scheduler has just preempted: a tiny CPU run took 14.6 minutes with the default
+threads and 74 s with OMP_NUM_THREADS=1 (issue 15). So: the thread count is an explicit choice (`--threads`),
+DataLoader worker processes on a CPU get only the cores the training threads leave free, and the training loop
+shows when its threads get far less CPU time than wall time (`starved`) and can narrow the team.
+"""
+
+import os
+import time
+
+import torch
+
+STARVED_BELOW = 0.5     # CPU seconds per wall second per thread below this = starved (where the wait is unknown).
+STARVED_WAIT = 0.25     # Seconds waiting for a core per wall second per thread at or above this = starved.
+
+#----------------------------------------------------------------------------
+
+def available_cpus():
+    """Logical CPUs this process may run on (its affinity mask; os.cpu_count() where there is none)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def physical_cores_available():
+    """Physical cores among the CPUs this process may run on: the affinity count divided by the SMT width."""
+    logical = available_cpus()
+    try:
+        import psutil
+        per_core = max(1, (psutil.cpu_count(logical=True) or 1) // (psutil.cpu_count(logical=False) or 1))
+    except ImportError:
+        per_core = 1
+    return max(1, logical // per_core)
+
+
+def default_threads():
+    """OMP_NUM_THREADS when set (a valid positive integer), else the physical cores available to the process."""
+    value = os.environ.get('OMP_NUM_THREADS', '').strip()
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    return physical_cores_available()
+
+
+def set_threads(threads=None):
+    """Set torch's intra-op thread count: `threads` (>= 1) or default_threads() for None/0. Returns the count."""
+    if threads is not None and threads < 0:
+        raise ValueError(f'--threads={threads}: must be >= 1 (0 = automatic)')
+    count = int(threads) if threads else default_threads()
+    torch.set_num_threads(count)
+    return count
+
+
+def cpu_loader_workers(requested, threads, device_type):
+    """DataLoader worker processes: on a CPU device at most the CPUs the `threads` training threads leave free
+    (0 = load in the training process), since each worker competes with them; elsewhere `requested`."""
+    if device_type != 'cpu':
+        return requested
+    return max(0, min(requested, available_cpus() - threads))
+
+#----------------------------------------------------------------------------
+
+def _runqueue_wait_seconds():
+    """Seconds all threads of this process spent runnable but waiting for a core (Linux schedstat), or None."""
+    try:
+        total_ns = 0
+        for task in os.listdir('/proc/self/task'):
+            with open(f'/proc/self/task/{task}/schedstat', encoding='ascii') as file:
+                total_ns += int(file.read().split()[1])
+        return total_ns / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class StarvationMeter:
+    """Between calls of sample(): CPU seconds this process got, and seconds its threads waited for a core (Linux),
+    each per wall second and per thread. A team that waits a quarter of the time or more is starved (other
+    processes hold the cores); where the wait is unknown, CPU time below half of the wall time per thread is."""
+
+    def __init__(self):
+        self._last = self._now()
+
+    @staticmethod
+    def _now():
+        return time.perf_counter(), time.process_time(), _runqueue_wait_seconds()
+
+    def sample(self, threads):
+        """dict(cpu, wait (None where unknown), starved) per thread since the previous call; resets the interval."""
+        now = self._now()
+        wall = max((now[0] - self._last[0]) * max(threads, 1), 1e-9)
+        cpu = (now[1] - self._last[1]) / wall
+        wait = None if now[2] is None or self._last[2] is None else (now[2] - self._last[2]) / wall
+        self._last = now
+        starved = wait >= STARVED_WAIT if wait is not None else cpu < STARVED_BELOW
+        return dict(cpu=cpu, wait=wait, starved=starved)
+
+
+class ThreadController:
+    """The training loop's thread policy: threads=None leaves torch's setting alone, N > 0 uses exactly N, 0 starts
+    at default_threads() and narrows the team (to the CPU time it got, at least one fewer) whenever a window of
+    ADAPT_WINDOW_SEC (checked by poll() between iterations) or a tick was starved. It never widens again: a load
+    that went away costs at most the threads given up, a load that comes back would cost far more."""
+
+    ADAPT_WINDOW_SEC = 3.0
+
+    def __init__(self, threads=None):
+        self.adaptive = threads == 0
+        self.count = torch.get_num_threads() if threads is None else set_threads(threads)
+        self.meter = StarvationMeter()          # Per tick, for the status line.
+        self.window = StarvationMeter()         # Per adaptation window.
+        self.window_start = time.perf_counter()
+
+    def poll(self):
+        """Between iterations: when adaptive and a window has passed, narrow the team if it was starved."""
+        if not self.adaptive or self.count <= 1 or time.perf_counter() - self.window_start < self.ADAPT_WINDOW_SEC:
+            return
+        self.window_start = time.perf_counter()
+        self._narrow_if_starved(self.window.sample(self.count))
+
+    def _narrow_if_starved(self, sample):
+        if sample['starved'] and self.adaptive and self.count > 1:
+            self.count = narrower_team(self.count, min(sample['cpu'], 1 - (sample['wait'] or 0)))
+            torch.set_num_threads(self.count)
+            return True
+        return False
+
+    def end_tick(self):
+        """Status-line text for the tick that ended ('cpu 0.93 wait 0.02 threads 2', + ' starved'), and the
+        sample; narrows the team for the next tick when adaptive and starved."""
+        sample = self.meter.sample(self.count)
+        text = f'cpu {sample["cpu"]:.2f}' + ('' if sample['wait'] is None else f' wait {sample["wait"]:.2f}')
+        text += f' threads {self.count}'
+        if sample['starved']:
+            text += ' starved'
+            if self._narrow_if_starved(sample):
+                text += f' (next tick {self.count})'
+        return text, sample
+
+
+def narrower_team(threads, share):
+    """Thread count after a starved tick: the share of the team's time it actually ran, in whole threads
+    (at least one fewer than before, at least 1)."""
+    return max(1, min(threads - 1, int(threads * share + 0.5)))
+
+#----------------------------------------------------------------------------
