@@ -13,6 +13,7 @@ import numpy as np
 import PIL.Image
 import torch
 
+import dnnlib
 import legacy
 from dnnlib import cli
 
@@ -49,7 +50,6 @@ def class_vector(G, class_idx, device):
 
 def load_generator(network_pkl, device, allow_exec=False):
     """Load G_ema from a pickle path or URL through the safe loader and move it to device."""
-    import dnnlib
     try:
         with dnnlib.util.open_url(network_pkl) as f:
             G = legacy.load_network_pkl(f, allow_exec=allow_exec)['G_ema']
@@ -66,9 +66,7 @@ def to_uint8_hwc(img):
 def save_png(array_hwc, path):
     """Write an HWC uint8 array as PNG atomically (grayscale when C == 1)."""
     image = PIL.Image.fromarray(array_hwc[:, :, 0] if array_hwc.shape[2] == 1 else array_hwc)
-    tmp = f'{path}.tmp{os.getpid()}.png'
-    image.save(tmp)
-    os.replace(tmp, path)
+    dnnlib.util.write_file_atomic(path, lambda f: image.save(f, format='PNG'))
 
 #----------------------------------------------------------------------------
 

@@ -69,16 +69,7 @@ def restore_rng_state(state, device):
         torch.cuda.set_rng_state(state['cuda'].cpu(), device)
 
 
-def write_file_atomic(path, write_fn, mode='wb'):
-    """Write `path` via write_fn(file) into a temporary file, then rename, so readers never see half a file."""
-    tmp_path = f'{path}.tmp{os.getpid()}'
-    try:
-        with open(tmp_path, mode) as f:
-            write_fn(f)
-        os.replace(tmp_path, path)
-    finally:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
+write_file_atomic = dnnlib.util.write_file_atomic  # Temporary file + rename: readers never see half a file.
 
 
 def save_image_grid(img, path, drange, grid_size):
@@ -492,13 +483,9 @@ class ImageGrid:
 
 
 def _cpu_mem_gb():
-    """Resident memory of this process in GiB (Linux /proc; peak RSS elsewhere)."""
-    try:
-        with open('/proc/self/statm') as f:
-            return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**30
-    except (OSError, ValueError, IndexError):
-        import resource
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    """Resident memory (RSS) of this process in GiB, as psutil reads it on Linux, macOS and Windows."""
+    import psutil
+    return psutil.Process().memory_info().rss / 2**30
 
 
 def format_status_line(state, timer, total_kimg, device, deadline=None):
