@@ -199,7 +199,7 @@ def _named_os_error(err, path):
     """`err` with `path` as its file name: ENOSPC/EFBIG raised by write() and close() carry no name."""
     if not isinstance(err, OSError) or err.filename is not None or err.errno is None:
         return err
-    return type(err)(err.errno, f'{err.strerror} (writing {path})', path)
+    return type(err)(err.errno, err.strerror, path)
 
 
 @contextlib.contextmanager
