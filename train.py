@@ -13,11 +13,17 @@ import importlib.util
 import json
 import os
 import re
+import shutil
+import sys
 import tempfile
+import threading
+import time
+import zipfile
 
 import click
 
 import dnnlib
+from dnnlib import cli
 from training import training_loop
 
 #----------------------------------------------------------------------------
@@ -170,6 +176,9 @@ def describe_dataset(data, cond=False):
         info = dict(name=dataset.name, resolution=dataset.resolution, size=len(dataset), has_labels=False)
         if cond:
             info['has_labels'] = dataset_module.ImageFolderDataset(path=data, use_labels=True).has_labels
+    except zipfile.BadZipFile as err:
+        raise UsageError(f'--data={data}: {data} is not a readable zip archive ({err}); make the dataset with '
+                         'dataset_tool.py') from err
     except (IOError, OSError, ValueError) as err:
         raise UsageError(f'--data={data}: {err}') from err
     return info
@@ -188,6 +197,25 @@ def check_modules_exist(options):
             metric_main.check_metrics_available(options['metrics'])
         except metric_utils.DetectorUnavailableError as err:
             raise UsageError(f'--metrics={",".join(options["metrics"])}: {err}') from err
+
+
+def check_outdir(outdir):
+    """--outdir must be a folder, or a path where one can be made (fails before anything is created)."""
+    path = os.path.abspath(outdir)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        raise UsageError(f'--outdir={outdir}: {path} is a file, not a folder; give a folder for the run directories')
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f'--outdir={outdir}: cannot create run directories in {path} (not writable)')
+
+
+def check_resume_file(resume_pkl):
+    """A --resume file that is plainly not a snapshot (text, empty, a zip such as a torch.save() file) fails
+    before anything is created; deeper problems (truncated, mismatched) are found when the run loads it."""
+    kind = cli.describe_non_pickle(resume_pkl) if os.path.isfile(resume_pkl) else None
+    if kind is not None:
+        raise UsageError(f'--resume={resume_pkl} is {kind}')
 
 
 def metrics_available():
@@ -221,8 +249,43 @@ def make_run_dir(outdir, desc):
         except FileExistsError:
             continue
 
+def remove_failed_run_dir(run_dir):
+    """Delete a run directory whose run failed while starting (it holds no snapshot, only the options and log);
+    a run directory with snapshots is kept. Returns True if it was removed."""
+    if run_dir is None or not os.path.isdir(run_dir):
+        return False
+    if any(name.startswith('network-snapshot-') for name in os.listdir(run_dir)):
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return True
+
+def _remove_failed_run(run_dir, outdir, outdir_existed):
+    """remove_failed_run_dir(), and --outdir too when this run created it and it is left empty."""
+    if remove_failed_run_dir(run_dir) and not outdir_existed:
+        try:
+            os.rmdir(outdir)
+        except OSError:
+            pass  # Not empty (another run started meanwhile) or already gone.
+
 #----------------------------------------------------------------------------
 # Processes: one per GPU (or CPU worker), spawned here or started by torchrun.
+
+SETUP_ERROR_EXIT_CODE = 3           # A spawned process that stopped on a training_loop.SetupError (message printed).
+PARENT_POLL_SEC = 1.0               # How often spawned processes check that the launcher still runs.
+
+
+def _watch_launcher(launcher_pid, rendezvous_dir, rank):
+    """Daemon thread of a spawned process: when the launcher is gone (kill -9 leaves its children running,
+    reparented), say so, remove the rendezvous folder, and end this process."""
+    def watch():
+        while os.getppid() == launcher_pid:
+            time.sleep(PARENT_POLL_SEC)
+        sys.stderr.write(f'train.py rank {rank}: the launcher process {launcher_pid} is gone; stopping.\n')
+        sys.stderr.flush()
+        if rendezvous_dir is not None:
+            shutil.rmtree(rendezvous_dir, ignore_errors=True)
+        os._exit(1)  # Other threads may be blocked in a collective; nothing else can end them.
+    threading.Thread(target=watch, name='launcher-watch', daemon=True).start()
 
 def _launched_by_torchrun():
     return 'TORCHELASTIC_RUN_ID' in os.environ or ('RANK' in os.environ and 'WORLD_SIZE' in os.environ)
@@ -232,8 +295,23 @@ def _process_device(options, local_rank):
     return f'cuda:{local_rank}' if options['device'] == 'cuda' else options['device']
 
 
-def subprocess_fn(rank, options, init_method, local_rank=None):
-    """One training process: join the process group (if several), tee rank 0's output to log.txt, train."""
+def subprocess_fn(rank, options, init_method, local_rank=None, launcher_pid=None, rendezvous_dir=None):
+    """One training process: join the process group (if several), tee rank 0's output to log.txt, train.
+
+    launcher_pid: set in processes spawned by launch_training(): they watch it and stop when it is gone, and
+    report a training_loop.SetupError by printing it and exiting with SETUP_ERROR_EXIT_CODE."""
+    if launcher_pid is not None:
+        _watch_launcher(launcher_pid, rendezvous_dir, rank)
+        try:
+            return _train_process(rank, options, init_method, local_rank)
+        except training_loop.SetupError as err:
+            sys.stderr.write(f'Error: {cli.without_allow_exec_hint(str(err))}\n')
+            sys.stderr.flush()
+            sys.exit(SETUP_ERROR_EXIT_CODE)
+    return _train_process(rank, options, init_method, local_rank)
+
+
+def _train_process(rank, options, init_method, local_rank=None):
     import torch
     from torch_utils import training_stats
     num_gpus = options['num_gpus']
@@ -260,17 +338,28 @@ def launch_training(options, outdir, dry_run=False):
     import torch
     if _launched_by_torchrun():
         return _launch_under_torchrun(options, outdir, dry_run)
-    if not dry_run:
-        options['run_dir'] = make_run_dir(outdir, options['run_desc'])
-    _print_summary(options, outdir, dry_run)
     if dry_run:
+        _print_summary(options, outdir, dry_run)
         return None
-    _write_options(options)
-    if options['num_gpus'] == 1:
-        return subprocess_fn(0, options, init_method=None)
-    with tempfile.TemporaryDirectory() as temp_dir:
-        init_method = f'file://{os.path.abspath(os.path.join(temp_dir, ".torch_distributed_init"))}'
-        torch.multiprocessing.spawn(fn=subprocess_fn, args=(options, init_method), nprocs=options['num_gpus'])
+    outdir_existed = os.path.isdir(outdir)
+    options['run_dir'] = make_run_dir(outdir, options['run_desc'])
+    try:
+        _print_summary(options, outdir, dry_run)
+        _write_options(options)
+        if options['num_gpus'] == 1:
+            return subprocess_fn(0, options, init_method=None)
+        with tempfile.TemporaryDirectory(prefix='stylegan-rendezvous-') as temp_dir:
+            init_method = f'file://{os.path.abspath(os.path.join(temp_dir, ".torch_distributed_init"))}'
+            torch.multiprocessing.spawn(fn=subprocess_fn, nprocs=options['num_gpus'],
+                                        args=(options, init_method, None, os.getpid(), temp_dir))
+    except torch.multiprocessing.ProcessExitedException as err:
+        if err.exit_code != SETUP_ERROR_EXIT_CODE:
+            raise
+        _remove_failed_run(options['run_dir'], outdir, outdir_existed)
+        raise click.exceptions.Exit(1) from err  # The process that failed has printed the message.
+    except training_loop.SetupError:
+        _remove_failed_run(options['run_dir'], outdir, outdir_existed)
+        raise
     return None
 
 
@@ -296,7 +385,12 @@ def _launch_under_torchrun(options, outdir, dry_run):
         if not dry_run:
             _write_options(options)
     if not dry_run:
-        subprocess_fn(rank, options, init_method='env://', local_rank=local_rank)
+        try:
+            subprocess_fn(rank, options, init_method='env://', local_rank=local_rank)
+        except training_loop.SetupError:
+            if rank == 0:
+                remove_failed_run_dir(options['run_dir'])
+            raise
 
 
 def _write_options(options):
@@ -419,9 +513,11 @@ def main(**opts):
     python train.py ... --resume=training-runs/00000-stylegan2-shapes-32x32-gpus1-batch8-gamma0.1 --kimg=20
     """
     try:
+        check_outdir(opts['outdir'])
         opts['device'] = resolve_device(opts['device'])
         if opts['resume'] is not None and not dnnlib.util.is_url(opts['resume']):
             opts['resume'] = training_loop.find_latest_snapshot(opts['resume'])
+            check_resume_file(opts['resume'])
         dataset_info = describe_dataset(opts['data'], cond=opts['cond'])
         options = build_training_options(dataset_info, **opts)
         if opts['device'] == 'cuda' and not _launched_by_torchrun():
@@ -431,7 +527,10 @@ def main(**opts):
         check_modules_exist(options)
     except (UsageError, FileNotFoundError, RuntimeError) as err:
         raise click.ClickException(str(err)) from err
-    launch_training(copy.deepcopy(options), opts['outdir'], dry_run=opts['dry_run'])
+    try:
+        launch_training(copy.deepcopy(options), opts['outdir'], dry_run=opts['dry_run'])
+    except training_loop.SetupError as err:  # Expected failures: the message only; the run directory is gone.
+        raise click.ClickException(cli.without_allow_exec_hint(str(err))) from err
 
 #----------------------------------------------------------------------------
 

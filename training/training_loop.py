@@ -20,6 +20,7 @@ import random
 import re
 import sys
 import time
+import zipfile
 
 import numpy as np
 import PIL.Image
@@ -30,6 +31,11 @@ from torch_utils import misc
 from torch_utils import training_stats
 from torch_utils.ops import conv2d_gradfix
 from torch_utils.ops import grid_sample_gradfix
+
+class SetupError(Exception):
+    """An expected failure while a run starts (unreadable or mismatched --resume, unreadable data, --kimg already
+    reached): the message says what and how to fix it; train.py prints only the message, no traceback."""
+
 
 RESUME_STATE_KEY = 'resume_state'   # Extra snapshot key; official tools ignore it.
 RESUME_STATE_VERSION = 1
@@ -697,18 +703,27 @@ def check_optional_modules(metrics, augment_kwargs):
 
 
 def load_resume(resume_pkl, log):
-    """(snapshot path, snapshot dict, resume state or None) for --resume, or (None, None, None)."""
+    """(snapshot path, snapshot dict, resume state or None) for --resume, or (None, None, None).
+
+    Stale temporary files of killed runs in a resumed run directory are removed first."""
     if resume_pkl is None:
         return None, None, None
     path = find_latest_snapshot(resume_pkl)
+    if not dnnlib.util.is_url(path):
+        folder = os.path.dirname(os.path.abspath(path))
+        for name in dnnlib.util.remove_stale_temp_files(folder):
+            log(f'Removed {os.path.join(folder, name)} (a partial file of a killed process)')
     log(f'Resuming from "{path}"')
-    data = load_snapshot(path)
+    try:
+        data = load_snapshot(path)
+    except (OSError, pickle.UnpicklingError) as err:
+        raise SetupError(f'--resume={path}: cannot load the snapshot: {err}') from err
     resume_state = data.get(RESUME_STATE_KEY)
     if resume_state is None:
         log('The snapshot has no resume state (an official or older pickle): loading weights only; counters, '
             'optimizers and random streams start fresh.')
     elif resume_state.get('version') != RESUME_STATE_VERSION:
-        raise ValueError(f'--resume={path}: resume state version {resume_state.get("version")} is not '
+        raise SetupError(f'--resume={path}: resume state version {resume_state.get("version")} is not '
                          f'{RESUME_STATE_VERSION}; this code cannot continue that run exactly')
     return path, data, resume_state
 
@@ -744,16 +759,22 @@ def setup_state(ctx):
         resume_state = None
     start_nimg = resume_state['data_position'] if resume_state is not None else 0
     ctx.log('Loading training set...')
-    ctx.training_set, ctx.training_set_iterator = setup_data(
-        ctx.training_set_kwargs, ctx.data_loader_kwargs, ctx.rank, ctx.num_gpus, ctx.batch_size, ctx.random_seed,
-        start_nimg, ctx.device)
+    try:
+        ctx.training_set, ctx.training_set_iterator = setup_data(
+            ctx.training_set_kwargs, ctx.data_loader_kwargs, ctx.rank, ctx.num_gpus, ctx.batch_size,
+            ctx.random_seed, start_nimg, ctx.device)
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise SetupError(f'--data={ctx.training_set_kwargs.get("path")}: {err}') from err
     ctx.log(f'Num images: {len(ctx.training_set)}, image shape: {list(ctx.training_set.image_shape)}, '
             f'label shape: {list(ctx.training_set.label_shape)}')
     ctx.log('Constructing networks...')
     G, D, G_ema, augment_pipe = construct_networks(ctx.training_set, ctx.G_kwargs, ctx.D_kwargs, ctx.augment_kwargs,
                                                    ctx.augment_p, ctx.device)
     if resume_data is not None:
-        check_resume_compatible(resume_path, resume_data, G, D)
+        try:
+            check_resume_compatible(resume_path, resume_data, G, D)
+        except ValueError as err:
+            raise SetupError(str(err)) from err
     phases, optimizers = build_phases(G, D, ctx.G_opt_kwargs, ctx.D_opt_kwargs, ctx.G_reg_interval,
                                       ctx.D_reg_interval)
     loss = dnnlib.util.construct_class_by_name(device=ctx.device, G=G, D=D, augment_pipe=augment_pipe,
@@ -770,7 +791,7 @@ def setup_state(ctx):
                     f'{resume_state["batch_size"]}; continuing with {ctx.num_gpus} and {ctx.batch_size}, '
                     'which is not bit-exact.')
         if state.cur_nimg >= round(ctx.total_kimg * 1000):
-            raise ValueError(f'--kimg={ctx.total_kimg:g} is already reached: the snapshot is at '
+            raise SetupError(f'--kimg={ctx.total_kimg:g} is already reached: the snapshot is at '
                              f'{state.cur_nimg / 1000:g} kimg (--kimg counts from the start of the original run)')
         ctx.log(f'Continuing exactly at {state.cur_nimg / 1000:g} kimg, tick {state.cur_tick}.')
     elif resume_data is not None and ctx.weights_only_resume_overrides:
@@ -861,6 +882,9 @@ def training_loop(
     ctx.loss_kwargs = dict(loss_kwargs or {'class_name': 'training.loss.StyleGAN2Loss'})
     ctx.log = _make_log_fn(rank)
     check_optional_modules(ctx.metrics, augment_kwargs)
+    if rank == 0:
+        for name in dnnlib.util.remove_stale_temp_files(run_dir):
+            ctx.log(f'Removed {os.path.join(run_dir, name)} (a partial file of a killed process)')
     ctx.device = setup_environment(rank, num_gpus, random_seed, device, cudnn_benchmark)
     state, rng_state = setup_state(ctx)
     setup_outputs(ctx, state)
