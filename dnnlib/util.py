@@ -11,6 +11,7 @@ import io
 import logging
 import os
 import re
+import shutil
 import socket
 import sys
 import tempfile
@@ -242,9 +243,10 @@ def _pid_is_alive(pid):
     return True
 
 
-def remove_stale_temp_files(folder):
-    """Delete `<name>.tmp<pid>[.ext]` files in `folder` (not recursive) left by processes that no longer run
-    (kill -9 during an atomic write). Returns the removed file names. Files of live processes are kept."""
+def remove_stale_temp_files(folder, target=None):
+    """Delete `<name>.tmp<pid>[.ext]` files and folders in `folder` (not recursive) left by processes that no
+    longer run (kill -9 during an atomic write); only those of `<target>` when given. Returns the removed names.
+    Files of live processes are kept."""
     removed = []
     try:
         names = os.listdir(folder)
@@ -252,13 +254,18 @@ def remove_stale_temp_files(folder):
         return removed
     for name in sorted(names):
         match = re.fullmatch(TEMP_FILE_REGEX, name)
-        if match is None or _pid_is_alive(int(match.group('pid'))):
+        if match is None or (target is not None and match.group('target') != target) or \
+                _pid_is_alive(int(match.group('pid'))):
             continue
         path = os.path.join(folder, name)
-        if os.path.isfile(path) and not os.path.islink(path):
-            with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            elif os.path.isfile(path) and not os.path.islink(path):
                 os.remove(path)
-                removed.append(name)
+            else:
+                continue
+            removed.append(name)
     return removed
 
 #----------------------------------------------------------------------------
