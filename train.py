@@ -527,10 +527,21 @@ def main(**opts):
         check_modules_exist(options)
     except (UsageError, FileNotFoundError, RuntimeError) as err:
         raise click.ClickException(str(err)) from err
+    launch_or_explain(copy.deepcopy(options), opts['outdir'], dry_run=opts['dry_run'])
+
+
+def launch_or_explain(options, outdir, dry_run=False):
+    """launch_training(), with expected failures turned into click errors that print only their message."""
     try:
-        launch_training(copy.deepcopy(options), opts['outdir'], dry_run=opts['dry_run'])
-    except training_loop.SetupError as err:  # Expected failures: the message only; the run directory is gone.
+        return launch_training(options, outdir, dry_run=dry_run)
+    except training_loop.SetupError as err:  # The message only; the run directory is gone.
         raise click.ClickException(cli.without_allow_exec_hint(str(err))) from err
+    except OSError as err:
+        if err.filename is None:
+            raise
+        # A full disk or a vanished folder while writing the run's files: the file and the reason, no traceback.
+        raise click.ClickException(f'cannot write {err.filename}: {err.strerror or err}; the snapshots written '
+                                   'so far are complete and can be resumed') from err
 
 #----------------------------------------------------------------------------
 

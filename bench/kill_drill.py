@@ -82,7 +82,12 @@ def child_main(data, run_dir, pause):
     if pause:
         kind, index = pause.split(':')
         training_loop.write_file_atomic = _pausing_writer(dnnlib.util.write_file_atomic, kind, int(index))
-    print('KILL-DRILL-READY', flush=True)
+    setup_outputs = training_loop.setup_outputs
+
+    def setup_outputs_then_ready(*args):  # Random kill delays count from the first training iteration.
+        setup_outputs(*args)
+        print('KILL-DRILL-READY', file=sys.__stdout__, flush=True)
+    training_loop.setup_outputs = setup_outputs_then_ready
     with contextlib.redirect_stdout(io.StringIO()):
         training_loop.training_loop(**drill_options(data, run_dir))
     print('KILL-DRILL-DONE', flush=True)
@@ -211,7 +216,7 @@ def kill_points(workdir, data, num_kills, seed, log=print):
             pause = f'{kind}:{rnd.randint(1, TOTAL_TICKS)}'
             row = kill_point(workdir, data, reference, index, pause=pause)
         else:
-            row = kill_point(workdir, data, reference, index, delay=rnd.uniform(0, ref_sec))
+            row = kill_point(workdir, data, reference, index, delay=rnd.uniform(0, 0.8 * ref_sec))
         log(f'kill {index:2d} {row["how"]:<18s} killed={row["killed"]!s:<5s} temp files left '
             f'{len(row["temp_files_left_by_kill"])}, resumed from '
             f'{row["resumed_from_nimg"] if row["resumed_from_nimg"] is not None else "scratch"} images: '

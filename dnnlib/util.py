@@ -196,8 +196,9 @@ def temp_path_for(path, suffix=''):
     return f'{path}.tmp{os.getpid()}{suffix}'
 
 
-def _named_os_error(err, path):
-    """`err` with `path` as its file name: ENOSPC/EFBIG raised by write() and close() carry no name."""
+def named_os_error(err, path):
+    """`err` with `path` as its file name (ENOSPC/EFBIG raised by write() and close() carry none); `err` itself
+    when it already names a file or is not an OSError."""
     if not isinstance(err, OSError) or err.filename is not None or err.errno is None:
         return err
     return type(err)(err.errno, err.strerror, path)
@@ -213,7 +214,7 @@ def atomic_output_path(path, suffix=''):
         yield tmp_path
         os.replace(tmp_path, path)
     except OSError as err:
-        named = _named_os_error(err, path)
+        named = named_os_error(err, path)
         if named is err:
             raise
         raise named from err

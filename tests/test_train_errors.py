@@ -94,3 +94,33 @@ def test_outdir_that_is_a_file_is_refused_before_anything_starts(data32, tmp_pat
         assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
         assert f'{tmp_path / "afile"} is a file, not a folder' in result.output
 
+
+
+
+def test_a_full_disk_at_a_snapshot_names_the_file(tmp_path, monkeypatch):
+    import errno
+
+    import click
+    from training import training_loop
+    from training_helpers import tiny_options
+    (tmp_path / 'data').mkdir()
+    data = write_shapes_folder(tmp_path / 'data', count=8, resolution=16)
+    real_write = training_loop.write_file_atomic
+
+    def full_disk(f):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def full_disk_for_snapshots(path, write_fn, mode='wb'):
+        return real_write(path, full_disk if path.endswith('.pkl') else write_fn, mode)
+
+    monkeypatch.setattr(training_loop, 'write_file_atomic', full_disk_for_snapshots)
+    options = tiny_options(data, tmp_path / 'unused', total_ticks=1, network_snapshot_ticks=1)
+    options.pop('run_dir')
+    options['run_desc'] = 'tiny'
+    with pytest.raises(click.ClickException) as info:
+        train.launch_or_explain(options, str(tmp_path / 'runs'))
+    run_dir = tmp_path / 'runs' / '00000-tiny'
+    assert info.value.message.startswith(f'cannot write {run_dir / "network-snapshot-000000.pkl"}: '
+                                         f'{os.strerror(errno.ENOSPC)}')
+    assert 'network-snapshot-000000.pkl' not in os.listdir(run_dir)
+    assert not [name for name in os.listdir(run_dir) if '.tmp' in name]

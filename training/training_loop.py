@@ -563,8 +563,11 @@ class RunOutputs:
         if self.stats_jsonl is None:
             return
         timestamp = time.time()
-        self.stats_jsonl.write(json.dumps(dict(stats_dict, timestamp=timestamp)) + '\n')
-        self.stats_jsonl.flush()
+        try:
+            self.stats_jsonl.write(json.dumps(dict(stats_dict, timestamp=timestamp)) + '\n')
+            self.stats_jsonl.flush()
+        except OSError as err:  # A full disk: name the file (write() errors carry no file name).
+            raise dnnlib.util.named_os_error(err, self.stats_jsonl.name) from err
         if self.tensorboard is not None:
             global_step = int(cur_nimg / 1e3)
             for name, value in stats_dict.items():
