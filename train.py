@@ -14,6 +14,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -275,16 +276,27 @@ PARENT_POLL_SEC = 1.0               # How often spawned processes check that the
 
 
 def _watch_launcher(launcher_pid, rendezvous_dir, rank):
-    """Daemon thread of a spawned process: when the launcher is gone (kill -9 leaves its children running,
-    reparented), say so, remove the rendezvous folder, and end this process."""
-    def watch():
-        while os.getppid() == launcher_pid:
-            time.sleep(PARENT_POLL_SEC)
+    """In a spawned process: when the launcher is gone (kill -9 leaves its children running, reparented), say so,
+    remove the rendezvous folder, and end this process. A daemon thread polls the parent id, which works even
+    while the main thread is blocked in a collective or the rendezvous; torch's spawn also sends SIGINT when the
+    parent dies, which is handled the same way so that the folder is removed whichever comes first."""
+    def stop():
         sys.stderr.write(f'train.py rank {rank}: the launcher process {launcher_pid} is gone; stopping.\n')
         sys.stderr.flush()
         if rendezvous_dir is not None:
             shutil.rmtree(rendezvous_dir, ignore_errors=True)
         os._exit(1)  # Other threads may be blocked in a collective; nothing else can end them.
+
+    def watch():
+        while os.getppid() == launcher_pid:
+            time.sleep(PARENT_POLL_SEC)
+        stop()
+
+    def on_sigint(signum, frame):
+        if os.getppid() != launcher_pid:
+            stop()
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGINT, on_sigint)
     threading.Thread(target=watch, name='launcher-watch', daemon=True).start()
 
 def _launched_by_torchrun():

@@ -262,6 +262,12 @@ def _start_two_process_run(workdir, data, name):
     return launcher, ranks, tmpdir
 
 
+def _rendezvous_left(tmpdir):
+    """What the run left in its private TMPDIR (torch's own inductor cache aside): the launcher's rendezvous
+    folder, if nobody removed it."""
+    return sorted(name for name in os.listdir(tmpdir) if not name.startswith('torchinductor'))
+
+
 def _seconds_until_gone(procs, timeout):
     start = time.time()
     while time.time() - start < timeout:
@@ -280,7 +286,7 @@ def launcher_kill(workdir, data, timeout=60):
     for proc in ranks:  # Clean up after a failed drill.
         with contextlib.suppress(Exception):
             proc.kill()
-    left = [name for name in os.listdir(tmpdir) if name.startswith('stylegan-rendezvous-')]
+    left = _rendezvous_left(tmpdir)
     return dict(num_ranks=len(ranks), seconds_until_ranks_gone=seconds, rendezvous_dirs_left=left)
 
 
@@ -293,7 +299,7 @@ def rank_kill(workdir, data, timeout=60):
     if seconds is None:
         launcher.kill()
     launcher.wait()
-    left = [name for name in os.listdir(tmpdir) if name.startswith('stylegan-rendezvous-')]
+    left = _rendezvous_left(tmpdir)
     return dict(num_ranks=len(ranks), seconds_until_all_gone=seconds, launcher_exit_code=launcher.returncode,
                 rendezvous_dirs_left=left)
 
