@@ -166,14 +166,17 @@ def write_png_frames(frames, out_dir):
 
 
 def _check_parent_folder(path):
-    """The folder that will hold `path` must exist and be a writable folder (fail before rendering)."""
-    parent = os.path.dirname(os.path.abspath(path.rstrip('/' + os.sep) or path))
+    """The folder that will hold `path` must exist and be a writable folder (fail before rendering); temporary
+    outputs for `path` that killed runs left there are removed."""
+    target = os.path.abspath(path.rstrip('/' + os.sep) or path)
+    parent = os.path.dirname(target)
     if not os.path.isdir(parent):
         what = 'is a file' if os.path.exists(parent) else 'does not exist'
         raise click.BadParameter(f'{path}: the folder {parent} {what}; create it first or give another path',
                                  param_hint='--output')
     if not os.access(parent, os.W_OK | os.X_OK):
         raise click.BadParameter(f'{path}: the folder {parent} is not writable', param_hint='--output')
+    dnnlib.util.remove_stale_temp_files(parent, target=os.path.basename(target))
 
 
 def check_output(output):

@@ -285,3 +285,15 @@ def test_grid_option_parses_columns_by_rows():
             gen_video.parse_grid(bad)
 
 #----------------------------------------------------------------------------
+
+
+def test_temp_outputs_of_a_killed_run_are_removed_at_the_next_start(tmp_path):
+    import subprocess
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()
+    pkl = _write_our_pickle(_tiny_G(), tmp_path / 'net.pkl')
+    (tmp_path / f'frames.tmp{dead.pid}').mkdir()
+    (tmp_path / f'frames.tmp{dead.pid}' / 'frame000000.png').write_bytes(b'x')
+    (tmp_path / f'v.mp4.tmp{dead.pid}.mp4').write_bytes(b'half a video')
+    assert _run(['--network', pkl, '--seeds=3', '--w-frames=1', '--output', f'{tmp_path / "frames"}/']).exit_code == 0
+    assert sorted(os.listdir(tmp_path)) == ['frames', 'net.pkl', f'v.mp4.tmp{dead.pid}.mp4']  # Only its own.
