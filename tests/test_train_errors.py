@@ -13,7 +13,7 @@ from torch_utils import safe_pickle
 from training import networks_stylegan2
 from training_helpers import write_shapes_folder
 
-SMALL = ['--cfg=stylegan2', '--gpus=1', '--batch=4', '--gamma=1', '--cbase=256', '--cmax=16', '--map-depth=2',
+SMALL = ['--cfg=stylegan2', '--batch=4', '--gamma=1', '--cbase=256', '--cmax=16', '--map-depth=2',
          '--mbstd-group=2', '--aug=noaug', '--metrics=none', '--kimg=1', '--workers=0', '--device=cpu']
 
 
@@ -35,7 +35,7 @@ def snapshot16(tmp_path_factory):
 
 
 def _train(outdir, data, *extra):
-    return CliRunner().invoke(train.main, ['--outdir', str(outdir), '--data', str(data), *SMALL, *extra])
+    return CliRunner().invoke(train.main, ['--outdir', str(outdir), '--data', str(data), *SMALL, '--gpus=1', *extra])
 
 
 def _assert_clean_failure(result, outdir, *fragments):
@@ -124,3 +124,11 @@ def test_a_full_disk_at_a_snapshot_names_the_file(tmp_path, monkeypatch):
                                          f'{os.strerror(errno.ENOSPC)}')
     assert 'network-snapshot-000000.pkl' not in os.listdir(run_dir)
     assert not [name for name in os.listdir(run_dir) if '.tmp' in name]
+
+
+@pytest.mark.slow
+def test_two_process_resume_mismatch_prints_the_message_and_leaves_no_run_dir(data32, snapshot16, tmp_path):
+    result = CliRunner().invoke(train.main, ['--outdir', str(tmp_path / 'runs'), '--data', data32, *SMALL,
+                                             '--gpus=2', '--resume', snapshot16])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), (result.output, result.exception)
+    assert not (tmp_path / 'runs').exists()
