@@ -175,16 +175,20 @@ def kill_point(workdir, data, reference, index, delay=None, pause=None):
     run_dir = os.path.join(workdir, f'kill{index:02d}')
     os.makedirs(run_dir)
     child = _start_child(data, run_dir, pause)
-    killed = False
-    if _wait_for_line(child, 'KILL-DRILL-READY', timeout=120):
-        if pause is not None:
-            killed = _wait_for_line(child, PAUSE_MARKER, timeout=120)
+    try:
+        if pause is not None:  # reals.png and fakes_init.png are written before the first iteration.
+            killed = _wait_for_line(child, PAUSE_MARKER, timeout=180)
         else:
+            killed = _wait_for_line(child, 'KILL-DRILL-READY', timeout=180)
             time.sleep(delay)
-            killed = child.poll() is None
+            killed = killed and child.poll() is None
         if killed:
             child.send_signal(signal.SIGKILL)
-    child.wait()
+        child.wait(timeout=300)
+    finally:
+        if child.poll() is None:  # The drill itself failed or was interrupted: leave no process behind.
+            child.kill()
+            child.wait()
     left = temp_files(run_dir)
     check_complete_files(run_dir)
     snapshot = latest_snapshot(run_dir)
@@ -201,7 +205,20 @@ def kill_point(workdir, data, reference, index, delay=None, pause=None):
 
 
 def kill_points(workdir, data, num_kills, seed, log=print):
-    """The reference run, then num_kills kill points: a third inside snapshot/image writes, the rest at random."""
+    """The reference run, then num_kills kill points: a third inside snapshot/image writes, the rest at random.
+
+    Runs in this process use one thread, as the killed children do: CPU results are bit-exact only for the same
+    number of threads (the order of float sums in a matmul depends on it)."""
+    import torch
+    num_threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _kill_points(workdir, data, num_kills, seed, log)
+    finally:
+        torch.set_num_threads(num_threads)
+
+
+def _kill_points(workdir, data, num_kills, seed, log):
     from training_helpers import run_quietly
     ref_dir = os.path.join(workdir, 'reference')
     start = time.time()
