@@ -97,7 +97,9 @@ def test_outdir_that_is_a_file_is_refused_before_anything_starts(data32, tmp_pat
 
 
 
-def test_a_full_disk_at_a_snapshot_names_the_file(tmp_path, monkeypatch):
+def test_a_full_disk_while_writing_run_files_names_the_file(tmp_path, monkeypatch):
+    # The first image of the run (reals.png) hits a full disk: the same path as any snapshot or image write, reached
+    # before the first (slow) training iteration.
     import errno
 
     import click
@@ -110,19 +112,18 @@ def test_a_full_disk_at_a_snapshot_names_the_file(tmp_path, monkeypatch):
     def full_disk(f):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    def full_disk_for_snapshots(path, write_fn, mode='wb'):
-        return real_write(path, full_disk if path.endswith('.pkl') else write_fn, mode)
+    def full_disk_for_images(path, write_fn, mode='wb'):
+        return real_write(path, full_disk if path.endswith('.png') else write_fn, mode)
 
-    monkeypatch.setattr(training_loop, 'write_file_atomic', full_disk_for_snapshots)
+    monkeypatch.setattr(training_loop, 'write_file_atomic', full_disk_for_images)
     options = tiny_options(data, tmp_path / 'unused', total_ticks=1, network_snapshot_ticks=1)
     options.pop('run_dir')
     options['run_desc'] = 'tiny'
     with pytest.raises(click.ClickException) as info:
         train.launch_or_explain(options, str(tmp_path / 'runs'))
     run_dir = tmp_path / 'runs' / '00000-tiny'
-    assert info.value.message.startswith(f'cannot write {run_dir / "network-snapshot-000000.pkl"}: '
-                                         f'{os.strerror(errno.ENOSPC)}')
-    assert 'network-snapshot-000000.pkl' not in os.listdir(run_dir)
+    assert info.value.message.startswith(f'cannot write {run_dir / "reals.png"}: {os.strerror(errno.ENOSPC)}')
+    assert 'reals.png' not in os.listdir(run_dir)
     assert not [name for name in os.listdir(run_dir) if '.tmp' in name]
 
 
