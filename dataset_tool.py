@@ -17,7 +17,8 @@ Output (--dest): a .zip (stored, no compression) or a folder, holding PNGs (comp
 uint8) may have any channel count and are written as .npy when C is not 1, 3 or 4. All must end up the same size
 and channel count, with power-of-two sides: square, or non-square such as --resolution=512x256. Output appears
 only when everything succeeded: a bad image stops the tool (exit code 1) with a message naming the file, and
-nothing is written.
+nothing is written. An existing --dest is replaced only with --force. Entries of a source folder that are not
+regular files (FIFOs, sockets, devices) are skipped with a message.
 """
 
 import io
@@ -27,7 +28,6 @@ import math
 import os
 import shutil
 import sys
-import tempfile
 import zipfile
 
 import click
@@ -35,6 +35,7 @@ import numpy as np
 import PIL.Image
 from tqdm import tqdm
 
+import dnnlib
 from training import dataset_sources
 
 #----------------------------------------------------------------------------
@@ -200,53 +201,73 @@ def check_same_as_first(array, name, first_array, first_name):
                                'one mode first')
 
 #----------------------------------------------------------------------------
-# Writers: everything goes to a temporary file/folder beside --dest, renamed into place only on success.
-
-
-def _current_umask():
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
+# Writers: everything goes to a temporary file/folder beside --dest (`<dest>.tmp<pid>`), renamed into place only on
+# success; on any failure the temporary output is deleted, and a later run deletes those of killed processes.
 
 
 class _OutputWriter:
     """Context manager: `write(name, data)` while open; commits on normal exit, deletes everything on error."""
 
-    def __init__(self, dest):
+    def __init__(self, dest, force=False):
         self.dest = dest
+        self.force = force
         parent = os.path.dirname(os.path.abspath(dest))
         self._created_dirs = []
         while not os.path.isdir(parent):       # Remember the folders we create, to remove them on failure.
+            if os.path.lexists(parent):
+                raise DatasetToolError(f'--dest={dest}: {parent} is a file, not a folder')
             self._created_dirs.append(parent)
             parent = os.path.dirname(parent)
-        for folder in reversed(self._created_dirs):
-            os.mkdir(folder)
-        self._parent = os.path.dirname(os.path.abspath(dest))
-        self._prefix = f'.{os.path.basename(os.path.abspath(dest))}.'
+        try:
+            for folder in reversed(self._created_dirs):
+                os.mkdir(folder)
+        except OSError:
+            self._remove_created_dirs()
+            raise
+        dnnlib.util.remove_stale_temp_files(os.path.dirname(os.path.abspath(dest)),
+                                            target=os.path.basename(os.path.abspath(dest)))
+        self._tmp_path = dnnlib.util.temp_path_for(os.path.abspath(dest))
 
     def __enter__(self):
         return self
 
     def __exit__(self, exc_type, exc_value, traceback):
         if exc_type is None:
-            self._commit()
-        else:
-            self._abort()
-            for folder in self._created_dirs:
-                try:
-                    os.rmdir(folder)
-                except OSError:
-                    pass
+            try:
+                self._commit()
+                return False
+            except BaseException:
+                self._abort()
+                raise
+        self._abort()
         return False
+
+    def _remove_created_dirs(self):
+        for folder in self._created_dirs:
+            try:
+                os.rmdir(folder)
+            except OSError:
+                pass
+
+    def _abort(self):
+        """Delete the temporary output (even when closing it fails again, e.g. on a full disk)."""
+        try:
+            self._close()
+        except Exception:  # noqa: BLE001 (the original error is the one to report)
+            pass
+        finally:
+            if os.path.isdir(self._tmp_path):
+                shutil.rmtree(self._tmp_path, ignore_errors=True)
+            elif os.path.lexists(self._tmp_path):
+                os.remove(self._tmp_path)
+            self._remove_created_dirs()
 
 
 class ZipWriter(_OutputWriter):
     """Writes a stored (uncompressed) zip with fixed timestamps, so equal inputs give equal bytes."""
 
-    def __init__(self, dest):
-        super().__init__(dest)
-        handle, self._tmp_path = tempfile.mkstemp(dir=self._parent, prefix=self._prefix, suffix='.tmp')
-        os.close(handle)
+    def __init__(self, dest, force=False):
+        super().__init__(dest, force)
         self._zip = zipfile.ZipFile(self._tmp_path, 'w', compression=zipfile.ZIP_STORED)
 
     def write(self, name, data):
@@ -254,22 +275,20 @@ class ZipWriter(_OutputWriter):
         info.external_attr = 0o644 << 16
         self._zip.writestr(info, data, compress_type=zipfile.ZIP_STORED)
 
+    def _close(self):
+        self._zip.close()
+
     def _commit(self):
         self._zip.close()
-        os.chmod(self._tmp_path, 0o666 & ~_current_umask())  # mkstemp makes 0600 files.
-        os.replace(self._tmp_path, self.dest)
-
-    def _abort(self):
-        self._zip.close()
-        os.remove(self._tmp_path)
+        os.replace(self._tmp_path, self.dest)  # Replaces an existing --dest only with --force (open_writer).
 
 
 class FolderWriter(_OutputWriter):
-    """Writes a folder tree; --dest must not exist or be an empty folder."""
+    """Writes a folder tree; --dest must not exist or be an empty folder (or, with --force, an earlier output)."""
 
-    def __init__(self, dest):
-        super().__init__(dest)
-        self._tmp_path = tempfile.mkdtemp(dir=self._parent, prefix=self._prefix, suffix='.tmp')
+    def __init__(self, dest, force=False):
+        super().__init__(dest, force)
+        os.mkdir(self._tmp_path)
 
     def write(self, name, data):
         path = os.path.join(self._tmp_path, name)
@@ -277,27 +296,40 @@ class FolderWriter(_OutputWriter):
         with open(path, 'wb') as file:
             file.write(data)
 
+    def _close(self):
+        pass
+
     def _commit(self):
-        os.chmod(self._tmp_path, 0o777 & ~_current_umask())  # mkdtemp makes 0700 folders.
+        if os.path.isdir(self.dest) and os.listdir(self.dest):  # --force: an earlier output, set aside then deleted.
+            old = dnnlib.util.temp_path_for(os.path.abspath(self.dest), '.old')
+            os.rename(self.dest, old)
+            os.rename(self._tmp_path, self.dest)
+            shutil.rmtree(old, ignore_errors=True)
+            return
         if os.path.isdir(self.dest):
             os.rmdir(self.dest)  # Checked empty before we started.
         os.rename(self._tmp_path, self.dest)
 
-    def _abort(self):
-        shutil.rmtree(self._tmp_path, ignore_errors=True)
 
-
-def open_writer(dest):
-    """ZipWriter for a .zip --dest, FolderWriter otherwise; refuses to overwrite a non-empty folder."""
+def open_writer(dest, force=False):
+    """ZipWriter for a .zip --dest, FolderWriter otherwise. An existing --dest is replaced only with --force, and
+    a non-empty folder only when it holds an earlier output (its dataset.json)."""
     if dest.lower().endswith('.zip'):
         if os.path.isdir(dest):
             raise DatasetToolError(f'--dest={dest} is a folder; give a .zip file name or a folder name')
-        return ZipWriter(dest)
+        if os.path.lexists(dest) and not force:
+            raise DatasetToolError(f'--dest={dest} already exists; add --force to replace it, or give a new name')
+        return ZipWriter(dest, force)
     if os.path.exists(dest) and not os.path.isdir(dest):
         raise DatasetToolError(f'--dest={dest} is a file; give a .zip name or a new/empty folder')
     if os.path.isdir(dest) and os.listdir(dest):
-        raise DatasetToolError(f'--dest={dest} is a folder that is not empty; give a new or empty folder')
-    return FolderWriter(dest)
+        if not force:
+            raise DatasetToolError(f'--dest={dest} is a folder that is not empty; give a new or empty folder '
+                                   '(or --force to replace an earlier output of this tool)')
+        if not os.path.isfile(os.path.join(dest, 'dataset.json')):
+            raise DatasetToolError(f'--dest={dest} is a folder that is not empty and holds no dataset.json; '
+                                   '--force replaces only an earlier output of this tool')
+    return FolderWriter(dest, force)
 
 #----------------------------------------------------------------------------
 
@@ -388,7 +420,8 @@ Examples:
 @click.option('--rgba', type=click.Choice(['error', 'keep', 'drop-alpha', 'white']), default='error',
               show_default=True, help='Images with transparency: stop with an error, keep RGBA (4 channels), drop '
               'the alpha channel, or composite on white.')
-def main(source, dest, max_images, transform, resolution, rgba):
+@click.option('--force', is_flag=True, help='Replace an existing --dest (a .zip, or a folder this tool wrote).')
+def main(source, dest, max_images, transform, resolution, rgba, force):
     """Convert --source into a training dataset at --dest (see the module docstring)."""
     check_options(transform, resolution)
     try:
@@ -396,13 +429,17 @@ def main(source, dest, max_images, transform, resolution, rgba):
                                              builtin_resolution=resolution[0] if resolution else 32)
     except dataset_sources.SourceError as error:
         raise DatasetToolError(str(error)) from error
+    for path, reason in opened.skipped:
+        click.echo(f'dataset_tool: skipping {path}: {reason}', err=True)
     num_images = opened.num_items if max_images is None else min(opened.num_items, max_images)
     try:
-        with open_writer(dest) as writer:
+        with open_writer(dest, force) as writer:
             labels, first_array = convert(opened, writer, num_images, make_transform(transform, resolution), rgba)
             writer.write('dataset.json', json.dumps({'labels': labels}).encode('utf-8'))
     except dataset_sources.SourceError as error:
         raise DatasetToolError(str(error)) from error
+    except OSError as error:  # A read-only folder, --dest under a file, a full disk.
+        raise DatasetToolError(f'cannot write {error.filename or dest}: {error.strerror or error}') from error
     height, width, channels = first_array.shape
     click.echo(f'Wrote {num_images} images ({width}x{height} {channel_name(channels)}, '
                f'{"labelled" if labels else "no labels"}) from {opened.description} to {dest}')

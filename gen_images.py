@@ -13,6 +13,7 @@ import numpy as np
 import PIL.Image
 import torch
 
+import dnnlib
 import legacy
 from dnnlib import cli
 from torch_utils import threads
@@ -48,9 +49,46 @@ def class_vector(G, class_idx, device):
     label[:, class_idx] = 1
     return label
 
+MAX_LATENT_DIM = 1 << 16      # z_dim / w_dim / c_dim above this are not networks we know how to run.
+MAX_RESOLUTION = 1 << 14      # Output side in pixels.
+
+
+def check_generator(G, network_pkl):
+    """Fail with a message (click.BadParameter on --network) when G is not a generator we can run: a wrong kind
+    of network (e.g. a Discriminator stored as G_ema) or dimensions far outside any real network."""
+    def refuse(reason):
+        raise click.BadParameter(f'{network_pkl}: G_ema {reason}', param_hint='--network')
+    if not isinstance(G, torch.nn.Module):
+        refuse(f'is a {type(G).__name__}, not a network')
+    missing = [name for name in ('z_dim', 'c_dim', 'w_dim', 'img_resolution', 'img_channels', 'mapping', 'synthesis')
+               if not hasattr(G, name)]
+    if missing:
+        refuse(f'is a {type(G).__name__} without {", ".join(missing)}: not a generator (is it a '
+               'discriminator or another network saved under that key?)')
+    for name, low, high in [('z_dim', 1, MAX_LATENT_DIM), ('c_dim', 0, MAX_LATENT_DIM),
+                            ('w_dim', 1, MAX_LATENT_DIM), ('img_resolution', 1, MAX_RESOLUTION),
+                            ('img_channels', 1, 16)]:
+        value = getattr(G, name)
+        if type(value) is not int or not low <= value <= high:
+            refuse(f'has {name}={value!r}, outside {low}..{high}; the file is damaged or not a StyleGAN generator')
+
+
+def run_generator(G, network_pkl, fn):
+    """fn() with the errors a loadable but inconsistent network raises (wrong-shape weights, ...) turned into a
+    message naming the pickle."""
+    try:
+        return fn()
+    except (RuntimeError, ValueError, TypeError, IndexError, AttributeError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise click.ClickException(f'{network_pkl}: G_ema cannot run ({type(err).__name__}: {first_line}); the '
+                                   'pickle holds weights that do not fit its network (damaged or edited file)') from err
+
+
 def load_generator(network_pkl, device, allow_exec=False):
-    """Load G_ema from a pickle path or URL through the safe loader and move it to device."""
-    import dnnlib
+    """Load G_ema from a pickle path or URL through the safe loader, check it, and move it to device."""
+    kind = cli.describe_non_pickle(network_pkl) if os.path.isfile(network_pkl) else None
+    if kind is not None:
+        raise click.BadParameter(f'{network_pkl} is {kind}', param_hint='--network')
     try:
         with dnnlib.util.open_url(network_pkl) as f:
             G = legacy.load_network_pkl(f, allow_exec=allow_exec)['G_ema']
@@ -58,7 +96,20 @@ def load_generator(network_pkl, device, allow_exec=False):
         raise click.BadParameter(f'cannot load {network_pkl}: {e}', param_hint='--network')
     except KeyError:
         raise click.BadParameter(f'{network_pkl} holds no G_ema network', param_hint='--network')
+    if G is None:
+        raise click.BadParameter(f'{network_pkl} holds no G_ema network (it is None)', param_hint='--network')
+    check_generator(G, network_pkl)
     return G.eval().requires_grad_(False).to(device)
+
+
+def prepare_outdir(outdir):
+    """Create --outdir (and its parents) and remove temporary files that killed runs left there."""
+    try:
+        os.makedirs(outdir, exist_ok=True)
+    except OSError as err:
+        raise click.BadParameter(f'cannot create the folder {outdir}: {err.strerror} (is it, or a folder above it, '
+                                 'a file? is it read-only?)', param_hint='--outdir') from err
+    dnnlib.util.remove_stale_temp_files(outdir)
 
 def to_uint8_hwc(img):
     """[N, C, H, W] float in [-1, 1] -> [N, H, W, C] uint8 numpy (round-to-nearest, as the official tools)."""
@@ -67,9 +118,7 @@ def to_uint8_hwc(img):
 def save_png(array_hwc, path):
     """Write an HWC uint8 array as PNG atomically (grayscale when C == 1)."""
     image = PIL.Image.fromarray(array_hwc[:, :, 0] if array_hwc.shape[2] == 1 else array_hwc)
-    tmp = f'{path}.tmp{os.getpid()}.png'
-    image.save(tmp)
-    os.replace(tmp, path)
+    dnnlib.util.write_file_atomic(path, lambda f: image.save(f, format='PNG'))
 
 def save_image(array_hwc, path_stem):
     """Write an HWC uint8 image as path_stem + '.png' (1, 3 or 4 channels: grayscale, RGB, RGBA) or, for other
@@ -77,9 +126,8 @@ def save_image(array_hwc, path_stem):
     if array_hwc.shape[2] in (1, 3, 4):
         save_png(array_hwc, path_stem + '.png')
         return path_stem + '.png'
-    tmp = f'{path_stem}.tmp{os.getpid()}.npy'
-    np.save(tmp, np.ascontiguousarray(array_hwc), allow_pickle=False)
-    os.replace(tmp, path_stem + '.npy')
+    dnnlib.util.write_file_atomic(path_stem + '.npy',
+                                  lambda f: np.save(f, np.ascontiguousarray(array_hwc), allow_pickle=False))
     return path_stem + '.npy'
 
 #----------------------------------------------------------------------------
@@ -98,9 +146,9 @@ Examples:
 
 @click.command(epilog=EXAMPLES)
 @click.option('--network', 'network_pkl', help='Network pickle filename or URL', required=True, metavar='PATH|URL')
-@click.option('--seeds', type=cli.parse_range, help="List of random seeds, e.g. '0,1,4-6'", required=True,
+@click.option('--seeds', type=cli.parse_seeds, help="List of random seeds (0..2^32-1), e.g. '0,1,4-6'", required=True,
               metavar='RANGE')
-@click.option('--trunc', 'truncation_psi', type=float, help='Truncation psi', default=1, show_default=True,
+@click.option('--trunc', 'truncation_psi', type=cli.parse_finite_float, help='Truncation psi', default=1, show_default=True,
               metavar='PSI')
 @click.option('--class', 'class_idx', type=int, help='Class label (required for conditional networks)', metavar='INT')
 @click.option('--noise-mode', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True)
@@ -122,7 +170,7 @@ def main(network_pkl, seeds, truncation_psi, class_idx, noise_mode, translate, r
     threads.set_threads(num_threads)
     click.echo(f'Loading networks from "{network_pkl}" on {device}...')
     G = load_generator(network_pkl, device, allow_exec=allow_exec)
-    os.makedirs(outdir, exist_ok=True)
+    prepare_outdir(outdir)
     label = class_vector(G, class_idx, device)
     if translate != (0, 0) or rotate != 0:
         set_output_transform(G, translate, rotate)
@@ -130,8 +178,13 @@ def main(network_pkl, seeds, truncation_psi, class_idx, noise_mode, translate, r
     for seed in tqdm(seeds, desc='Generating', unit='img', disable=len(seeds) < 2):
         z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).to(device=device, dtype=torch.float32)
         with torch.no_grad():
-            img = G(z, label, truncation_psi=truncation_psi, noise_mode=noise_mode)
-        save_image(to_uint8_hwc(img)[0], os.path.join(outdir, f'seed{seed:04d}'))
+            img = run_generator(G, network_pkl,
+                                lambda: G(z, label, truncation_psi=truncation_psi, noise_mode=noise_mode))
+        path_stem = os.path.join(outdir, f'seed{seed:04d}')
+        try:
+            save_image(to_uint8_hwc(img)[0], path_stem)
+        except OSError as err:
+            raise click.ClickException(f'cannot write {err.filename or path_stem}: {err.strerror or err}') from err
     click.echo(f'Wrote {len(seeds)} image(s) to {outdir}')
 
 #----------------------------------------------------------------------------

@@ -25,9 +25,10 @@ import numpy as np
 import scipy.interpolate
 import torch
 
+import dnnlib
 from dnnlib import cli
 from torch_utils import threads
-from gen_images import class_vector, load_generator, save_png, to_uint8_hwc
+from gen_images import class_vector, load_generator, run_generator, save_png, to_uint8_hwc
 
 VIDEO_FPS = 60
 VIDEO_CRF = 10  # libx264 constant rate factor: 0 lossless .. 51 worst; 10 is visually lossless for GAN output
@@ -143,28 +144,24 @@ def to_rgb_frame(frame):
 def write_mp4(frames, path, fps=VIDEO_FPS):
     """Encode uint8 HWC frames (an iterable) as an H.264 mp4 at `fps`; the file appears only when complete."""
     import imageio
-    folder, name = os.path.split(os.path.abspath(path))
-    tmp_path = os.path.join(folder, f'.{os.path.splitext(name)[0]}.tmp-{os.getpid()}{os.path.splitext(name)[1]}')
-    writer = imageio.get_writer(tmp_path, format='FFMPEG', mode='I', fps=fps, codec='libx264', quality=None,
-                                output_params=['-crf', str(VIDEO_CRF)], macro_block_size=2, ffmpeg_log_level='error')
-    try:
-        count = 0
-        for frame in frames:
-            writer.append_data(to_rgb_frame(frame))
-            count += 1
-        writer.close()
-        os.replace(tmp_path, path)
-    finally:
-        writer.close()
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
+    with dnnlib.util.atomic_output_path(path, suffix=os.path.splitext(path)[1]) as tmp_path:
+        writer = imageio.get_writer(tmp_path, format='FFMPEG', mode='I', fps=fps, codec='libx264', quality=None,
+                                    output_params=['-crf', str(VIDEO_CRF)], macro_block_size=2,
+                                    ffmpeg_log_level='error')
+        try:
+            count = 0
+            for frame in frames:
+                writer.append_data(to_rgb_frame(frame))
+                count += 1
+        finally:
+            writer.close()
     return count
 
 
 def write_png_frames(frames, out_dir):
     """Write frames as out_dir/frame000000.png, ...; out_dir must not exist or be empty; it appears complete."""
     out_dir = os.path.abspath(out_dir.rstrip('/' + os.sep) or out_dir)
-    tmp_dir = f'{out_dir}.tmp-{os.getpid()}'
+    tmp_dir = dnnlib.util.temp_path_for(out_dir)
     os.makedirs(tmp_dir)
     try:
         count = 0
@@ -181,24 +178,48 @@ def write_png_frames(frames, out_dir):
     return count
 
 
+def _check_parent_folder(path):
+    """The folder that will hold `path` must exist and be a writable folder (fail before rendering); temporary
+    outputs for `path` that killed runs left there are removed."""
+    target = os.path.abspath(path.rstrip('/' + os.sep) or path)
+    parent = os.path.dirname(target)
+    if not os.path.isdir(parent):
+        what = 'is a file' if os.path.exists(parent) else 'does not exist'
+        raise click.BadParameter(f'{path}: the folder {parent} {what}; create it first or give another path',
+                                 param_hint='--output')
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise click.BadParameter(f'{path}: the folder {parent} is not writable', param_hint='--output')
+    dnnlib.util.remove_stale_temp_files(parent, target=os.path.basename(target))
+
+
 def check_output(output):
-    """Fail before any rendering when `output` cannot be written (names the fix). Returns 'frames' or 'mp4'."""
-    if wants_frame_dir(output):
-        out_dir = output.rstrip('/' + os.sep) or output
-        if os.path.isdir(out_dir) and os.listdir(out_dir):
-            raise click.BadParameter(f'{output} already exists and is not empty; give a new or empty directory '
-                                     'for the PNG frames', param_hint='--output')
-        return 'frames'
-    if not os.path.splitext(output)[1]:
-        raise click.BadParameter(f'{output} has no file extension: give a video file such as out.mp4, or a directory '
-                                 'with a trailing slash (out/) for PNG frames', param_hint='--output')
-    try:
-        find_ffmpeg()
-    except RuntimeError as err:
-        raise click.ClickException(f'cannot write {output}: no ffmpeg for imageio: {err}. Install it with '
-                                   '`pip install imageio-ffmpeg`, or write PNG frames instead with '
-                                   f'--output={os.path.splitext(output)[0]}/ (a trailing slash)') from err
-    return 'mp4'
+    """Fail before any rendering when `output` cannot be written (names the fix).
+
+    Returns (mode, path, note): mode 'frames' or 'mp4'; path is `output`, or `<output without extension>/` when
+    an mp4 was asked for but there is no ffmpeg, in which case `note` says so (None otherwise)."""
+    note = None
+    if not wants_frame_dir(output):
+        if not os.path.splitext(output)[1]:
+            raise click.BadParameter(f'{output} has no file extension: give a video file such as out.mp4, or a '
+                                     'directory with a trailing slash (out/) for PNG frames', param_hint='--output')
+        try:
+            find_ffmpeg()
+            _check_parent_folder(output)
+            return 'mp4', output, None
+        except RuntimeError as err:
+            frames_dir = os.path.splitext(output)[0] + os.sep
+            note = (f'No ffmpeg for imageio ({err}): writing PNG frames to {frames_dir} instead of {output} '
+                    '(`pip install imageio-ffmpeg` for mp4 files)')
+            output = frames_dir
+    out_dir = output.rstrip('/' + os.sep) or output
+    _check_parent_folder(out_dir)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise click.BadParameter(f'{out_dir} is a file; give a new or empty directory for the PNG frames',
+                                 param_hint='--output')
+    if os.path.isdir(out_dir) and os.listdir(out_dir):
+        raise click.BadParameter(f'{output} already exists and is not empty; give a new or empty directory '
+                                 'for the PNG frames', param_hint='--output')
+    return 'frames', output, note
 
 #----------------------------------------------------------------------------
 
@@ -217,11 +238,12 @@ def generate_video(G, output, seeds, grid=(1, 1), num_keyframes=None, w_frames=1
     """Render the looping video of `seeds` with generator G to `output` (.mp4 file or directory/ of PNG frames).
 
     grid: (columns, rows); w_frames: frames per keyframe; label: [1, c_dim] tensor or None (unconditional).
-    Returns the number of frames written (num_keyframes * w_frames). Raises ValueError for seeds that do not
-    fill the grid and click errors for an unusable output.
+    Returns the number of frames written (num_keyframes * w_frames). Without ffmpeg an mp4 `output` becomes PNG
+    frames in `<output without extension>/` (see check_output). Raises ValueError for seeds that do not fill the
+    grid and click errors for an unusable output.
     """
     from tqdm import tqdm
-    mode = check_output(output)
+    mode, output, _note = check_output(output)
     grid_w, grid_h = grid
     seed_grid = layout_seeds(seeds, grid_w, grid_h, num_keyframes=num_keyframes, shuffle_seed=shuffle_seed)
     label = torch.zeros([1, G.c_dim]) if label is None else label
@@ -244,7 +266,7 @@ Examples:
 
 @click.command(epilog=EXAMPLES)
 @click.option('--network', 'network_pkl', help='Network pickle filename or URL', required=True, metavar='PATH|URL')
-@click.option('--seeds', type=cli.parse_range, help="Keyframe seeds, e.g. '0-11'", required=True, metavar='RANGE')
+@click.option('--seeds', type=cli.parse_seeds, help="Keyframe seeds (0..2^32-1), e.g. '0-11'", required=True, metavar='RANGE')
 @click.option('--shuffle-seed', type=int, help='Shuffle the seeds with this random seed (default: keep order)',
               metavar='INT')
 @click.option('--grid', type=parse_grid, default='1x1', show_default=True, help='Grid of videos, columns x rows',
@@ -253,7 +275,7 @@ Examples:
               help='Keyframes per cell (default: number of seeds / cells; seeds repeat to fill)', metavar='INT')
 @click.option('--w-frames', type=click.IntRange(min=1), default=120, show_default=True, help='Frames per keyframe',
               metavar='INT')
-@click.option('--trunc', 'truncation_psi', type=float, default=1, show_default=True, help='Truncation psi',
+@click.option('--trunc', 'truncation_psi', type=cli.parse_finite_float, default=1, show_default=True, help='Truncation psi',
               metavar='PSI')
 @click.option('--class', 'class_idx', type=int, help='Class label (required for conditional networks)', metavar='INT')
 @click.option('--noise-mode', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True)
@@ -276,7 +298,9 @@ def main(network_pkl, seeds, shuffle_seed, grid, num_keyframes, w_frames, trunca
     K = len(seeds) / (W * H) and the number of seeds must be a multiple of W * H; with --num-keyframes=K the
     seeds repeat cyclically to fill the K * W * H keyframes.
     """
-    check_output(output)  # fail fast, before loading the network
+    _mode, output, note = check_output(output)  # fail fast, before loading the network
+    if note is not None:
+        click.echo(note, err=True)
     try:
         seed_grid = layout_seeds(seeds, *grid, num_keyframes=num_keyframes, shuffle_seed=shuffle_seed)
     except ValueError as err:
@@ -289,9 +313,13 @@ def main(network_pkl, seeds, shuffle_seed, grid, num_keyframes, w_frames, trunca
     click.echo(f'Loading networks from "{network_pkl}" on {device}...')
     G = load_generator(network_pkl, device, allow_exec=allow_exec)
     label = class_vector(G, class_idx, device)
-    count = generate_video(G, output, seeds, grid=grid, num_keyframes=num_keyframes, w_frames=w_frames,
-                           shuffle_seed=shuffle_seed, truncation_psi=truncation_psi, label=label,
-                           noise_mode=noise_mode, batch_size=batch_size, device=device, progress=True)
+    try:
+        count = run_generator(G, network_pkl, lambda: generate_video(
+            G, output, seeds, grid=grid, num_keyframes=num_keyframes, w_frames=w_frames, shuffle_seed=shuffle_seed,
+            truncation_psi=truncation_psi, label=label, noise_mode=noise_mode, batch_size=batch_size,
+            device=device, progress=True))
+    except OSError as err:
+        raise click.ClickException(f'cannot write {err.filename or output}: {err.strerror or err}') from err
     click.echo(f'Wrote {count} frames to {output}')
 
 #----------------------------------------------------------------------------

@@ -13,12 +13,18 @@ import importlib.util
 import json
 import os
 import re
+import shutil
+import signal
+import sys
 import tempfile
+import threading
 import time
+import zipfile
 
 import click
 
 import dnnlib
+from dnnlib import cli
 from training import training_loop
 
 _IMPORT_TIME = time.time()  # Fallback for process_start_time().
@@ -217,6 +223,9 @@ def describe_dataset(data, cond=False):
                     aspect=dataset.aspect)
         if cond:
             info['has_labels'] = dataset_module.ImageFolderDataset(path=data, use_labels=True).has_labels
+    except zipfile.BadZipFile as err:
+        raise UsageError(f'--data={data}: {data} is not a readable zip archive ({err}); make the dataset with '
+                         'dataset_tool.py') from err
     except (IOError, OSError, ValueError) as err:
         raise UsageError(f'--data={data}: {err}') from err
     return info
@@ -235,6 +244,25 @@ def check_modules_exist(options):
             metric_main.check_metrics_available(options['metrics'])
         except metric_utils.DetectorUnavailableError as err:
             raise UsageError(f'--metrics={",".join(options["metrics"])}: {err}') from err
+
+
+def check_outdir(outdir):
+    """--outdir must be a folder, or a path where one can be made (fails before anything is created)."""
+    path = os.path.abspath(outdir)
+    while not os.path.exists(path):
+        path = os.path.dirname(path)
+    if not os.path.isdir(path):
+        raise UsageError(f'--outdir={outdir}: {path} is a file, not a folder; give a folder for the run directories')
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise UsageError(f'--outdir={outdir}: cannot create run directories in {path} (not writable)')
+
+
+def check_resume_file(resume_pkl):
+    """A --resume file that is plainly not a snapshot (text, empty, a zip such as a torch.save() file) fails
+    before anything is created; deeper problems (truncated, mismatched) are found when the run loads it."""
+    kind = cli.describe_non_pickle(resume_pkl) if os.path.isfile(resume_pkl) else None
+    if kind is not None:
+        raise UsageError(f'--resume={resume_pkl} is {kind}')
 
 
 def metrics_available():
@@ -268,8 +296,54 @@ def make_run_dir(outdir, desc):
         except FileExistsError:
             continue
 
+def remove_failed_run_dir(run_dir):
+    """Delete a run directory whose run failed while starting (it holds no snapshot, only the options and log);
+    a run directory with snapshots is kept. Returns True if it was removed."""
+    if run_dir is None or not os.path.isdir(run_dir):
+        return False
+    if any(name.startswith('network-snapshot-') for name in os.listdir(run_dir)):
+        return False
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return True
+
+def _remove_failed_run(run_dir, outdir, outdir_existed):
+    """remove_failed_run_dir(), and --outdir too when this run created it and it is left empty."""
+    if remove_failed_run_dir(run_dir) and not outdir_existed:
+        try:
+            os.rmdir(outdir)
+        except OSError:
+            pass  # Not empty (another run started meanwhile) or already gone.
+
 #----------------------------------------------------------------------------
 # Processes: one per GPU (or CPU worker), spawned here or started by torchrun.
+
+SETUP_ERROR_EXIT_CODE = 3           # A spawned process that stopped on a training_loop.SetupError (message printed).
+PARENT_POLL_SEC = 1.0               # How often spawned processes check that the launcher still runs.
+
+
+def _watch_launcher(launcher_pid, rendezvous_dir, rank):
+    """In a spawned process: when the launcher is gone (kill -9 leaves its children running, reparented), say so,
+    remove the rendezvous folder, and end this process. A daemon thread polls the parent id, which works even
+    while the main thread is blocked in a collective or the rendezvous; torch's spawn also sends SIGINT when the
+    parent dies, which is handled the same way so that the folder is removed whichever comes first."""
+    def stop():
+        sys.stderr.write(f'train.py rank {rank}: the launcher process {launcher_pid} is gone; stopping.\n')
+        sys.stderr.flush()
+        if rendezvous_dir is not None:
+            shutil.rmtree(rendezvous_dir, ignore_errors=True)
+        os._exit(1)  # Other threads may be blocked in a collective; nothing else can end them.
+
+    def watch():
+        while os.getppid() == launcher_pid:
+            time.sleep(PARENT_POLL_SEC)
+        stop()
+
+    def on_sigint(signum, frame):
+        if os.getppid() != launcher_pid:
+            stop()
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGINT, on_sigint)
+    threading.Thread(target=watch, name='launcher-watch', daemon=True).start()
 
 def _launched_by_torchrun():
     return 'TORCHELASTIC_RUN_ID' in os.environ or ('RANK' in os.environ and 'WORLD_SIZE' in os.environ)
@@ -279,8 +353,23 @@ def _process_device(options, local_rank):
     return f'cuda:{local_rank}' if options['device'] == 'cuda' else options['device']
 
 
-def subprocess_fn(rank, options, init_method, local_rank=None):
-    """One training process: join the process group (if several), tee rank 0's output to log.txt, train."""
+def subprocess_fn(rank, options, init_method, local_rank=None, launcher_pid=None, rendezvous_dir=None):
+    """One training process: join the process group (if several), tee rank 0's output to log.txt, train.
+
+    launcher_pid: set in processes spawned by launch_training(): they watch it and stop when it is gone, and
+    report a training_loop.SetupError by printing it and exiting with SETUP_ERROR_EXIT_CODE."""
+    if launcher_pid is not None:
+        _watch_launcher(launcher_pid, rendezvous_dir, rank)
+        try:
+            return _train_process(rank, options, init_method, local_rank)
+        except training_loop.SetupError as err:
+            sys.stderr.write(f'Error: {cli.without_allow_exec_hint(str(err))}\n')
+            sys.stderr.flush()
+            sys.exit(SETUP_ERROR_EXIT_CODE)
+    return _train_process(rank, options, init_method, local_rank)
+
+
+def _train_process(rank, options, init_method, local_rank=None):
     import torch
     from torch_utils import training_stats
     num_gpus = options['num_gpus']
@@ -318,19 +407,30 @@ def launch_training(options, outdir, dry_run=False, run_start_time=None):
     import torch
     if _launched_by_torchrun():
         return _launch_under_torchrun(options, outdir, dry_run, run_start_time)
-    if not dry_run:
-        options['run_dir'] = make_run_dir(outdir, options['run_desc'])
-    _print_summary(options, outdir, dry_run)
     if dry_run:
+        _print_summary(options, outdir, dry_run)
         return None
-    _write_options(options)
-    if run_start_time is not None:
-        options = dict(options, run_start_time=run_start_time)  # Not an option: kept out of training_options.json.
-    if options['num_gpus'] == 1:
-        return subprocess_fn(0, options, init_method=None)
-    with tempfile.TemporaryDirectory() as temp_dir:
-        init_method = f'file://{os.path.abspath(os.path.join(temp_dir, ".torch_distributed_init"))}'
-        torch.multiprocessing.spawn(fn=subprocess_fn, args=(options, init_method), nprocs=options['num_gpus'])
+    outdir_existed = os.path.isdir(outdir)
+    options['run_dir'] = make_run_dir(outdir, options['run_desc'])
+    try:
+        _print_summary(options, outdir, dry_run)
+        _write_options(options)
+        if run_start_time is not None:
+            options = dict(options, run_start_time=run_start_time)  # Not an option: kept out of training_options.json.
+        if options['num_gpus'] == 1:
+            return subprocess_fn(0, options, init_method=None)
+        with tempfile.TemporaryDirectory(prefix='stylegan-rendezvous-') as temp_dir:
+            init_method = f'file://{os.path.abspath(os.path.join(temp_dir, ".torch_distributed_init"))}'
+            torch.multiprocessing.spawn(fn=subprocess_fn, nprocs=options['num_gpus'],
+                                        args=(options, init_method, None, os.getpid(), temp_dir))
+    except torch.multiprocessing.ProcessExitedException as err:
+        if err.exit_code != SETUP_ERROR_EXIT_CODE:
+            raise
+        _remove_failed_run(options['run_dir'], outdir, outdir_existed)
+        raise click.exceptions.Exit(1) from err  # The process that failed has printed the message.
+    except training_loop.SetupError:
+        _remove_failed_run(options['run_dir'], outdir, outdir_existed)
+        raise
     return None
 
 
@@ -358,7 +458,12 @@ def _launch_under_torchrun(options, outdir, dry_run, run_start_time=None):
     if not dry_run:
         if run_start_time is not None:
             options = dict(options, run_start_time=run_start_time)
-        subprocess_fn(rank, options, init_method='env://', local_rank=local_rank)
+        try:
+            subprocess_fn(rank, options, init_method='env://', local_rank=local_rank)
+        except training_loop.SetupError:
+            if rank == 0:
+                remove_failed_run_dir(options['run_dir'])
+            raise
 
 
 def _write_options(options):
@@ -497,9 +602,11 @@ Examples:
 def main(**opts):
     """Train a GAN using the techniques of StyleGAN, StyleGAN2, StyleGAN2-ADA and StyleGAN3."""
     try:
+        check_outdir(opts['outdir'])
         opts['device'] = resolve_device(opts['device'])
         if opts['resume'] is not None and not dnnlib.util.is_url(opts['resume']):
             opts['resume'] = training_loop.find_latest_snapshot(opts['resume'])
+            check_resume_file(opts['resume'])
         dataset_info = describe_dataset(opts['data'], cond=opts['cond'])
         options = build_training_options(dataset_info, **opts)
         if opts['device'] == 'cuda' and not _launched_by_torchrun():
@@ -509,8 +616,22 @@ def main(**opts):
         check_modules_exist(options)
     except (UsageError, FileNotFoundError, RuntimeError) as err:
         raise click.ClickException(str(err)) from err
-    launch_training(copy.deepcopy(options), opts['outdir'], dry_run=opts['dry_run'],
-                    run_start_time=process_start_time())
+    launch_or_explain(copy.deepcopy(options), opts['outdir'], dry_run=opts['dry_run'],
+                      run_start_time=process_start_time())
+
+
+def launch_or_explain(options, outdir, dry_run=False, run_start_time=None):
+    """launch_training(), with expected failures turned into click errors that print only their message."""
+    try:
+        return launch_training(options, outdir, dry_run=dry_run, run_start_time=run_start_time)
+    except training_loop.SetupError as err:  # The message only; the run directory is gone.
+        raise click.ClickException(cli.without_allow_exec_hint(str(err))) from err
+    except OSError as err:
+        if err.filename is None:
+            raise
+        # A full disk or a vanished folder while writing the run's files: the file and the reason, no traceback.
+        raise click.ClickException(f'cannot write {err.filename}: {err.strerror or err}; the snapshots written '
+                                   'so far are complete and can be resumed') from err
 
 #----------------------------------------------------------------------------
 

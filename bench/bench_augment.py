@@ -22,6 +22,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import dnnlib  # noqa: E402
 from training import augment, networks_stylegan2  # noqa: E402
 
 # Per resolution: (channel_base, channel_max, batch on CPU, batch on GPU), as in bench_training.py.
@@ -111,10 +112,7 @@ def main():
     meta = dict(torch=torch.__version__, device=str(device), threads=torch.get_num_threads(),
                 machine=platform.machine(), processor=platform.processor(),
                 gpu=torch.cuda.get_device_name(device) if device.type == 'cuda' else None)
-    tmp = out + '.tmp'
-    with open(tmp, 'w') as f:
-        json.dump(dict(meta=meta, results=rows), f, indent=2)
-    os.replace(tmp, out)
+    dnnlib.util.write_file_atomic(out, lambda f: json.dump(dict(meta=meta, results=rows), f, indent=2), mode='w')
     print(f'wrote {out}')
 
 if __name__ == '__main__':

@@ -28,6 +28,7 @@ import torch
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(BENCH_DIR))
 
+import dnnlib  # noqa: E402
 from torch_utils.ops import conv2d_resample, upfirdn2d  # noqa: E402 (needs the repository root on sys.path)
 
 PATHS = {  # name -> (upfirdn2d._FAST_CPU_ENABLED, upfirdn2d._FAST_CPU_CHANNELS_LAST)
@@ -204,10 +205,7 @@ def main():
     result = dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(), machine=info, paths=PATHS,
                   rows=rows, all_agree=ok)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
-    tmp = args.out + '.tmp'
-    with open(tmp, 'w', encoding='utf-8') as file:
-        json.dump(result, file, indent=1)
-    os.replace(tmp, args.out)
+    dnnlib.util.write_file_atomic(args.out, lambda file: json.dump(result, file, indent=1), mode='w')
     print(f'wrote {args.out}')
     return 0 if ok else 1
 

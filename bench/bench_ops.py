@@ -29,6 +29,7 @@ import torch
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(BENCH_DIR))
 
+import dnnlib  # noqa: E402
 from torch_utils import custom_ops  # noqa: E402 (needs the repository root on sys.path)
 
 # Max abs error allowed relative to the reference's largest magnitude, per dtype (kernels may use fast math and a
@@ -196,10 +197,7 @@ def machine_info(device):
 
 def write_json_atomic(path, data):
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = f'{path}.tmp{os.getpid()}'
-    with open(tmp, 'w') as f:
-        json.dump(data, f, indent=2)
-    os.replace(tmp, path)
+    dnnlib.util.write_file_atomic(path, lambda f: json.dump(data, f, indent=2), mode='w')
 
 #----------------------------------------------------------------------------
 

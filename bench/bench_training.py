@@ -26,6 +26,7 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
+import dnnlib  # noqa: E402
 from training import loss as loss_module  # noqa: E402
 from training import networks_stylegan2  # noqa: E402
 
@@ -205,12 +206,11 @@ def main(argv=None):
     name = f'training-{device.type}.json' if cfgs == ['stylegan2'] else f'training-{"-".join(cfgs)}-{device.type}.json'
     out = args.out or os.path.join(os.path.dirname(os.path.abspath(__file__)), 'results', name)
     os.makedirs(os.path.dirname(out) or '.', exist_ok=True)
-    with open(out + '.tmp', 'w') as f:
-        json.dump(dict(benchmark='training', cfgs=cfgs, machine=machine_info(device), repeats=args.repeats,
-                       cpu_note='on a CPU both "fast" and "ref" run the reference PyTorch ops',
-                       phase_weights={cfg: phase_weights(cfg) for cfg in cfgs},
-                       configs={cfg: CONFIGS[cfg] for cfg in cfgs}, results=rows), f, indent=2)
-    os.replace(out + '.tmp', out)
+    result = dict(benchmark='training', cfgs=cfgs, machine=machine_info(device), repeats=args.repeats,
+                  cpu_note='on a CPU both "fast" and "ref" run the reference PyTorch ops',
+                  phase_weights={cfg: phase_weights(cfg) for cfg in cfgs},
+                  configs={cfg: CONFIGS[cfg] for cfg in cfgs}, results=rows)
+    dnnlib.util.write_file_atomic(out, lambda f: json.dump(result, f, indent=2), mode='w')
     print(f'Wrote {out}')
     return 0
 

@@ -1,5 +1,6 @@
 """Small parsers and helpers shared by the command-line scripts (gen_images.py, gen_video.py, calc_metrics.py)."""
 
+import math
 import re
 
 import click
@@ -38,6 +39,57 @@ def parse_vec2(text):
     except ValueError:
         pass
     raise click.BadParameter(f'{text!r} is not two comma-separated numbers like 0.1,-0.2')
+
+MAX_SEED = 2**32 - 1  # numpy RandomState(seed), which draws z, takes seeds 0..2^32-1.
+
+
+def parse_seeds(text):
+    """parse_range() for --seeds, each seed checked to be in 0..2^32-1. Raises click.BadParameter."""
+    seeds = parse_range(text)
+    bad = [seed for seed in seeds if not 0 <= seed <= MAX_SEED]
+    if bad:
+        raise click.BadParameter(f'seed {bad[0]} is out of range: seeds must be 0..{MAX_SEED} (2^32-1)')
+    return seeds
+
+
+def parse_finite_float(text):
+    """A float that is neither NaN nor infinite (e.g. --trunc). Raises click.BadParameter."""
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        raise click.BadParameter(f'{text!r} is not a number') from None
+    if not math.isfinite(value):
+        raise click.BadParameter(f'{text!r} is not a finite number')
+    return value
+
+
+def describe_non_pickle(path):
+    """What `path` is when its first bytes show it is not a pickle (a zip such as a torch.save() file, text),
+    as a phrase for an error message; None when it may be a pickle or cannot be read."""
+    try:
+        with open(path, 'rb') as f:
+            head = f.read(512)
+    except (OSError, TypeError):
+        return None
+    if head.startswith(b'PK\x03\x04') or head.startswith(b'PK\x05\x06'):
+        return ('a zip archive (a torch.save() file or a dataset?), not a network pickle; network pickles come '
+                'from train.py snapshots, legacy.py or the official StyleGAN2-ADA/StyleGAN3 releases')
+    if not head:
+        return 'an empty file, not a network pickle'
+    if head[:1] != b'\x80':  # Every pickle of protocol 2 or later starts with the PROTO opcode.
+        try:
+            head.decode('utf-8')
+            return 'a text file, not a network pickle'
+        except UnicodeDecodeError:
+            pass
+    return None
+
+
+def without_allow_exec_hint(message):
+    """A loader refusal as shown by tools that have no --allow-exec option: the hint to use it removed."""
+    return re.sub(r'\s*If you trust this file completely, load it with --allow-exec[^.]*\.?(\s*\([^)]*\))?', '',
+                   message).rstrip()
+
 
 def choose_device(name='auto'):
     """'auto' -> cuda if available, else mps if available, else cpu; otherwise torch.device(name), checked."""

@@ -4,12 +4,14 @@ Library functions here never print unless asked to (`verbose=True` in `open_url`
 the `logging` module under the logger name `dnnlib.util`.
 """
 
+import contextlib
 import hashlib
 import importlib
 import io
 import logging
 import os
 import re
+import shutil
 import socket
 import sys
 import tempfile
@@ -118,14 +120,29 @@ def url_cache_path(url, cache_dir=None):
 
 
 def _download_once(url, timeout):
-    """Fetch `url` into memory; raises IOError on a short read."""
+    """Open `url` for reading; the caller streams the body (`_stream_to_file`) and closes the response."""
     request = urllib.request.Request(url, headers={'User-Agent': 'dnnlib-open-url'})
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        data = response.read()
-        expected = response.headers.get('Content-Length')
-    if expected is not None and expected.isdigit() and int(expected) != len(data):
-        raise IOError(f'short read: got {len(data)} of {expected} bytes')
-    return data
+    return urllib.request.urlopen(request, timeout=timeout)
+
+
+def _stream_to_file(response, file, url, verbose):
+    """Copy the response body into `file` in 1 MiB chunks with a progress bar (verbose); returns the sha256 hex.
+
+    Raises IOError on a short read (fewer bytes than the Content-Length header promised)."""
+    expected = response.headers.get('Content-Length')
+    total = int(expected) if expected is not None and expected.isdigit() else None
+    digest, num_bytes = hashlib.sha256(), 0
+    from tqdm import tqdm  # A dependency (requirements.txt); imported here so that dnnlib imports stay light.
+    with tqdm(total=total, unit='B', unit_scale=True, unit_divisor=1024, disable=not verbose, file=sys.stderr,
+              desc=os.path.basename(urllib.parse.urlparse(url).path) or url, leave=False) as progress:
+        while chunk := response.read(1 << 20):
+            file.write(chunk)
+            digest.update(chunk)
+            num_bytes += len(chunk)
+            progress.update(len(chunk))
+    if total is not None and total != num_bytes:
+        raise IOError(f'short read: got {num_bytes} of {total} bytes')
+    return digest.hexdigest(), num_bytes
 
 
 def _is_permanent_failure(err):
@@ -137,14 +154,22 @@ def _is_permanent_failure(err):
     return False
 
 
-def _download_with_retries(url, num_attempts, timeout=60):
-    """Download `url` with up to `num_attempts` tries and a short exponential back-off."""
+class ChecksumError(IOError):
+    """A download whose size or sha256 differs from the expected one (the file is not kept)."""
+
+
+def _download_with_retries(url, file, num_attempts, verbose, timeout=60):
+    """Stream `url` into the binary `file` (truncated before each try) with up to `num_attempts` tries and a
+    short exponential back-off. Returns (sha256 hex, size in bytes)."""
     last_error = None
     for attempt in range(max(num_attempts, 1)):
         if attempt > 0:
             time.sleep(min(0.1 * 2 ** (attempt - 1), 2.0))
         try:
-            return _download_once(url, timeout)
+            file.seek(0)
+            file.truncate()
+            with _download_once(url, timeout) as response:
+                return _stream_to_file(response, file, url, verbose)
         except (OSError, ValueError) as err:  # URLError and HTTPError are OSErrors.
             last_error = err
             _log.debug('open_url: attempt %d for %s failed: %s', attempt + 1, url, err)
@@ -160,25 +185,122 @@ class _DownloadError(Exception):
         super().__init__(str(cause))
         self.cause = cause
 
+#----------------------------------------------------------------------------
+# Atomic writes: a temporary file beside the target, renamed over it only when complete.
 
-def _write_atomic(path, data):
-    """Write bytes to `path` via a temporary file in the same directory and an atomic rename."""
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    tmp_path = os.path.join(os.path.dirname(path), f'.tmp_{uuid.uuid4().hex}_{os.path.basename(path)}')
+TEMP_FILE_REGEX = r'(?P<target>.+)\.tmp(?P<pid>\d+)(?P<suffix>\.[A-Za-z0-9]+)?'  # <name>.tmp<pid>[.ext]
+
+
+def temp_path_for(path, suffix=''):
+    """The temporary name `write_file_atomic` uses for `path` in this process: `<path>.tmp<pid><suffix>`."""
+    return f'{path}.tmp{os.getpid()}{suffix}'
+
+
+def named_os_error(err, path):
+    """`err` with `path` as its file name (ENOSPC/EFBIG raised by write() and close() carry none); `err` itself
+    when it already names a file or is not an OSError."""
+    if not isinstance(err, OSError) or err.filename is not None or err.errno is None:
+        return err
+    return type(err)(err.errno, err.strerror, path)
+
+
+@contextlib.contextmanager
+def atomic_output_path(path, suffix=''):
+    """Yield a temporary path beside `path` to write to; rename it to `path` when the block succeeds, delete it
+    when it fails. OSErrors (a full disk, a read-only folder) name `path`. `suffix` keeps an extension for
+    writers that need one (e.g. '.mp4' for ffmpeg)."""
+    tmp_path = temp_path_for(path, suffix)
     try:
-        with open(tmp_path, 'wb') as f:
-            f.write(data)
+        yield tmp_path
         os.replace(tmp_path, path)
+    except OSError as err:
+        named = named_os_error(err, path)
+        if named is err:
+            raise
+        raise named from err
     finally:
-        if os.path.exists(tmp_path):
+        with contextlib.suppress(OSError):
             os.remove(tmp_path)
 
 
-def open_url(url, cache_dir=None, num_attempts=10, verbose=True, return_filename=False, cache=True):
+def write_file_atomic(path, write_fn, mode='wb'):
+    """Write `path` by calling write_fn(file) on a temporary file, then renaming it over `path`, so that readers
+    (and a later resume after kill -9) never see half a file. mode: 'wb' or 'wt'/'w'."""
+    with atomic_output_path(path) as tmp_path:
+        with open(tmp_path, mode) as f:
+            write_fn(f)
+
+
+def _pid_is_alive(pid):
+    """True if a process with this id exists (on this machine)."""
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except (PermissionError, OSError):
+        return True  # Someone else's process, or no way to tell: keep its files.
+    return True
+
+
+def remove_stale_temp_files(folder, target=None):
+    """Delete `<name>.tmp<pid>[.ext]` files and folders in `folder` (not recursive) left by processes that no
+    longer run (kill -9 during an atomic write); only those of `<target>` when given. Returns the removed names.
+    Files of live processes are kept."""
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in sorted(names):
+        match = re.fullmatch(TEMP_FILE_REGEX, name)
+        if match is None or (target is not None and match.group('target') != target) or \
+                _pid_is_alive(int(match.group('pid'))):
+            continue
+        path = os.path.join(folder, name)
+        with contextlib.suppress(OSError):
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            elif os.path.isfile(path) and not os.path.islink(path):
+                os.remove(path)
+            else:
+                continue
+            removed.append(name)
+    return removed
+
+#----------------------------------------------------------------------------
+# open_url.
+
+def _check_download(url, sha256, size, actual_sha256, actual_size):
+    if size is not None and actual_size != size:
+        raise ChecksumError(f'open_url: {url} is {actual_size} bytes, expected {size}; the download is not kept')
+    if sha256 is not None and actual_sha256 != sha256.lower():
+        raise ChecksumError(f'open_url: {url} has sha256 {actual_sha256}, expected {sha256.lower()}; the '
+                            'download is not kept (a changed or corrupt file; retry, or check the URL)')
+
+
+def _download_to(url, cache_path, num_attempts, verbose, sha256, size):
+    """Download `url` to `cache_path` through a temporary file in the same folder, checked, then renamed."""
+    os.makedirs(os.path.dirname(cache_path), exist_ok=True)
+    with atomic_output_path(cache_path) as tmp_path:
+        with open(tmp_path, 'w+b') as file:
+            try:
+                actual_sha256, actual_size = _download_with_retries(url, file, num_attempts, verbose)
+            except _DownloadError as err:
+                raise IOError(f'open_url: could not download {url} ({err.cause}). If this machine is offline, '
+                              f'fetch the file elsewhere and put it at {cache_path} (that is where the cache looks '
+                              'for this URL), or pass a local path instead of the URL.') from err.cause
+        _check_download(url, sha256, size, actual_sha256, actual_size)
+
+
+def open_url(url, cache_dir=None, num_attempts=10, verbose=True, return_filename=False, cache=True, sha256=None,
+             size=None):
     """Open a local path, a `file://` URL or an http(s) URL as a binary file object.
 
-    Local paths and file:// URLs are opened directly (never copied). http(s) URLs are downloaded with
-    retries and, when `cache` is True, kept in `cache_dir` (default `make_cache_dir_path('downloads')`) under
+    Local paths and file:// URLs are opened directly (never copied). http(s) URLs are streamed (with a
+    progress bar when `verbose`) into a temporary file in `cache_dir` (default
+    `make_cache_dir_path('downloads')`), checked against `size`/`sha256` when given, and renamed to
     `<md5 of the URL>_<file name>`; a later call finds the file there without touching the network, so a
     machine without internet can use a URL once its file has been put at that path.
 
@@ -186,14 +308,17 @@ def open_url(url, cache_dir=None, num_attempts=10, verbose=True, return_filename
         url:             path or URL (str or os.PathLike).
         cache_dir:       where downloads are cached; None = default cache directory.
         num_attempts:    download tries before giving up (HTTP 4xx and failed DNS lookups stop early).
-        verbose:         print download progress messages to stderr (CLI use); otherwise only `logging`.
+        verbose:         print download progress to stderr (CLI use); otherwise only `logging`.
         return_filename: return the local file name instead of an open file (requires `cache` for URLs).
-        cache:           keep downloads on disk; False returns an in-memory `io.BytesIO`.
+        cache:           keep downloads on disk; False returns an in-memory `io.BytesIO` (the temporary file
+                         is deleted).
+        sha256:          expected sha256 (hex) of the download; a mismatch keeps no file.
+        size:            expected size of the download in bytes; a mismatch keeps no file.
     Returns:
         A binary file object (the caller closes it), or a path if `return_filename`.
     Raises:
         FileNotFoundError for a missing local file; IOError naming the URL and the cache path to fill
-        when a download fails.
+        when a download fails; ChecksumError (an IOError) for a download of the wrong size or sha256.
     """
     url = os.fspath(url)
     if not isinstance(url, str):
@@ -210,22 +335,17 @@ def open_url(url, cache_dir=None, num_attempts=10, verbose=True, return_filename
     if cache and os.path.isfile(cache_path):
         _log.debug('open_url: cache hit for %s at %s', url, cache_path)
         return cache_path if return_filename else open(cache_path, 'rb')
-
+    if not cache:  # Stream to a private temporary file, then read it into memory.
+        cache_path = os.path.join(os.path.dirname(cache_path), f'.nocache-{uuid.uuid4().hex}')
     if verbose:
-        print(f'Downloading {url} ...', end='', file=sys.stderr, flush=True)
-    try:
-        data = _download_with_retries(url, num_attempts)
-    except _DownloadError as err:
-        if verbose:
-            print(' failed', file=sys.stderr, flush=True)
-        raise IOError(f'open_url: could not download {url} ({err.cause}). If this machine is offline, fetch the '
-                      f'file elsewhere and put it at {cache_path} (that is where the cache looks for this URL), '
-                      f'or pass a local path instead of the URL.') from err.cause
-    if verbose:
-        print(' done', file=sys.stderr, flush=True)
+        print(f'Downloading {url} ...', file=sys.stderr, flush=True)
+    _download_to(url, cache_path, num_attempts, verbose, sha256, size)
     if not cache:
-        return io.BytesIO(data)
-    _write_atomic(cache_path, data)
+        try:
+            with open(cache_path, 'rb') as f:
+                return io.BytesIO(f.read())
+        finally:
+            os.remove(cache_path)
     return cache_path if return_filename else open(cache_path, 'rb')
 
 #----------------------------------------------------------------------------

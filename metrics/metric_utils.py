@@ -19,6 +19,7 @@ import logging
 import os
 import pickle
 import re
+import re
 import uuid
 import warnings
 import zipfile
@@ -344,16 +345,8 @@ class FeatureStats:
 
 def write_file_atomic(path, write_fn):
     """Call write_fn(binary file) on a temporary file beside `path`, then rename it over `path`."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    tmp_path = os.path.join(folder, f'.tmp-{uuid.uuid4().hex}-{os.path.basename(path)}')
-    try:
-        with open(tmp_path, 'wb') as f:
-            write_fn(f)
-        os.replace(tmp_path, path)
-    finally:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    dnnlib.util.write_file_atomic(path, write_fn)
 
 #----------------------------------------------------------------------------
 # Real-image statistics cache: keyed by the dataset's *contents*, so a replaced archive at the same path is

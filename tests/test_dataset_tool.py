@@ -57,7 +57,7 @@ def assert_clean_failure(result, message, dest):
     assert len(error_lines) == 1 and message in error_lines[0], result.stderr
     assert not os.path.exists(dest)
     parent = os.path.dirname(dest)
-    leftovers = [f for f in os.listdir(parent) if f.startswith('.')] if os.path.isdir(parent) else []
+    leftovers = [f for f in os.listdir(parent) if f.startswith('.') or '.tmp' in f] if os.path.isdir(parent) else []
     assert leftovers == [], leftovers
 
 #----------------------------------------------------------------------------
@@ -422,7 +422,7 @@ def test_failed_run_leaves_an_existing_dest_zip_untouched(tmp_path):
     dest = tmp_path / 'data.zip'
     dest.write_bytes(b'previous dataset')
     make_folder(tmp_path / 'src', {**GOOD, 'z.png': b'broken'})
-    result = run_tool(f'--source={tmp_path / "src"}', f'--dest={dest}')
+    result = run_tool(f'--source={tmp_path / "src"}', f'--dest={dest}', '--force')
     assert result.exit_code == 1 and 'z.png cannot be read' in result.stderr
     assert dest.read_bytes() == b'previous dataset'
     assert sorted(os.listdir(tmp_path)) == ['data.zip', 'src']

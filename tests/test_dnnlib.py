@@ -173,6 +173,73 @@ def test_open_url_offline_error_says_where_to_put_the_file(monkeypatch, tmp_path
     assert os.path.join(str(tmp_path), hashlib.md5(url.encode()).hexdigest() + '_inception-2015-12-05.pkl') in message
     assert capsys.readouterr().err == ''  # verbose=False prints nothing.
 
+def test_open_url_checks_sha256_and_size_and_keeps_no_file_on_mismatch(local_server, tmp_path):
+    url = local_server + '/detectors/vgg16.pkl'
+    body = b'network bytes for /detectors/vgg16.pkl'
+    with pytest.raises(util.ChecksumError, match='sha256'):
+        util.open_url(url, cache_dir=str(tmp_path), verbose=False, sha256='0' * 64)
+    assert list(tmp_path.iterdir()) == []  # Neither the file nor its temporary copy is kept.
+    with pytest.raises(util.ChecksumError, match=f'{len(body)} bytes, expected 5'):
+        util.open_url(url, cache_dir=str(tmp_path), verbose=False, size=5)
+    assert list(tmp_path.iterdir()) == []
+    good = hashlib.sha256(body).hexdigest()
+    path = util.open_url(url, cache_dir=str(tmp_path), verbose=False, sha256=good.upper(), size=len(body),
+                         return_filename=True)
+    assert open(path, 'rb').read() == body and os.listdir(tmp_path) == [os.path.basename(path)]
+
+
+def test_open_url_streams_in_chunks_with_a_progress_bar(local_server, tmp_path, capsys, monkeypatch):
+    reads = []
+    original = util._stream_to_file
+
+    def spy(response, file, url, verbose):
+        real_read = response.read
+        response.read = lambda n=-1: reads.append(n) or real_read(n)
+        return original(response, file, url, verbose)
+
+    monkeypatch.setattr(util, '_stream_to_file', spy)
+    with util.open_url(local_server + '/big.bin', cache_dir=str(tmp_path), verbose=True) as f:
+        assert f.read() == b'network bytes for /big.bin'
+    assert reads and all(n == 1 << 20 for n in reads)  # Never one unbounded read() of the whole body.
+    err = capsys.readouterr().err
+    assert 'Downloading' in err and 'big.bin' in err  # tqdm's bar names the file.
+
+#----------------------------------------------------------------------------
+# Atomic writes and stale temporary files
+
+def test_write_file_atomic_leaves_no_temp_file_and_keeps_the_old_file_on_error(tmp_path):
+    path = tmp_path / 'out.bin'
+    util.write_file_atomic(str(path), lambda f: f.write(b'first'))
+    with pytest.raises(ZeroDivisionError):
+        util.write_file_atomic(str(path), lambda f: (f.write(b'half'), 1 / 0))
+    assert path.read_bytes() == b'first' and os.listdir(tmp_path) == ['out.bin']
+
+
+def test_write_file_atomic_names_the_file_when_the_disk_is_full(tmp_path):
+    import errno
+
+    def full_disk(f):
+        raise OSError(errno.ENOSPC, 'No space left on device')
+
+    with pytest.raises(OSError) as info:
+        util.write_file_atomic(str(tmp_path / 'snap.pkl'), full_disk)
+    assert info.value.errno == errno.ENOSPC and str(tmp_path / 'snap.pkl') in str(info.value)
+    assert os.listdir(tmp_path) == []
+
+
+def test_remove_stale_temp_files_removes_only_those_of_dead_processes(tmp_path):
+    import subprocess
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()
+    names = [f'network-snapshot-000004.pkl.tmp{dead.pid}', f'fakes000004.png.tmp{dead.pid}',
+             f'seed0001.png.tmp{dead.pid}.png', f'log.txt.tmp{os.getpid()}', 'network-snapshot-000004.pkl',
+             'notes.tmpfile']
+    for name in names:
+        (tmp_path / name).write_bytes(b'x')
+    removed = util.remove_stale_temp_files(str(tmp_path))
+    assert sorted(removed) == sorted(names[:3])
+    assert sorted(os.listdir(tmp_path)) == sorted(names[3:])
+
 #----------------------------------------------------------------------------
 # Logger
 

@@ -197,15 +197,26 @@ def test_mp4_has_keyframes_times_w_frames_frames_of_the_grid_size_at_60_fps(tmp_
         assert np.abs(frames[index] - png).mean() < 20
 
 
-def test_missing_ffmpeg_is_a_clear_error_and_png_frames_still_work(tmp_path, monkeypatch):
+def test_missing_ffmpeg_falls_back_to_png_frames_and_says_so(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, 'imageio_ffmpeg', None)  # makes `import imageio_ffmpeg` fail
     pkl = _write_our_pickle(_tiny_G(), tmp_path / 'net.pkl')
     result = _run(['--network', pkl, '--seeds=0,1', '--w-frames=2', '--output', str(tmp_path / 'v.mp4')])
-    assert result.exit_code == 1
-    assert 'pip install imageio-ffmpeg' in result.output and f'--output={tmp_path / "v"}/' in result.output
-    result = _run(['--network', pkl, '--seeds=0,1', '--w-frames=2', '--output', f'{tmp_path / "v"}/'])
     assert result.exit_code == 0, result.output
-    assert len(os.listdir(tmp_path / 'v')) == 4
+    assert 'No ffmpeg' in result.output and f'PNG frames to {tmp_path / "v"}{os.sep}' in result.output
+    assert sorted(os.listdir(tmp_path / 'v')) == [f'frame{i:06d}.png' for i in range(4)]
+    assert not (tmp_path / 'v.mp4').exists()
+    G = _tiny_G()
+    assert _max_diff(_read_png(tmp_path / 'v' / 'frame000000.png'), _expected_image(G, 0)) <= 1
+
+
+def test_output_in_a_missing_folder_or_under_a_file_is_a_message(tmp_path):
+    pkl = _write_our_pickle(_tiny_G(), tmp_path / 'net.pkl')
+    (tmp_path / 'afile').write_text('x')
+    for output in [str(tmp_path / 'missing' / 'v.mp4'), str(tmp_path / 'afile' / 'v.mp4'),
+                   f'{tmp_path / "missing" / "frames"}/']:
+        result = _run(['--network', pkl, '--seeds=0', '--w-frames=1', '--output', output])
+        assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+        assert 'create it first' in result.output and 'Traceback' not in result.output
 
 
 def test_an_existing_empty_directory_gets_the_frames_and_a_nonempty_one_is_refused(tmp_path):
@@ -274,3 +285,15 @@ def test_grid_option_parses_columns_by_rows():
             gen_video.parse_grid(bad)
 
 #----------------------------------------------------------------------------
+
+
+def test_temp_outputs_of_a_killed_run_are_removed_at_the_next_start(tmp_path):
+    import subprocess
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()
+    pkl = _write_our_pickle(_tiny_G(), tmp_path / 'net.pkl')
+    (tmp_path / f'frames.tmp{dead.pid}').mkdir()
+    (tmp_path / f'frames.tmp{dead.pid}' / 'frame000000.png').write_bytes(b'x')
+    (tmp_path / f'v.mp4.tmp{dead.pid}.mp4').write_bytes(b'half a video')
+    assert _run(['--network', pkl, '--seeds=3', '--w-frames=1', '--output', f'{tmp_path / "frames"}/']).exit_code == 0
+    assert sorted(os.listdir(tmp_path)) == ['frames', 'net.pkl', f'v.mp4.tmp{dead.pid}.mp4']  # Only its own.

@@ -217,7 +217,7 @@ def test_resume_of_a_run_directory_resolves_to_its_latest_snapshot(shapes_dir, t
     run_dir = tmp_path / '00000-run'
     run_dir.mkdir()
     for kimg in (4, 12):
-        (run_dir / f'network-snapshot-{kimg:06d}.pkl').write_bytes(b'')
+        (run_dir / f'network-snapshot-{kimg:06d}.pkl').write_bytes(b'\x80\x04')  # Starts like a pickle.
     result = CliRunner().invoke(train.main, ['--outdir', str(tmp_path), '--cfg=stylegan2', '--data', shapes_dir,
                                              '--gpus=1', '--batch=4', '--gamma=1', '--aug=noaug', '--metrics=none',
                                              '--device=cpu', '--resume', str(run_dir), '-n'])

@@ -253,3 +253,16 @@ def test_save_image_grid_lays_out_rows_and_columns(tmp_path):
     pixels = np.asarray(PIL.Image.open(tmp_path / 'grid.png'))
     assert pixels.shape == (4, 6, 3)
     assert pixels[0, 0, 0] == 0 and pixels[0, 2, 0] == 40 and pixels[2, 0, 0] == 120 and pixels[3, 5, 0] == 200
+
+
+def test_cpu_mem_reading_comes_from_psutil(monkeypatch):
+    import psutil
+
+    class FakeProcess:
+        def memory_info(self):
+            return type('mem', (), dict(rss=3 * 2**30))()
+
+    real_gb = tl._cpu_mem_gb()
+    assert 0.01 < real_gb < 64  # This test process: tens of MiB to a few GiB.
+    monkeypatch.setattr(psutil, 'Process', FakeProcess)
+    assert tl._cpu_mem_gb() == 3.0

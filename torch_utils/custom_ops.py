@@ -22,6 +22,8 @@ import warnings
 
 import torch
 
+import dnnlib
+
 #----------------------------------------------------------------------------
 
 verbosity = 'brief'             # 'none': silent, 'brief': one line per build, 'full': the compiler's output.
@@ -158,9 +160,8 @@ def get_plugin(module_name, sources, headers=None, source_dir=None, **build_kwar
     for path in source_paths + header_paths:
         dst = os.path.join(src_dir, os.path.basename(path))
         if not os.path.isfile(dst):
-            tmp = f'{dst}.tmp{os.getpid()}'
-            shutil.copyfile(path, tmp)
-            os.replace(tmp, dst)
+            with dnnlib.util.atomic_output_path(dst) as tmp:
+                shutil.copyfile(path, tmp)
     _clear_stale_lock(build_dir)
 
     cpp_ext = _cpp_extension()

@@ -716,14 +716,6 @@ def _with_fp16(module):
 
 def save_network_pkl(data, path):
     """Pickle a snapshot dict to `path` atomically (temporary file in the same folder, then rename)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    tmp_path = os.path.join(folder, f'.{os.path.basename(path)}.tmp-{os.getpid()}')
-    try:
-        with open(tmp_path, 'wb') as f:
-            pickle.dump(data, f)
-        os.replace(tmp_path, path)
-    finally:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
+    dnnlib.util.write_file_atomic(path, lambda f: pickle.dump(data, f))
 
 #----------------------------------------------------------------------------

@@ -13,7 +13,10 @@ import os
 import pickle
 import tarfile
 import zipfile
-from dataclasses import dataclass
+import re
+import stat
+import zlib
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -43,6 +46,7 @@ class Source:
     num_items: int              # Number of items the iterator yields (before --max-images).
     items: Iterator[SourceItem]
     description: str            # One line for the summary, e.g. 'folder images/ (1234 files)'.
+    skipped: list = field(default_factory=list)  # (path, reason) of entries left out, e.g. a FIFO named x.png.
 
 #----------------------------------------------------------------------------
 # Folders and zips of image files, with optional labels in dataset.json at the top level.
@@ -67,7 +71,9 @@ def _decode_image_bytes(data, name):
         image = PIL.Image.open(io.BytesIO(data))
         image.load()
     except Exception as error:
-        raise SourceError(f'{name} cannot be read as an image ({type(error).__name__}: {error})') from error
+        # PIL names the in-memory buffer ('<_io.BytesIO object at 0x...>'); the user's file name is what helps.
+        detail = re.sub(r'\s*<_io\.BytesIO object at 0x[0-9a-fA-F]+>', '', str(error))
+        raise SourceError(f'{name} cannot be read as an image ({type(error).__name__}: {detail})') from error
     return image
 
 
@@ -91,22 +97,32 @@ def _file_items(image_fnames, read_bytes, describe, labels_by_fname):
                          load=lambda fname=fname: _decode_image_bytes(read_bytes(fname), describe(fname)))
 
 
-def _open_file_collection(all_fnames, read_bytes, describe, kind):
+def _open_file_collection(all_fnames, read_bytes, describe, kind, skipped=()):
     extensions = _image_extensions()
     image_fnames = sorted(f for f in all_fnames if os.path.splitext(f)[1].lower() in extensions)
     labels_by_fname = None
     if 'dataset.json' in all_fnames:
         labels_by_fname = _parse_label_file(read_bytes('dataset.json'), describe('dataset.json'))
     items = _file_items(image_fnames, read_bytes, describe, labels_by_fname)
-    return Source(num_items=len(image_fnames), items=items, description=f'{kind} ({len(image_fnames)} images)')
+    return Source(num_items=len(image_fnames), items=items, description=f'{kind} ({len(image_fnames)} images)',
+                  skipped=list(skipped))
 
 
 def open_folder(path):
     """All image files under `path` (recursive, sorted by relative path); labels from path/dataset.json."""
-    all_fnames = []
+    all_fnames, skipped = [], []
     for root, _dirs, files in os.walk(path):
         for fname in files:
-            all_fnames.append(os.path.relpath(os.path.join(root, fname), start=path).replace(os.sep, '/'))
+            full_path = os.path.join(root, fname)
+            try:
+                mode = os.stat(full_path).st_mode  # Follows links: a link to a regular file is fine.
+            except OSError as error:
+                skipped.append((full_path, f'cannot be read: {error.strerror}'))
+                continue
+            if not stat.S_ISREG(mode):  # Reading a FIFO or a device would block or never end.
+                skipped.append((full_path, 'not a regular file (a FIFO, socket or device)'))
+                continue
+            all_fnames.append(os.path.relpath(full_path, start=path).replace(os.sep, '/'))
 
     def read_bytes(fname):
         try:
@@ -116,17 +132,26 @@ def open_folder(path):
             raise SourceError(f'{os.path.join(path, fname)} cannot be read ({error.strerror})') from error
 
     return _open_file_collection(set(all_fnames), read_bytes, lambda fname: os.path.join(path, fname),
-                                 kind=f'folder {path}')
+                                 kind=f'folder {path}', skipped=skipped)
 
 
 def open_zip(path):
     """All image files inside the zip `path` (sorted by member name); labels from its dataset.json."""
     try:
         archive = zipfile.ZipFile(path)
-    except (OSError, zipfile.BadZipFile) as error:
+    except (OSError, EOFError, ValueError, NotImplementedError, zipfile.BadZipFile) as error:
         raise SourceError(f'{path} cannot be opened as a zip archive ({error})') from error
     all_fnames = {info.filename for info in archive.infolist() if not info.is_dir()}
-    return _open_file_collection(all_fnames, archive.read, lambda fname: f'{path}:{fname}', kind=f'zip {path}')
+
+    def read_bytes(fname):
+        try:
+            return archive.read(fname)
+        except (OSError, EOFError, RuntimeError, NotImplementedError, ValueError, zipfile.BadZipFile,
+                zlib.error) as error:  # Corrupt member, bad CRC, encrypted, unsupported compression.
+            raise SourceError(f'{path}:{fname} cannot be read from the archive ({type(error).__name__}: '
+                              f'{error})') from error
+
+    return _open_file_collection(all_fnames, read_bytes, lambda fname: f'{path}:{fname}', kind=f'zip {path}')
 
 #----------------------------------------------------------------------------
 # CIFAR-10, python version: a tar.gz of pickled dicts {b'data': [10000, 3072] uint8, b'labels': [10000] ints}.

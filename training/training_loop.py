@@ -21,6 +21,7 @@ import random
 import re
 import sys
 import time
+import zipfile
 
 import numpy as np
 import PIL.Image
@@ -36,6 +37,11 @@ from training.phase_timing import PhaseTimer
 from training.snapshots import SnapshotKeeper, snapshot_name
 from training.time_budget import TimeBudget, estimate_snapshot_sec
 from training import accel
+
+class SetupError(Exception):
+    """An expected failure while a run starts (unreadable or mismatched --resume, unreadable data, --kimg already
+    reached): the message says what and how to fix it; train.py prints only the message, no traceback."""
+
 
 RESUME_STATE_KEY = 'resume_state'   # Extra snapshot key; official tools ignore it.
 RESUME_STATE_VERSION = 1
@@ -75,16 +81,7 @@ def restore_rng_state(state, device):
         torch.cuda.set_rng_state(state['cuda'].cpu(), device)
 
 
-def write_file_atomic(path, write_fn, mode='wb'):
-    """Write `path` via write_fn(file) into a temporary file, then rename, so readers never see half a file."""
-    tmp_path = f'{path}.tmp{os.getpid()}'
-    try:
-        with open(tmp_path, mode) as f:
-            write_fn(f)
-        os.replace(tmp_path, path)
-    finally:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
+write_file_atomic = dnnlib.util.write_file_atomic  # Temporary file + rename: readers never see half a file.
 
 
 def save_image_grid(img, path, drange, grid_size):
@@ -511,13 +508,9 @@ class ImageGrid:
 
 
 def _cpu_mem_gb():
-    """Resident memory of this process in GiB (Linux /proc; peak RSS elsewhere)."""
-    try:
-        with open('/proc/self/statm') as f:
-            return int(f.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**30
-    except (OSError, ValueError, IndexError):
-        import resource
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    """Resident memory (RSS) of this process in GiB, as psutil reads it on Linux, macOS and Windows."""
+    import psutil
+    return psutil.Process().memory_info().rss / 2**30
 
 
 def format_status_line(state, timer, total_kimg, device, deadline=None):
@@ -591,8 +584,11 @@ class RunOutputs:
         if self.stats_jsonl is None:
             return
         timestamp = time.time()
-        self.stats_jsonl.write(json.dumps(dict(stats_dict, timestamp=timestamp)) + '\n')
-        self.stats_jsonl.flush()
+        try:
+            self.stats_jsonl.write(json.dumps(dict(stats_dict, timestamp=timestamp)) + '\n')
+            self.stats_jsonl.flush()
+        except OSError as err:  # A full disk: name the file (write() errors carry no file name).
+            raise dnnlib.util.named_os_error(err, self.stats_jsonl.name) from err
         if self.tensorboard is not None:
             global_step = int(cur_nimg / 1e3)
             for name, value in stats_dict.items():
@@ -778,18 +774,27 @@ def check_optional_modules(metrics, augment_kwargs):
 
 
 def load_resume(resume_pkl, log):
-    """(snapshot path, snapshot dict, resume state or None) for --resume, or (None, None, None)."""
+    """(snapshot path, snapshot dict, resume state or None) for --resume, or (None, None, None).
+
+    Stale temporary files of killed runs in a resumed run directory are removed first."""
     if resume_pkl is None:
         return None, None, None
     path = find_latest_snapshot(resume_pkl)
+    if not dnnlib.util.is_url(path):
+        folder = os.path.dirname(os.path.abspath(path))
+        for name in dnnlib.util.remove_stale_temp_files(folder):
+            log(f'Removed {os.path.join(folder, name)} (a partial file of a killed process)')
     log(f'Resuming from "{path}"')
-    data = load_snapshot(path)
+    try:
+        data = load_snapshot(path)
+    except (OSError, pickle.UnpicklingError) as err:
+        raise SetupError(f'--resume={path}: cannot load the snapshot: {err}') from err
     resume_state = data.get(RESUME_STATE_KEY)
     if resume_state is None:
         log('The snapshot has no resume state (an official or older pickle): loading weights only; counters, '
             'optimizers and random streams start fresh.')
     elif resume_state.get('version') != RESUME_STATE_VERSION:
-        raise ValueError(f'--resume={path}: resume state version {resume_state.get("version")} is not '
+        raise SetupError(f'--resume={path}: resume state version {resume_state.get("version")} is not '
                          f'{RESUME_STATE_VERSION}; this code cannot continue that run exactly')
     return path, data, resume_state
 
@@ -825,16 +830,22 @@ def setup_state(ctx):
         resume_state = None
     start_nimg = resume_state['data_position'] if resume_state is not None else 0
     ctx.log('Loading training set...')
-    ctx.training_set, ctx.training_set_iterator = setup_data(
-        ctx.training_set_kwargs, ctx.data_loader_kwargs, ctx.rank, ctx.num_gpus, ctx.batch_size, ctx.random_seed,
-        start_nimg, ctx.device)
+    try:
+        ctx.training_set, ctx.training_set_iterator = setup_data(
+            ctx.training_set_kwargs, ctx.data_loader_kwargs, ctx.rank, ctx.num_gpus, ctx.batch_size,
+            ctx.random_seed, start_nimg, ctx.device)
+    except (OSError, ValueError, zipfile.BadZipFile) as err:
+        raise SetupError(f'--data={ctx.training_set_kwargs.get("path")}: {err}') from err
     ctx.log(f'Num images: {len(ctx.training_set)}, image shape: {list(ctx.training_set.image_shape)}, '
             f'label shape: {list(ctx.training_set.label_shape)}')
     ctx.log('Constructing networks...')
     G, D, G_ema, augment_pipe = construct_networks(ctx.training_set, ctx.G_kwargs, ctx.D_kwargs, ctx.augment_kwargs,
                                                    ctx.augment_p, ctx.device)
     if resume_data is not None:
-        check_resume_compatible(resume_path, resume_data, G, D)
+        try:
+            check_resume_compatible(resume_path, resume_data, G, D)
+        except ValueError as err:
+            raise SetupError(str(err)) from err
     phases, optimizers = build_phases(G, D, ctx.G_opt_kwargs, ctx.D_opt_kwargs, ctx.G_reg_interval,
                                       ctx.D_reg_interval)
     loss = dnnlib.util.construct_class_by_name(device=ctx.device, G=G, D=D, augment_pipe=augment_pipe,
@@ -851,7 +862,7 @@ def setup_state(ctx):
                     f'{resume_state["batch_size"]}; continuing with {ctx.num_gpus} and {ctx.batch_size}, '
                     'which is not bit-exact.')
         if state.cur_nimg >= round(ctx.total_kimg * 1000):
-            raise ValueError(f'--kimg={ctx.total_kimg:g} is already reached: the snapshot is at '
+            raise SetupError(f'--kimg={ctx.total_kimg:g} is already reached: the snapshot is at '
                              f'{state.cur_nimg / 1000:g} kimg (--kimg counts from the start of the original run)')
         ctx.log(f'Continuing exactly at {state.cur_nimg / 1000:g} kimg, tick {state.cur_tick}.')
     elif resume_data is not None and ctx.weights_only_resume_overrides:
@@ -957,6 +968,9 @@ def training_loop(
     ctx.loss_kwargs = dict(loss_kwargs or {'class_name': 'training.loss.StyleGAN2Loss'})
     ctx.log = _make_log_fn(rank)
     check_optional_modules(ctx.metrics, augment_kwargs)
+    if rank == 0:
+        for name in dnnlib.util.remove_stale_temp_files(run_dir):
+            ctx.log(f'Removed {os.path.join(run_dir, name)} (a partial file of a killed process)')
     ctx.device = setup_environment(rank, num_gpus, random_seed, device, cudnn_benchmark)
     ctx.threads = threads.ThreadController(num_threads)
     if 'num_workers' in ctx.data_loader_kwargs:  # On a CPU, loader workers get only the cores training leaves free.
