@@ -21,11 +21,11 @@ def tiny_generator(family, resolution=16, seed=0, randomize_buffers=True):
         G = networks_stylegan1.Generator(channel_base=128, channel_max=16, **common)
     elif family == 'stylegan2':
         G = networks_stylegan2.Generator(channel_base=128, channel_max=16, **common)
-    elif family == 'stylegan3-t':
-        G = networks_stylegan3.Generator(channel_base=256, channel_max=16, **common)
+    elif family == 'stylegan3-t':  # 4 layers instead of 14: num_ws = 6 like the others, 3x faster.
+        G = networks_stylegan3.Generator(channel_base=256, channel_max=16, num_layers=4, **common)
     elif family == 'stylegan3-r':
-        G = networks_stylegan3.Generator(channel_base=256, channel_max=16, conv_kernel=1, use_radial_filters=True,
-                                         **common)
+        G = networks_stylegan3.Generator(channel_base=256, channel_max=16, num_layers=4, conv_kernel=1,
+                                         use_radial_filters=True, **common)
     else:
         raise ValueError(family)
     if randomize_buffers:
