@@ -3,6 +3,7 @@
 Examples:
     python gen_images.py --network=training-runs/00000-.../network-snapshot-000100.pkl --seeds=0-7 --outdir=out
     python gen_images.py --network=stylegan3-r.pkl --seeds=1,5 --trunc=0.7 --translate=0.1,0 --rotate=10 --outdir=out
+    python gen_images.py --network=ffhq.pkl --projected-w=out/projected_w.npz --outdir=out   # projector.py output
 """
 
 import os
@@ -70,11 +71,34 @@ def save_png(array_hwc, path):
     image.save(tmp)
     os.replace(tmp, path)
 
+def load_projected_w(path, G, device):
+    """ws [N, num_ws, w_dim] from a projector.py `projected_w.npz` (key `w`); the optimised noise inputs it holds
+    (`noise.<buffer name>`) are copied into G so that the image is the projection's. Raises click.BadParameter."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except (OSError, ValueError) as err:
+        raise click.BadParameter(f'cannot read {path}: {err}', param_hint='--projected-w') from err
+    ws = arrays.get('w')
+    shape_ok = ws is not None and ws.ndim == 3 and len(ws) > 0 and ws.shape[1:] == (G.num_ws, G.w_dim)
+    if not shape_ok or not np.issubdtype(ws.dtype, np.floating) or not np.isfinite(ws).all():
+        raise click.BadParameter(f'{path}: expected finite float `w` of shape [N >= 1, {G.num_ws}, {G.w_dim}] for this '
+                                 f'network, got {None if ws is None else f"{ws.dtype} {list(ws.shape)}"}',
+                                 param_hint='--projected-w')
+    buffers = dict(G.synthesis.named_buffers())
+    for key, value in arrays.items():
+        name = key[len('noise.'):]
+        if key.startswith('noise.') and name in buffers and buffers[name].shape == value.shape:
+            buffers[name].copy_(torch.from_numpy(value))
+    return torch.from_numpy(ws.astype(np.float32)).to(device)
+
 #----------------------------------------------------------------------------
 
 @click.command()
-@click.option('--network', 'network_pkl', help='Network pickle filename or URL', required=True)
-@click.option('--seeds', type=cli.parse_range, help="List of random seeds, e.g. '0,1,4-6'", required=True)
+@click.option('--network', 'network_pkl', help='Network pickle or .safetensors filename or URL', required=True)
+@click.option('--seeds', type=cli.parse_range, help="List of random seeds, e.g. '0,1,4-6'")
+@click.option('--projected-w', type=click.Path(dir_okay=False), help='projected_w.npz of projector.py (instead of '
+              '--seeds): writes projNN.png')
 @click.option('--trunc', 'truncation_psi', type=float, help='Truncation psi', default=1, show_default=True)
 @click.option('--class', 'class_idx', type=int, help='Class label (required for conditional networks)')
 @click.option('--noise-mode', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True)
@@ -84,9 +108,13 @@ def save_png(array_hwc, path):
 @click.option('--outdir', type=click.Path(file_okay=False), required=True, help='Where to save the output images')
 @click.option('--device', default='auto', show_default=True, help='auto, cpu, cuda, cuda:1, mps')
 @click.option('--allow-exec', is_flag=True, help='Execute the source code embedded in an unknown pickle (unsafe)')
-def main(network_pkl, seeds, truncation_psi, class_idx, noise_mode, translate, rotate, outdir, device, allow_exec):
-    """Generate images using a pretrained network pickle; writes OUTDIR/seedNNNN.png per seed."""
+def main(network_pkl, seeds, projected_w, truncation_psi, class_idx, noise_mode, translate, rotate, outdir, device,
+         allow_exec):
+    """Generate images using a pretrained network pickle; writes OUTDIR/seedNNNN.png per seed (projNN.png per w
+    of --projected-w)."""
     from tqdm import tqdm
+    if seeds is None and projected_w is None:
+        raise click.UsageError('give --seeds (or --projected-w)')
     device = cli.choose_device(device)
     click.echo(f'Loading networks from "{network_pkl}" on {device}...')
     G = load_generator(network_pkl, device, allow_exec=allow_exec)
@@ -94,6 +122,15 @@ def main(network_pkl, seeds, truncation_psi, class_idx, noise_mode, translate, r
     label = class_vector(G, class_idx, device)
     if translate != (0, 0) or rotate != 0:
         set_output_transform(G, translate, rotate)
+    if projected_w is not None:
+        if seeds:
+            click.echo('warning: --seeds is ignored when using --projected-w', err=True)
+        for idx, ws in enumerate(load_projected_w(projected_w, G, device)):
+            with torch.no_grad():
+                img = G.synthesis(ws[None], noise_mode=noise_mode)
+            save_png(to_uint8_hwc(img)[0], os.path.join(outdir, f'proj{idx:02d}.png'))
+        click.echo(f'Wrote {idx + 1} projection image(s) to {outdir}')
+        return
 
     for seed in tqdm(seeds, desc='Generating', unit='img', disable=len(seeds) < 2):
         z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).to(device=device, dtype=torch.float32)
