@@ -61,7 +61,7 @@ def load_generator(network_pkl):
     try:
         with dnnlib.util.open_url(network_pkl, verbose=True) as f:
             snapshot = legacy.load_network_pkl(f)
-    except (IOError, OSError, ValueError) as err:
+    except (IOError, OSError, ValueError, legacy.CorruptPickleError, legacy.UnsafePickleError) as err:
         raise click.ClickException(f'--network={network_pkl}: {err}') from err
     if snapshot.get('G_ema') is None:
         raise click.ClickException(f'--network={network_pkl}: the pickle holds no G_ema')
