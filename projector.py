@@ -23,6 +23,7 @@ import numpy as np
 import PIL.Image
 import torch
 
+import gen_video
 from dnnlib import cli
 from gen_images import class_vector, load_generator, save_png, to_uint8_hwc
 from training import projection
@@ -93,7 +94,6 @@ def progress_frames(G, ws, target_uint8, device):
 def write_video(G, ws, target_uint8, outdir, device):
     """proj.mp4 of the optimisation (or PNG frames in proj_frames/ when ffmpeg is missing); returns the path."""
     from tqdm import tqdm
-    import gen_video
     frames = tqdm(progress_frames(G, ws, target_uint8, device), total=len(ws), desc='Video', unit='frame')
     try:
         gen_video.find_ffmpeg()
