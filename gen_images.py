@@ -3,6 +3,7 @@
 Examples:
     python gen_images.py --network=training-runs/00000-.../network-snapshot-000100.pkl --seeds=0-7 --outdir=out
     python gen_images.py --network=stylegan3-r.pkl --seeds=1,5 --trunc=0.7 --translate=0.1,0 --rotate=10 --outdir=out
+    python gen_images.py --network=ffhq.pkl --projected-w=out/projected_w.npz --outdir=out   # projector.py output
 """
 
 import os
@@ -130,6 +131,27 @@ def save_image(array_hwc, path_stem):
                                   lambda f: np.save(f, np.ascontiguousarray(array_hwc), allow_pickle=False))
     return path_stem + '.npy'
 
+def load_projected_w(path, G, device):
+    """ws [N, num_ws, w_dim] from a projector.py `projected_w.npz` (key `w`); the optimised noise inputs it holds
+    (`noise.<buffer name>`) are copied into G so that the image is the projection's. Raises click.BadParameter."""
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {key: npz[key] for key in npz.files}
+    except (OSError, ValueError) as err:
+        raise click.BadParameter(f'cannot read {path}: {err}', param_hint='--projected-w') from err
+    ws = arrays.get('w')
+    shape_ok = ws is not None and ws.ndim == 3 and len(ws) > 0 and ws.shape[1:] == (G.num_ws, G.w_dim)
+    if not shape_ok or not np.issubdtype(ws.dtype, np.floating) or not np.isfinite(ws).all():
+        raise click.BadParameter(f'{path}: expected finite float `w` of shape [N >= 1, {G.num_ws}, {G.w_dim}] for this '
+                                 f'network, got {None if ws is None else f"{ws.dtype} {list(ws.shape)}"}',
+                                 param_hint='--projected-w')
+    buffers = dict(G.synthesis.named_buffers())
+    for key, value in arrays.items():
+        name = key[len('noise.'):]
+        if key.startswith('noise.') and name in buffers and buffers[name].shape == value.shape:
+            buffers[name].copy_(torch.from_numpy(value))
+    return torch.from_numpy(ws.astype(np.float32)).to(device)
+
 #----------------------------------------------------------------------------
 
 EXAMPLES = '''\b
@@ -140,14 +162,19 @@ Examples:
   # Seeds 0-35 from a snapshot of your own run, on CPU:
   python gen_images.py --outdir=out --seeds=0-35 --device=cpu \\
       --network=training-runs/00000-stylegan2-shapes-32x32-gpus1-batch16-gamma0.05/network-snapshot-000010.pkl
+  # The image(s) projector.py found for a target photo:
+  python gen_images.py --outdir=out --projected-w=proj/projected_w.npz --network=network-snapshot-000100.pkl
   # Class 3 of a conditional network:
   python gen_images.py --outdir=out --seeds=0-7 --class=3 --network=cifar10.pkl'''
 
 
 @click.command(epilog=EXAMPLES)
-@click.option('--network', 'network_pkl', help='Network pickle filename or URL', required=True, metavar='PATH|URL')
-@click.option('--seeds', type=cli.parse_seeds, help="List of random seeds (0..2^32-1), e.g. '0,1,4-6'", required=True,
+@click.option('--network', 'network_pkl', help='Network pickle or .safetensors filename or URL', required=True,
+              metavar='PATH|URL')
+@click.option('--seeds', type=cli.parse_seeds, help="List of random seeds (0..2^32-1), e.g. '0,1,4-6'",
               metavar='RANGE')
+@click.option('--projected-w', type=click.Path(dir_okay=False), help='projected_w.npz of projector.py (instead of '
+              '--seeds): writes projNN.png', metavar='FILE')
 @click.option('--trunc', 'truncation_psi', type=cli.parse_finite_float, help='Truncation psi', default=1, show_default=True,
               metavar='PSI')
 @click.option('--class', 'class_idx', type=int, help='Class label (required for conditional networks)', metavar='INT')
@@ -162,10 +189,13 @@ Examples:
 @click.option('--threads', 'num_threads', type=click.IntRange(min=0), default=0, show_default=True,
               help='CPU threads; 0 = OMP_NUM_THREADS or the physical cores available', metavar='INT')
 @click.option('--allow-exec', is_flag=True, help='Execute the source code embedded in an unknown pickle (unsafe)')
-def main(network_pkl, seeds, truncation_psi, class_idx, noise_mode, translate, rotate, outdir, device, num_threads,
-         allow_exec):
-    """Generate images using a pretrained network pickle; writes OUTDIR/seedNNNN.png per seed."""
+def main(network_pkl, seeds, projected_w, truncation_psi, class_idx, noise_mode, translate, rotate, outdir, device,
+         num_threads, allow_exec):
+    """Generate images using a pretrained network pickle; writes OUTDIR/seedNNNN.png per seed (projNN.png per w
+    of --projected-w)."""
     from tqdm import tqdm
+    if seeds is None and projected_w is None:
+        raise click.UsageError('give --seeds (or --projected-w)')
     device = cli.choose_device(device)
     threads.set_threads(num_threads)
     click.echo(f'Loading networks from "{network_pkl}" on {device}...')
@@ -174,6 +204,15 @@ def main(network_pkl, seeds, truncation_psi, class_idx, noise_mode, translate, r
     label = class_vector(G, class_idx, device)
     if translate != (0, 0) or rotate != 0:
         set_output_transform(G, translate, rotate)
+    if projected_w is not None:
+        if seeds:
+            click.echo('warning: --seeds is ignored when using --projected-w', err=True)
+        for idx, ws in enumerate(load_projected_w(projected_w, G, device)):
+            with torch.no_grad():
+                img = run_generator(G, network_pkl, lambda: G.synthesis(ws[None], noise_mode=noise_mode))
+            save_image(to_uint8_hwc(img)[0], os.path.join(outdir, f'proj{idx:02d}'))
+        click.echo(f'Wrote {idx + 1} projection image(s) to {outdir}')
+        return
 
     for seed in tqdm(seeds, desc='Generating', unit='img', disable=len(seeds) < 2):
         z = torch.from_numpy(np.random.RandomState(seed).randn(1, G.z_dim)).to(device=device, dtype=torch.float32)

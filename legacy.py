@@ -8,6 +8,9 @@ Library use (what gen_images.py and the other tools call):
 Command line: convert any supported pickle into a clean snapshot of ours (official layout, our module sources):
     python legacy.py --source=stylegan2-ffhq-config-f.pkl --dest=ffhq.pkl
     python legacy.py --source=network-snapshot-001000.pkl --dest=fp16.pkl --force-fp16=1
+    python legacy.py --source=network-snapshot-001000.pkl --dest=net.safetensors   # weights + JSON, no code
+
+Every loader here (and so every tool) also reads such `.safetensors` snapshots wherever it reads a pickle.
 
 The loader itself (restricted unpickler, family detection, TF-era conversion) lives in torch_utils/safe_pickle.py
 and torch_utils/tf_legacy.py; this module is the public entry point with the official names.
@@ -19,6 +22,7 @@ import click
 import dnnlib
 from torch_utils import persistence
 from torch_utils import safe_pickle
+from torch_utils import safetensors_io
 from torch_utils.safe_pickle import CorruptPickleError, UnsafePickleError  # noqa: F401 (re-exported)
 from torch_utils.tf_legacy import convert_tf_discriminator, convert_tf_generator  # noqa: F401 (official names)
 
@@ -53,10 +57,15 @@ def clean_snapshot(data):
 
 
 def convert_network_pickle(source, dest, force_fp16=False, allow_exec=False):
-    """Read `source` (path or URL) with load_network_pkl and write a clean snapshot of ours to `dest` atomically."""
+    """Read `source` (path or URL) with load_network_pkl and write a clean snapshot of ours to `dest` atomically:
+    a `.safetensors` file (weights + JSON constructor arguments, see torch_utils/safetensors_io.py) when `dest`
+    ends with that, else a pickle."""
     with dnnlib.util.open_url(source) as f:
         data = load_network_pkl(f, force_fp16=force_fp16, allow_exec=allow_exec)
-    safe_pickle.save_network_pkl(clean_snapshot(data), dest)
+    if str(dest).lower().endswith('.safetensors'):
+        safetensors_io.save_network_safetensors(clean_snapshot(data), dest)
+    else:
+        safe_pickle.save_network_pkl(clean_snapshot(data), dest)
 
 #----------------------------------------------------------------------------
 
@@ -71,7 +80,8 @@ Examples:
 @click.command(epilog=EXAMPLES)
 @click.option('--source', help='Input pickle: ours, official StyleGAN2-ADA/StyleGAN3, or TF-era StyleGAN2',
               required=True, metavar='PATH|URL')
-@click.option('--dest', help='Output pickle (written atomically)', required=True, metavar='PATH')
+@click.option('--dest', help='Output pickle, or a .safetensors file (weights + JSON arguments); written atomically',
+              required=True, metavar='PATH')
 @click.option('--force-fp16', help='Force the networks to use FP16 (num_fp16_res=4, conv_clamp=256)', type=bool,
               default=False, is_flag=False, flag_value=True, show_default=True, metavar='BOOL')
 @click.option('--allow-exec', help='Run source code embedded in the pickle (trusted files only; never needed for '
@@ -80,7 +90,7 @@ def main(source, dest, force_fp16, allow_exec):
     """Convert a network pickle into a clean snapshot of ours that the official tools also load."""
     try:
         convert_network_pickle(source, dest, force_fp16=force_fp16, allow_exec=allow_exec)
-    except (UnsafePickleError, CorruptPickleError, ValueError) as err:
+    except (UnsafePickleError, CorruptPickleError, ValueError) as err:  # SafetensorsFormatError is a ValueError.
         raise click.ClickException(str(err)) from err
     except OSError as err:
         raise click.ClickException(f'cannot read {source} or write {dest}: {err}') from err

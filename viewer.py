@@ -26,6 +26,7 @@ import torch
 
 import gen_images
 from dnnlib import cli
+from training import style_mixing
 
 MAX_SEED = 2 ** 32 - 1              # numpy RandomState seeds.
 MAX_ABS_TRUNC = 4.0                 # Beyond this, truncation "psi" is extrapolation into noise.
@@ -96,14 +97,6 @@ def parse_render_params(query, num_ws, c_dim, is_stylegan3):
 
 #----------------------------------------------------------------------------
 
-def mix_styles(ws, ws_mix, start, end):
-    """Style mixing: ws [N, num_ws, w_dim] with layers [start, end) taken from ws_mix (same shape).
-    (Local to the viewer; the style_mixing tool has its own, to be unified.)"""
-    mixed = ws.clone()
-    mixed[:, start:end] = ws_mix[:, start:end]
-    return mixed
-
-
 class Renderer:
     """Renders RenderParams with one generator; one render at a time (a lock), since the SG3 output transform is
     state of the network and requests arrive on several threads."""
@@ -138,7 +131,8 @@ class Renderer:
                     gen_images.set_output_transform(self.G, params.translate, params.rotate)
             ws = self._ws(params.seed, params)
             if params.mix_seed is not None:
-                ws = mix_styles(ws, self._ws(params.mix_seed, params), params.mix_start, params.mix_end)
+                ws = style_mixing.mix_styles(ws, self._ws(params.mix_seed, params),
+                                             range(params.mix_start, params.mix_end))
             img = self.G.synthesis(ws, noise_mode=params.noise_mode)
         return gen_images.to_uint8_hwc(img)[0]
 

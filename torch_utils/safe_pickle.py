@@ -54,6 +54,7 @@ import dnnlib
 from torch_utils import misc
 from torch_utils import persistence
 from torch_utils import pickle_checks
+from torch_utils import safetensors_io
 from torch_utils import tf_legacy
 from torch_utils.module_state import check_module_state
 from torch_utils.pickle_checks import AllowList, CorruptPickleError, UnsafePickleError
@@ -634,7 +635,8 @@ def load_pickle(f, allow_exec=False, max_bytes=DEFAULT_MAX_BYTES, allowed=None, 
 
 
 def load_network_pkl(f, force_fp16=False, allow_exec=False, max_bytes=DEFAULT_MAX_BYTES):
-    """Load a network pickle (ours, official StyleGAN2-ADA/StyleGAN3, or TF-era StyleGAN2) as a snapshot dict.
+    """Load a network pickle (ours, official StyleGAN2-ADA/StyleGAN3, or TF-era StyleGAN2) or a safetensors snapshot
+    of ours (told apart by the file's first bytes; see safetensors_io) as a snapshot dict.
 
     f:          path or binary file object.
     force_fp16: rebuild G, D, G_ema with num_fp16_res=4 and conv_clamp=256 (the official option).
@@ -643,6 +645,9 @@ def load_network_pkl(f, force_fp16=False, allow_exec=False, max_bytes=DEFAULT_MA
     plus any extra keys of the file (e.g. our resume state).
     """
     with _opened(f) as (file, source):
+        file = _seekable(file, max_bytes)
+        if _peek_is_safetensors(file):
+            return _load_safetensors_snapshot(file, source, force_fp16, max_bytes)
         data = load_pickle(file, allow_exec=allow_exec, max_bytes=max_bytes)
     if tf_legacy.is_tf_snapshot(data):
         try:
@@ -662,6 +667,41 @@ def load_network_pkl(f, force_fp16=False, allow_exec=False, max_bytes=DEFAULT_MA
                 except Exception as err:  # init_kwargs from the file that our constructors reject.
                     raise CorruptPickleError(f'{source}: cannot rebuild {key} with --force-fp16 from its '
                                              f'init_kwargs ({type(err).__name__}: {str(err)[:300]})') from err
+    return data
+
+
+def _seekable(file, max_bytes):
+    """`file` itself if it can seek, else its contents (at most max_bytes + 1) in memory."""
+    seekable = getattr(file, 'seekable', None)
+    if callable(seekable) and seekable():
+        return file
+    return io.BytesIO(file.read(max_bytes + 1))
+
+
+def _peek_is_safetensors(file):
+    """True if the file (positioned at its start) is a safetensors file; the position is left unchanged."""
+    start = file.tell()
+    head = file.read(9)
+    file.seek(start)
+    return safetensors_io.is_safetensors_header(head)
+
+
+def _load_safetensors_snapshot(file, source, force_fp16, max_bytes):
+    """load_network_pkl for a `.safetensors` snapshot (see torch_utils/safetensors_io.py): runs nothing from it."""
+    payload = file.read(max_bytes + 1)
+    if len(payload) > max_bytes:
+        raise CorruptPickleError(f'{source}: larger than the {max_bytes}-byte limit for a network file')
+    try:
+        data = safetensors_io.load_network_safetensors(payload, source)
+    except safetensors_io.SafetensorsFormatError as err:
+        raise CorruptPickleError(str(err)) from None
+    except ImportError as err:
+        raise CorruptPickleError(f'{source} is a safetensors file, and reading it needs the safetensors package '
+                                 f'({err}): pip install safetensors') from None
+    if force_fp16:
+        for key in ['G', 'D', 'G_ema']:
+            if data[key] is not None:
+                data[key] = _with_fp16(data[key])
     return data
 
 
