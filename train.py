@@ -46,9 +46,10 @@ CONFIG_PRESETS = {
 ADA_PIPE_KWARGS = dict(class_name='training.augment.AugmentPipe', xflip=1, rotate90=1, xint=1, scale=1, rotate=1,
                        aniso=1, xfrac=1, brightness=1, contrast=1, lumaflip=1, hue=1, saturation=1)
 
-# Changed when --resume points at a pickle without resume state (fine-tuning from official weights): ADA reacts
-# faster and G_ema starts without ramp-up. Ignored for an exact resume, which keeps the original schedule.
-WEIGHTS_ONLY_RESUME_OVERRIDES = dict(ada_kimg=100, ema_rampup=None)
+# Changed when --resume points at a pickle without resume state (fine-tuning from official weights), as the official
+# --resume does: ADA reacts faster, G_ema starts without ramp-up, D's inputs are not blurred (StyleGAN3-R), and p
+# starts at --p (fixed) or 0 (ada). Ignored for an exact resume, which keeps the original schedule.
+WEIGHTS_ONLY_RESUME_OVERRIDES = dict(ada_kimg=100, ema_rampup=None, loss_kwargs=dict(blur_init_sigma=0))
 
 OPTION_DEFAULTS = dict(
     outdir=None, cfg=None, data=None, gpus=1, batch=None, gamma=None, cond=False, mirror=False, aug='ada',
@@ -154,7 +155,7 @@ def build_training_options(dataset_info, **opts):
     if opts.max_minutes is not None:
         c.max_minutes = opts.max_minutes
     if opts.resume is not None:
-        c.weights_only_resume_overrides = dict(WEIGHTS_ONLY_RESUME_OVERRIDES)
+        c.weights_only_resume_overrides = copy.deepcopy(WEIGHTS_ONLY_RESUME_OVERRIDES)
     return json.loads(json.dumps(c))  # Plain dicts/lists only: exactly what training_options.json will hold.
 
 #----------------------------------------------------------------------------

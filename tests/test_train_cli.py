@@ -110,7 +110,8 @@ def test_options_map_onto_training_loop_arguments():
     assert options['G_kwargs']['num_fp16_res'] == 0 and options['D_kwargs']['conv_clamp'] is None
     assert options['cudnn_benchmark'] is False and options['data_loader_kwargs']['num_workers'] == 1
     assert options['resume_pkl'] == 'old.pkl'
-    assert options['weights_only_resume_overrides'] == dict(ada_kimg=100, ema_rampup=None)
+    assert options['weights_only_resume_overrides'] == dict(ada_kimg=100, ema_rampup=None,
+                                                            loss_kwargs=dict(blur_init_sigma=0))
     assert build('stylegan2', aug='noaug')['augment_kwargs'] is None
 
 
