@@ -316,12 +316,46 @@ def test_center_crop_of_tall_image_keeps_the_middle_rows(tmp_path):
     np.testing.assert_array_equal(output, image[1:5])
 
 
-def test_center_crop_wide_letterboxes_the_middle_band_on_black(tmp_path):
-    image = random_image(8, 6, 8)  # 8 wide, 6 tall; an 8x4 band is rows 1..4.
-    output = convert_single(tmp_path, image, '--transform=center-crop-wide', '--resolution=8x4')
-    expected = np.zeros([8, 8, 3], dtype=np.uint8)
-    expected[2:6] = image[1:5]
-    np.testing.assert_array_equal(output, expected)
+def expected_center_crop_wide(image, width, height):
+    """The official center-crop-wide rule, written out here: None = skipped."""
+    src_height, src_width = image.shape[:2]
+    ch = int(np.round(width * src_height / src_width))
+    if src_width < width or ch < height:
+        return None
+    strip = PIL.Image.fromarray(image[(src_height - ch) // 2:(src_height + ch) // 2], 'RGB')
+    canvas = np.zeros([width, width, 3], dtype=np.uint8)
+    canvas[(width - height) // 2:(width + height) // 2] = np.asarray(strip.resize((width, height),
+                                                                                  PIL.Image.LANCZOS))
+    return canvas
+
+
+def test_center_crop_wide_follows_the_official_rule_and_skips_with_gaps(tmp_path):
+    # (W, H) of each source image: kept ones of several aspects (strip of ch = round(16 H / W) rows, odd H - ch
+    # included), skipped ones narrower than 16 or with ch < 8.
+    sizes = [(16, 8), (20, 12), (32, 10), (12, 12), (24, 13), (17, 30), (40, 21), (16, 7), (15, 40), (64, 40)]
+    images = [random_image(seed, h, w) for seed, (w, h) in enumerate(sizes)]
+    for idx, image in enumerate(images):
+        save_png(str(tmp_path / 'src' / f'img{idx:02d}.png'), image)
+    dest = tmp_path / 'out.zip'
+    result = run_tool(f'--source={tmp_path / "src"}', f'--dest={dest}', '--transform=center-crop-wide',
+                      '--resolution=16x8')
+    assert result.exit_code == 0, result.output
+    expected = {f'00000/img{idx:08d}.png': expected_center_crop_wide(image, 16, 8) for idx, image in enumerate(images)}
+    kept = sorted(name for name, array in expected.items() if array is not None)
+    names, arrays, labels = read_zip_dataset(dest)
+    assert names == kept and len(kept) == 6 and labels is None
+    for name, array in zip(names, arrays):
+        np.testing.assert_array_equal(array, expected[name], err_msg=name)
+    assert 'Skipped 4 images' in result.output and 'Wrote 6 images' in result.output
+    assert all(f'img{idx:02d}.png' in result.output for idx in (2, 3, 7, 8))
+
+
+def test_center_crop_wide_that_skips_every_image_is_a_clear_error(tmp_path):
+    save_png(str(tmp_path / 'src' / 'narrow.png'), random_image(0, 8, 8))
+    dest = tmp_path / 'out.zip'
+    result = run_tool(f'--source={tmp_path / "src"}', f'--dest={dest}', '--transform=center-crop-wide',
+                      '--resolution=16x8')
+    assert_clean_failure(result, 'all 1 images were skipped', dest)
 
 
 def test_resolution_without_transform_resizes_a_flat_image_to_the_same_colour(tmp_path):
