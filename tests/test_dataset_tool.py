@@ -169,8 +169,9 @@ def test_folder_without_dataset_json_writes_null_labels(tmp_path):
 # CIFAR-10 and MNIST, written in their binary formats here
 
 
-def write_cifar10(path, images_per_batch=3):
-    """A cifar-10-python.tar.gz with 5 small batches; returns ([N, 32, 32, 3] uint8, [N] labels)."""
+def write_cifar10(path, images_per_batch=3, str_keys=False, protocol=2):
+    """A cifar-10-python.tar.gz with 5 small batches; returns ([N, 32, 32, 3] uint8, [N] labels). str_keys: as a
+    Python 3 re-save writes them ('data', 'labels')."""
     rng = np.random.RandomState(0)
     all_images, all_labels = [], []
     with tarfile.open(path, 'w:gz') as archive:
@@ -179,7 +180,10 @@ def write_cifar10(path, images_per_batch=3):
             labels = [int(label) for label in rng.randint(0, 10, size=images_per_batch)]
             # The python version stores each image as 1024 red, then 1024 green, then 1024 blue bytes.
             data = images.transpose(0, 3, 1, 2).reshape(images_per_batch, 3072)
-            payload = pickle.dumps({b'batch_label': b'x', b'labels': labels, b'data': data}, protocol=2)
+            batch_dict = {b'batch_label': b'x', b'labels': labels, b'data': data}
+            if str_keys:
+                batch_dict = {key.decode(): value for key, value in batch_dict.items()}
+            payload = pickle.dumps(batch_dict, protocol=protocol)
             info = tarfile.TarInfo(f'cifar-10-batches-py/data_batch_{batch}')
             info.size = len(payload)
             archive.addfile(info, io.BytesIO(payload))
@@ -188,9 +192,10 @@ def write_cifar10(path, images_per_batch=3):
     return np.concatenate(all_images), all_labels
 
 
-def test_cifar10_archive_converts_pixel_exact_with_labels(tmp_path):
+@pytest.mark.parametrize('str_keys,protocol', [(False, 2), (True, 2), (True, pickle.DEFAULT_PROTOCOL)])
+def test_cifar10_archive_converts_pixel_exact_with_labels(tmp_path, str_keys, protocol):
     source = tmp_path / 'cifar-10-python.tar.gz'
-    images, labels = write_cifar10(source)
+    images, labels = write_cifar10(source, str_keys=str_keys, protocol=protocol)
     dest = tmp_path / 'cifar.zip'
     result = run_tool(f'--source={source}', f'--dest={dest}')
     assert result.exit_code == 0, result.output
