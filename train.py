@@ -55,7 +55,7 @@ OPTION_DEFAULTS = dict(
     outdir=None, cfg=None, data=None, gpus=1, batch=None, gamma=None, cond=False, mirror=False, aug='ada',
     resume=None, freezed=0, p=0.2, target=0.6, batch_gpu=None, cbase=32768, cmax=512, glr=None, dlr=None,
     map_depth=None, mbstd_group=4, desc=None, metrics=(), kimg=25000, tick=4, snap=50, seed=0, fp32=False,
-    nobench=False, workers=3, device='cpu', max_minutes=None, dry_run=False)
+    nobench=False, workers=3, device='cpu', max_minutes=None, detector_dir=None, dry_run=False)
 
 #----------------------------------------------------------------------------
 # The pure config builder.
@@ -154,6 +154,8 @@ def build_training_options(dataset_info, **opts):
              cudnn_benchmark=not opts.nobench, device=opts.device, run_desc=run_desc(opts, dataset_info['name']))
     if opts.max_minutes is not None:
         c.max_minutes = opts.max_minutes
+    if opts.detector_dir is not None:
+        c.detector_dir = opts.detector_dir
     if opts.resume is not None:
         c.weights_only_resume_overrides = copy.deepcopy(WEIGHTS_ONLY_RESUME_OVERRIDES)
     return json.loads(json.dumps(c))  # Plain dicts/lists only: exactly what training_options.json will hold.
@@ -176,8 +178,11 @@ def describe_dataset(data, cond=False):
     return info
 
 
-def check_modules_exist(options):
-    """Fail at start when --cfg, --aug or --metrics need a module this checkout does not have yet."""
+def check_modules_exist(options, dry_run=False):
+    """Fail at start when --cfg, --aug or --metrics need a module or detector file this machine does not have.
+
+    dry_run: only look for detector files (no download), and return the missing-file message as a warning (or
+    None) instead of stopping, so that options can be checked offline."""
     for key in ('G_kwargs', 'D_kwargs'):
         module_name = options[key]['class_name'].rsplit('.', 1)[0]
         if importlib.util.find_spec(module_name) is None:
@@ -186,9 +191,15 @@ def check_modules_exist(options):
     if options['metrics']:
         from metrics import metric_main, metric_utils
         try:  # Detector files (Inception, VGG16) must be at hand now, not at the first snapshot.
-            metric_main.check_metrics_available(options['metrics'])
+            metric_main.check_metrics_available(options['metrics'], detector_dir=options.get('detector_dir'),
+                                                 download=not dry_run)
         except metric_utils.DetectorUnavailableError as err:
-            raise UsageError(f'--metrics={",".join(options["metrics"])}: {err}') from err
+            message = f'--metrics={",".join(options["metrics"])}: {err}'
+            if dry_run:
+                return (f'Warning: {message}\n(--dry-run looks only for local files; a real run tries to download '
+                        'them and stops at start if it cannot.)')
+            raise UsageError(message) from err
+    return None
 
 
 def metrics_available():
@@ -399,7 +410,10 @@ _DEFAULT_METRICS = 'fid50k_full' if metrics_available() else 'none'
 @click.option('--max-minutes', help='Stop after this many minutes of training, with a final snapshot (not '
               'official: for shared machines, time-boxed jobs and demos)', metavar='FLOAT',
               type=click.FloatRange(min=0))
-@click.option('-n', '--dry-run', help='Print training options and exit', is_flag=True)
+@click.option('--detector-dir', help='Folder holding metric detector files (inception-2015-12-05.pkl, vgg16.pkl), '
+              'looked in before the cache and the download', metavar='DIR')
+@click.option('-n', '--dry-run', help='Print training options and exit (works offline: missing metric detector '
+              'files are a warning)', is_flag=True)
 def main(**opts):
     """Train a GAN using the techniques of StyleGAN, StyleGAN2, StyleGAN2-ADA and StyleGAN3.
 
@@ -429,10 +443,12 @@ def main(**opts):
             import torch
             if opts['gpus'] > torch.cuda.device_count():
                 raise UsageError(f'--gpus={opts["gpus"]}: only {torch.cuda.device_count()} CUDA devices here')
-        check_modules_exist(options)
+        warning = check_modules_exist(options, dry_run=opts['dry_run'])
     except (UsageError, FileNotFoundError, RuntimeError) as err:
         raise click.ClickException(str(err)) from err
     launch_training(copy.deepcopy(options), opts['outdir'], dry_run=opts['dry_run'])
+    if warning is not None:
+        click.echo(warning, err=True)
 
 #----------------------------------------------------------------------------
 

@@ -623,7 +623,7 @@ def evaluate_metrics(ctx, snapshot_data, snapshot_pkl):
     for metric in ctx.metrics:
         result_dict = metric_main.calc_metric(metric=metric, G=snapshot_data['G_ema'],
                                               dataset_kwargs=ctx.training_set_kwargs, num_gpus=ctx.num_gpus,
-                                              rank=ctx.rank, device=ctx.device)
+                                              rank=ctx.rank, device=ctx.device, detector_dir=ctx.detector_dir)
         if ctx.rank == 0:
             metric_main.report_metric(result_dict, run_dir=ctx.run_dir, snapshot_pkl=snapshot_pkl)
         results.update(result_dict.results)
@@ -898,6 +898,7 @@ def training_loop(
     device                  = None,     # torch device; None = this rank's GPU if CUDA is available, else CPU.
     weights_only_resume_overrides = None,  # Options changed when resuming from a pickle without resume state.
     max_minutes             = None,     # Stop (with a final snapshot) after this much wall time; None = no limit.
+    detector_dir            = None,     # Folder searched first for metric detector files; None = cache/download.
 ):
     """Train G and D; write the run directory's images, stats and snapshots. See the module docstring."""
     ctx = dnnlib.EasyDict(locals())
