@@ -45,7 +45,7 @@ import torch
 import dnnlib
 from torch_utils import misc
 from torch_utils import persistence
-from torch_utils import tf_legacy
+from torch_utils import tf_records
 
 DEFAULT_MAX_BYTES = 16 << 30    # Official pickles are < 1 GiB; anything near this is not a network pickle.
 _MAX_LINE_BYTES = 1 << 20       # Longest text line (protocol-0 opcodes) read at once.
@@ -164,7 +164,7 @@ ALLOWED_GLOBALS = {
     ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor,
     ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
     ('torch.storage', '_load_from_bytes'): _load_storage_from_bytes,
-    ('dnnlib.tflib.network', 'Network'): tf_legacy.TFNetworkRecord,
+    ('dnnlib.tflib.network', 'Network'): tf_records.TFNetworkRecord,
 }
 for _np_module in ['numpy', 'numpy.core.multiarray', 'numpy._core.multiarray']:
     ALLOWED_GLOBALS[(_np_module, 'ndarray')] = np.ndarray
@@ -175,7 +175,7 @@ for _np_module in ['numpy.core.multiarray', 'numpy._core.multiarray']:
 
 # What REDUCE may call and NEWOBJ may instantiate (numpy.ndarray is only ever an argument).
 _CALLABLE = frozenset(id(obj) for obj in ALLOWED_GLOBALS.values() if obj is not np.ndarray)
-_NEWOBJ_CLASSES = (dnnlib.EasyDict, collections.OrderedDict, tf_legacy.TFNetworkRecord)
+_NEWOBJ_CLASSES = (dnnlib.EasyDict, collections.OrderedDict, tf_records.TFNetworkRecord)
 
 #----------------------------------------------------------------------------
 # Reading that never goes past the end of the file.
@@ -294,7 +294,7 @@ class RestrictedUnpickler(pickle._Unpickler):
         if not any(cls is allowed for allowed in _NEWOBJ_CLASSES) or type(args) is not tuple:
             self._refuse(f'creating an instance of {_describe(cls)}')
         obj = cls.__new__(cls, *args)
-        if cls is tf_legacy.TFNetworkRecord:
+        if cls is tf_records.TFNetworkRecord:
             self._awaiting_state[id(obj)] = obj
         self.append(obj)
 
@@ -310,7 +310,7 @@ class RestrictedUnpickler(pickle._Unpickler):
         state = self.stack.pop()
         inst = self.stack[-1]
         fresh = self._awaiting_state.pop(id(inst), None) is inst
-        if not fresh and (isinstance(inst, (np.ndarray, np.dtype)) or type(inst) is tf_legacy.TFNetworkRecord):
+        if not fresh and (isinstance(inst, (np.ndarray, np.dtype)) or type(inst) is tf_records.TFNetworkRecord):
             self._refuse(f'setting the state of {_describe(inst)} twice (BUILD)')
         if type(inst) is np.ndarray:
             if not (isinstance(state, tuple) and len(state) == 5 and isinstance(state[2], np.dtype)
@@ -323,8 +323,8 @@ class RestrictedUnpickler(pickle._Unpickler):
             np.dtype.__setstate__(inst, state)
             if inst.hasobject:
                 self._refuse('a numpy dtype holding Python objects')
-        elif type(inst) is tf_legacy.TFNetworkRecord:
-            tf_legacy.TFNetworkRecord.restore(inst, state)
+        elif type(inst) is tf_records.TFNetworkRecord:
+            tf_records.TFNetworkRecord.restore(inst, state)
         elif type(inst) in (dict, dnnlib.EasyDict, collections.OrderedDict, set, list) and _is_empty_state(state):
             pass  # An empty __dict__ pickled by older Pythons: nothing to do.
         else:
@@ -390,7 +390,7 @@ class _TrustedUnpickler(pickle.Unpickler):
 
     def find_class(self, module, name):
         if (module, name) == ('dnnlib.tflib.network', 'Network'):
-            return tf_legacy.TFNetworkRecord
+            return tf_records.TFNetworkRecord
         return super().find_class(module, name)
 
 #----------------------------------------------------------------------------
@@ -549,20 +549,25 @@ def load_pickle(f, allow_exec=False, max_bytes=DEFAULT_MAX_BYTES):
                                          f'({type(err).__name__}: {err})') from err
 
 
-def load_network_pkl(f, force_fp16=False, allow_exec=False, max_bytes=DEFAULT_MAX_BYTES):
+def load_network_pkl(f, force_fp16=False, allow_exec=False, max_bytes=DEFAULT_MAX_BYTES, convert_tf=None):
     """Load a network pickle (ours, official StyleGAN2-ADA/StyleGAN3, or TF-era StyleGAN2) as a snapshot dict.
 
     f:          path or binary file object.
     force_fp16: rebuild G, D, G_ema with num_fp16_res=4 and conv_clamp=256 (the official option).
     allow_exec: trusted files only: execute embedded sources of unknown classes (never needed for official files).
+    convert_tf: TF-era (G, D, Gs) records -> snapshot dict, i.e. training.tf_legacy.convert_tf_snapshot (passed in:
+                it builds training/ networks, which torch_utils does not import); None refuses TF-era pickles.
     Returns a dict with at least G, D, G_ema, augment_pipe (networks on CPU, or None) and training_set_kwargs,
     plus any extra keys of the file (e.g. our resume state).
     """
     with _opened(f) as (file, source):
         data = load_pickle(file, allow_exec=allow_exec, max_bytes=max_bytes)
-    if tf_legacy.is_tf_snapshot(data):
+    if tf_records.is_tf_snapshot(data):
+        if convert_tf is None:
+            raise CorruptPickleError(f'{source}: a TF-era pickle; load it with legacy.load_network_pkl, which '
+                                     'converts it')
         try:
-            data = tf_legacy.convert_tf_snapshot(data)
+            data = convert_tf(data)
         except ValueError as err:
             raise CorruptPickleError(f'{source}: {err}') from err
     data = _check_snapshot(data, source)
