@@ -182,12 +182,16 @@ def test_mirror_sets_xflip_and_appends_a_mirrored_copy_of_every_image(shapes_dir
 # Resume: what a weights-only resume (fine-tuning from a pickle) and an exact resume do with the StyleGAN3-R blur
 # and with the augmentation probability (issue 13).
 
-def _resume_options(ada_run, tmp_path, with_resume_state, **train_opts):
-    """Options resuming ada_run's last snapshot (p > 0, 36 images) for one tick; D's inputs blurred as -R does."""
+def _resume_options(ada_run, tmp_path, with_resume_state, old_record=True, **train_opts):
+    """Options resuming ada_run's last snapshot (p > 0, 36 images) for one tick; D's inputs blurred as -R does.
+    old_record=False: the snapshot predates the resume state's record of --aug/--p; training_options.json has it."""
     snapshot = latest_snapshot(ada_run['run_dir'])
     assert float(snapshot['augment_pipe'].p) > 0
     if not with_resume_state:
         del snapshot[tl.RESUME_STATE_KEY]
+    if not old_record:
+        del snapshot[tl.RESUME_STATE_KEY]['augment']
+        (tmp_path / 'training_options.json').write_text(json.dumps(ada_run['options']))
     pkl = tmp_path / 'pretrained.pkl'
     with open(pkl, 'wb') as f:
         pickle.dump(snapshot, f)
@@ -217,8 +221,9 @@ def test_weights_only_resume_starts_p_at_the_option_not_at_the_pickles_p(ada_run
     assert read_stats(tmp_path / 'run')[0]['Progress/augment']['mean'] == pytest.approx(expected_p)
 
 
-def test_exact_resume_with_a_changed_aug_starts_at_the_new_p_and_says_so(ada_run, tmp_path):
-    options, pickle_p = _resume_options(ada_run, tmp_path, True, aug='fixed', p=0.3)
+@pytest.mark.parametrize('old_record', [True, False])
+def test_exact_resume_with_a_changed_aug_starts_at_the_new_p_and_says_so(ada_run, tmp_path, old_record):
+    options, pickle_p = _resume_options(ada_run, tmp_path, True, old_record=old_record, aug='fixed', p=0.3)
     state, log = run_quietly(**options)
     assert 'Continuing exactly at 0.036 kimg' in log
     assert 'Augmentation changed since the snapshot (--aug=ada p=None -> --aug=fixed p=0.3)' in log

@@ -768,10 +768,23 @@ def apply_weights_only_resume_overrides(ctx, overrides):
     ctx.log(f'Weights-only resume: {overrides}')
 
 
-def augment_changed(resume_state, new_options, log):
+def recorded_augment_options(resume_state, snapshot_path):
+    """augment_options() of the run that wrote a snapshot: from its resume state or, for snapshots that predate
+    that record, from the training_options.json beside it; None if neither says."""
+    if resume_state.get('augment') is not None:
+        return resume_state['augment']
+    options_path = os.path.join(os.path.dirname(os.path.abspath(snapshot_path)), 'training_options.json')
+    try:
+        with open(options_path, 'rt') as f:
+            old = json.load(f)
+        return augment_options(old['augment_kwargs'], old['ada_target'], old['augment_p'])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def augment_changed(old_options, new_options, log):
     """Exact resume: whether --aug or --p differs from the snapshot's run (then p starts at the new option's value
-    instead of continuing, and the log says so). Snapshots that predate the record count as unchanged."""
-    old_options = resume_state.get('augment')
+    instead of continuing, and the log says so). Unknown old options (None) count as unchanged."""
     if old_options is None or old_options == new_options:
         return False
     log(f'Augmentation changed since the snapshot (--aug={old_options["mode"]} p={old_options["p"]} -> '
@@ -806,7 +819,8 @@ def setup_state(ctx):
                                                **ctx.loss_kwargs)
     state = TrainingState(G, D, G_ema, augment_pipe, loss, phases, optimizers, ctx.training_set_kwargs)
     state.augment_options = augment_options(ctx.augment_kwargs, ctx.ada_target, ctx.augment_p)
-    keep_p = resume_state is not None and not augment_changed(resume_state, state.augment_options, ctx.log)
+    keep_p = resume_state is not None and not augment_changed(
+        recorded_augment_options(resume_state, resume_path), state.augment_options, ctx.log)
     if resume_state is not None and not keep_p:
         resume_state = dict(resume_state, ada=None)  # A new ADA controller, not the old run's statistics.
     if resume_data is not None:  # A weights-only resume starts p at augment_p, as the official --resume does.
