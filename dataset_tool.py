@@ -110,7 +110,8 @@ def to_uint8_array(image, name, rgba='error'):
     return array[:, :, np.newaxis] if array.ndim == 2 else array
 
 #----------------------------------------------------------------------------
-# Transforms: [H, W, C] uint8 in, [height, width, C] (or [width, width, C] for center-crop-wide) out.
+# Transforms: [H, W, C] uint8 in, [height, width, C] (or [width, width, C] for center-crop-wide) out, or None to
+# skip the image (center-crop-wide only).
 
 
 def resize(array, width, height):
@@ -136,11 +137,19 @@ def center_crop(array, width, height):
 
 
 def center_crop_wide(array, width, height):
-    """center_crop to width x height (width >= height), then centre it on a black width x width square."""
-    cropped = center_crop(array, width, height)
+    """The official tool's rule, so that published wide datasets (and their FID statistics) come out the same:
+    scale the image to `width` columns in thought, giving ch = round(width * H / W) rows; an image narrower than
+    `width` or with ch < height is skipped (returns None). Otherwise keep the source rows [(H - ch) // 2,
+    (H + ch) // 2) at full width, Lanczos-resize that strip to width x height, and paste it centred vertically on
+    a black width x width canvas."""
+    src_height, src_width = array.shape[:2]
+    strip_height = int(np.round(width * src_height / src_width))
+    if src_width < width or strip_height < height:
+        return None
+    strip = array[(src_height - strip_height) // 2:(src_height + strip_height) // 2]
     canvas = np.zeros([width, width, array.shape[2]], dtype=np.uint8)
     top = (width - height) // 2
-    canvas[top:top + height] = cropped
+    canvas[top:top + height] = resize(strip, width, height)
     return canvas
 
 
@@ -357,12 +366,17 @@ def archive_name(idx, ext='.png'):
 
 
 def convert(source, writer, num_images, transform_fn, rgba):
-    """Read, check, transform and write num_images items of source; returns (labels or None, first array)."""
-    labels = []
+    """Read, check, transform and write num_images items of source; returns (labels or None, first array, names of
+    the items the transform skipped). Output names keep the source index, so skipped items leave gaps."""
+    labels, skipped = [], []
     first_array = first_name = None
     with tqdm(total=num_images, unit='img', file=sys.stderr, desc='images') as progress:
         for idx, item in enumerate(itertools.islice(source.items, num_images)):
             array = transform_fn(to_uint8_array(item.load(), item.name, rgba))
+            progress.update(1)
+            if array is None:
+                skipped.append(item.name)
+                continue
             if first_array is None:
                 check_first_image(array, item.name)
                 first_array, first_name = array, item.name
@@ -371,14 +385,27 @@ def convert(source, writer, num_images, transform_fn, rgba):
             name = archive_name(idx, ext)
             writer.write(name, data)
             labels.append([name, item.label])
-            progress.update(1)
+    if first_array is None and skipped:
+        raise DatasetToolError(f'{source.description}: all {len(skipped)} images were skipped '
+                               f'({skipped_reason()}), e.g. {skipped[0]}')
     if first_array is None:
         raise DatasetToolError(f'{source.description}: no images to convert')
     has_labels = [label is not None for _name, label in labels]
     if any(has_labels) and not all(has_labels):
         missing = labels[has_labels.index(False)][0]
         raise DatasetToolError(f'some images have labels and some do not (e.g. output {missing})')
-    return (labels if all(has_labels) else None), first_array
+    return (labels if all(has_labels) else None), first_array, skipped
+
+
+def skipped_reason():
+    return ('--transform=center-crop-wide skips images narrower than W or with fewer than H rows once scaled to '
+            'W columns')
+
+
+def describe_skipped(skipped, num_names=5):
+    """One line naming how many images were skipped and the first few of them."""
+    names = ', '.join(skipped[:num_names]) + (', ...' if len(skipped) > num_names else '')
+    return f'Skipped {len(skipped)} images ({skipped_reason()}): {names}'
 
 
 def parse_resolution(_ctx, _param, value):
@@ -413,8 +440,10 @@ Examples:
 @click.option('--max-images', type=click.IntRange(min=1), default=None, metavar='N',
               help='Stop after this many images (builtin:shapes: how many to render, default 10000).')
 @click.option('--transform', type=click.Choice(['center-crop', 'center-crop-wide']), default=None,
-              help='center-crop: largest centred square, resized. center-crop-wide: largest centred WxH '
-              'region, resized, on a black WxW square. Default: resize to --resolution (aspect not kept).')
+              help='center-crop: largest centred square, resized. center-crop-wide: the official rule: the middle '
+              'round(W*h/w) rows of a w x h image at full width, resized to WxH, on a black WxW square; images '
+              'narrower than W or with fewer rows than H skipped (names keep the source index). Default: resize to '
+              '--resolution (aspect not kept).')
 @click.option('--resolution', metavar='WxH', callback=parse_resolution, default=None,
               help='Output size, e.g. 256x256. Default: keep the source size (all images must be equal).')
 @click.option('--rgba', type=click.Choice(['error', 'keep', 'drop-alpha', 'white']), default='error',
@@ -434,14 +463,17 @@ def main(source, dest, max_images, transform, resolution, rgba, force):
     num_images = opened.num_items if max_images is None else min(opened.num_items, max_images)
     try:
         with open_writer(dest, force) as writer:
-            labels, first_array = convert(opened, writer, num_images, make_transform(transform, resolution), rgba)
+            labels, first_array, skipped = convert(opened, writer, num_images, make_transform(transform, resolution),
+                                                   rgba)
             writer.write('dataset.json', json.dumps({'labels': labels}).encode('utf-8'))
     except dataset_sources.SourceError as error:
         raise DatasetToolError(str(error)) from error
     except OSError as error:  # A read-only folder, --dest under a file, a full disk.
         raise DatasetToolError(f'cannot write {error.filename or dest}: {error.strerror or error}') from error
     height, width, channels = first_array.shape
-    click.echo(f'Wrote {num_images} images ({width}x{height} {channel_name(channels)}, '
+    if skipped:
+        click.echo(describe_skipped(skipped))
+    click.echo(f'Wrote {num_images - len(skipped)} images ({width}x{height} {channel_name(channels)}, '
                f'{"labelled" if labels else "no labels"}) from {opened.description} to {dest}')
 
 #----------------------------------------------------------------------------

@@ -12,8 +12,8 @@ Command line: convert any supported pickle into a clean snapshot of ours (offici
 
 Every loader here (and so every tool) also reads such `.safetensors` snapshots wherever it reads a pickle.
 
-The loader itself (restricted unpickler, family detection, TF-era conversion) lives in torch_utils/safe_pickle.py
-and torch_utils/tf_legacy.py; this module is the public entry point with the official names.
+The loader itself (restricted unpickler, family detection) lives in torch_utils/safe_pickle.py and the TF-era
+conversion in training/tf_legacy.py; this module is the public entry point with the official names.
 """
 
 
@@ -24,7 +24,8 @@ from torch_utils import persistence
 from torch_utils import safe_pickle
 from torch_utils import safetensors_io
 from torch_utils.safe_pickle import CorruptPickleError, UnsafePickleError  # noqa: F401 (re-exported)
-from torch_utils.tf_legacy import convert_tf_discriminator, convert_tf_generator  # noqa: F401 (official names)
+from training import tf_legacy
+from training.tf_legacy import convert_tf_discriminator, convert_tf_generator  # noqa: F401 (official names)
 
 #----------------------------------------------------------------------------
 
@@ -35,7 +36,8 @@ def load_network_pkl(f, force_fp16=False, allow_exec=False):
     allow_exec: trusted files only: run the source code embedded in pickles of unknown classes.
     Raises UnsafePickleError (refused content) or CorruptPickleError (truncated, corrupt, not a network pickle).
     """
-    return safe_pickle.load_network_pkl(f, force_fp16=force_fp16, allow_exec=allow_exec)
+    return safe_pickle.load_network_pkl(f, force_fp16=force_fp16, allow_exec=allow_exec,
+                                        convert_tf=tf_legacy.convert_tf_snapshot)
 
 
 def clean_snapshot(data):

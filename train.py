@@ -55,16 +55,17 @@ CONFIG_PRESETS = {
 ADA_PIPE_KWARGS = dict(class_name='training.augment.AugmentPipe', xflip=1, rotate90=1, xint=1, scale=1, rotate=1,
                        aniso=1, xfrac=1, brightness=1, contrast=1, lumaflip=1, hue=1, saturation=1)
 
-# Changed when --resume points at a pickle without resume state (fine-tuning from official weights): ADA reacts
-# faster and G_ema starts without ramp-up. Ignored for an exact resume, which keeps the original schedule.
-WEIGHTS_ONLY_RESUME_OVERRIDES = dict(ada_kimg=100, ema_rampup=None)
+# Changed when --resume points at a pickle without resume state (fine-tuning from official weights), as the official
+# --resume does: ADA reacts faster, G_ema starts without ramp-up, D's inputs are not blurred (StyleGAN3-R), and p
+# starts at --p (fixed) or 0 (ada). Ignored for an exact resume, which keeps the original schedule.
+WEIGHTS_ONLY_RESUME_OVERRIDES = dict(ada_kimg=100, ema_rampup=None, loss_kwargs=dict(blur_init_sigma=0))
 
 OPTION_DEFAULTS = dict(
     outdir=None, cfg=None, data=None, gpus=1, batch=None, gamma=None, cond=False, mirror=False, aug='ada',
     resume=None, freezed=0, p=0.2, target=0.6, batch_gpu=None, cbase=32768, cmax=512, glr=None, dlr=None,
     map_depth=None, mbstd_group=4, desc=None, metrics=(), kimg=25000, tick=4, snap=50, seed=0, fp32=False,
-    nobench=False, workers=3, device='cpu', max_minutes=None, snap_keep=None, snap_best=None, dry_run=False,
-    threads=0, precision=None, compile=False, channels_last=False, grad_clip=None)
+    nobench=False, workers=3, device='cpu', max_minutes=None, snap_keep=None, snap_best=None, detector_dir=None,
+    dry_run=False, threads=0, precision=None, compile=False, channels_last=False, grad_clip=None)
 
 #----------------------------------------------------------------------------
 # The pure config builder.
@@ -199,13 +200,15 @@ def build_training_options(dataset_info, **opts):
     if opts.max_minutes is not None:
         c.max_minutes = opts.max_minutes
     c.update(_snapshot_options(opts))
+    if opts.detector_dir is not None:
+        c.detector_dir = opts.detector_dir
     c.num_threads = opts.threads
     # The speed options reach training_options.json only when used (official tools read the rest).
     for name in ('precision', 'compile', 'channels_last', 'grad_clip'):
         if opts[name] not in (None, False):
             c[name] = opts[name]
     if opts.resume is not None:
-        c.weights_only_resume_overrides = dict(WEIGHTS_ONLY_RESUME_OVERRIDES)
+        c.weights_only_resume_overrides = copy.deepcopy(WEIGHTS_ONLY_RESUME_OVERRIDES)
     return json.loads(json.dumps(c))  # Plain dicts/lists only: exactly what training_options.json will hold.
 
 #----------------------------------------------------------------------------
@@ -231,8 +234,11 @@ def describe_dataset(data, cond=False):
     return info
 
 
-def check_modules_exist(options):
-    """Fail at start when --cfg, --aug or --metrics need a module this checkout does not have yet."""
+def check_modules_exist(options, dry_run=False):
+    """Fail at start when --cfg, --aug or --metrics need a module or detector file this machine does not have.
+
+    dry_run: only look for detector files (no download), and return the missing-file message as a warning (or
+    None) instead of stopping, so that options can be checked offline."""
     for key in ('G_kwargs', 'D_kwargs'):
         module_name = options[key]['class_name'].rsplit('.', 1)[0]
         if importlib.util.find_spec(module_name) is None:
@@ -241,9 +247,15 @@ def check_modules_exist(options):
     if options['metrics']:
         from metrics import metric_main, metric_utils
         try:  # Detector files (Inception, VGG16) must be at hand now, not at the first snapshot.
-            metric_main.check_metrics_available(options['metrics'])
+            metric_main.check_metrics_available(options['metrics'], detector_dir=options.get('detector_dir'),
+                                                 download=not dry_run)
         except metric_utils.DetectorUnavailableError as err:
-            raise UsageError(f'--metrics={",".join(options["metrics"])}: {err}') from err
+            message = f'--metrics={",".join(options["metrics"])}: {err}'
+            if dry_run:
+                return (f'Warning: {message}\n(--dry-run looks only for local files; a real run tries to download '
+                        'them and stops at start if it cannot.)')
+            raise UsageError(message) from err
+    return None
 
 
 def check_outdir(outdir):
@@ -598,7 +610,10 @@ Examples:
               type=bool, default=False, show_default=True)
 @click.option('--grad-clip', help='Clip each phase\'s gradient L2 norm (counted in Progress/grad_clipped); '
               'default off', metavar='NORM', type=click.FloatRange(min=0, min_open=True))
-@click.option('-n', '--dry-run', help='Print training options and exit', is_flag=True)
+@click.option('--detector-dir', help='Folder holding metric detector files (inception-2015-12-05.pkl, vgg16.pkl), '
+              'looked in before the cache and the download', metavar='DIR')
+@click.option('-n', '--dry-run', help='Print training options and exit (works offline: missing metric detector '
+              'files are a warning)', is_flag=True)
 def main(**opts):
     """Train a GAN using the techniques of StyleGAN, StyleGAN2, StyleGAN2-ADA and StyleGAN3."""
     try:
@@ -613,17 +628,18 @@ def main(**opts):
             import torch
             if opts['gpus'] > torch.cuda.device_count():
                 raise UsageError(f'--gpus={opts["gpus"]}: only {torch.cuda.device_count()} CUDA devices here')
-        check_modules_exist(options)
+        warning = check_modules_exist(options, dry_run=opts['dry_run'])
     except (UsageError, FileNotFoundError, RuntimeError) as err:
         raise click.ClickException(str(err)) from err
     launch_or_explain(copy.deepcopy(options), opts['outdir'], dry_run=opts['dry_run'],
-                      run_start_time=process_start_time())
+                      run_start_time=process_start_time(), warning=warning)
 
 
-def launch_or_explain(options, outdir, dry_run=False, run_start_time=None):
-    """launch_training(), with expected failures turned into click errors that print only their message."""
+def launch_or_explain(options, outdir, dry_run=False, run_start_time=None, warning=None):
+    """launch_training(), with expected failures turned into click errors that print only their message;
+    `warning` (e.g. metric detectors missing in a --dry-run) is printed after the options."""
     try:
-        return launch_training(options, outdir, dry_run=dry_run, run_start_time=run_start_time)
+        launch_training(options, outdir, dry_run=dry_run, run_start_time=run_start_time)
     except training_loop.SetupError as err:  # The message only; the run directory is gone.
         raise click.ClickException(cli.without_allow_exec_hint(str(err))) from err
     except OSError as err:
@@ -632,6 +648,8 @@ def launch_or_explain(options, outdir, dry_run=False, run_start_time=None):
         # A full disk or a vanished folder while writing the run's files: the file and the reason, no traceback.
         raise click.ClickException(f'cannot write {err.filename}: {err.strerror or err}; the snapshots written '
                                    'so far are complete and can be resumed') from err
+    if warning is not None:
+        click.echo(warning, err=True)
 
 #----------------------------------------------------------------------------
 

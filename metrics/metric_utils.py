@@ -122,7 +122,7 @@ def detector_missing_message(url, detector_dir=None, reason='not found locally')
     if detector_dir is not None:
         places.insert(0, f'  {os.path.join(detector_dir, name)}   (--detector-dir)')
     else:
-        places.append(f'  <DIR>/{name} with calc_metrics.py --detector-dir=<DIR>')
+        places.append(f'  <DIR>/{name} with --detector-dir=<DIR> (train.py, calc_metrics.py)')
     return (f'metrics: the detector file {name} is not available ({reason}).\n'
             f'Download it on a machine with internet access from\n  {url}\nand put it at\n' + '\n'.join(places) +
             '\nor run without these metrics (--metrics=none).')

@@ -49,6 +49,15 @@ def filtered_mean(distances, lo_percentile=1, hi_percentile=99):
     hi = np.percentile(distances, hi_percentile, method='higher')
     return float(distances[(distances >= lo) & (distances <= hi)].mean())
 
+def redraw_noise_buffers(G, generator):
+    """Refill every `noise_const` buffer of G (a private copy) with standard normal noise from `generator` (CPU).
+
+    The published PPL draws new constant noise for every batch, so the metric averages over noise inputs instead
+    of measuring the one fixed noise image stored in the network."""
+    for name, buf in G.named_buffers():
+        if name.endswith('noise_const'):
+            buf.copy_(torch.randn(buf.shape, generator=generator).to(buf.device, buf.dtype))
+
 #----------------------------------------------------------------------------
 # One batch of path-length samples.
 
@@ -66,7 +75,7 @@ def path_length_batch(G, vgg16, z_gen, labels, batch_size, epsilon, space, sampl
         z_start, z_end = z_pair.chunk(2)
         z_at_t = torch.cat([slerp(z_start, z_end, t), slerp(z_start, z_end, t + epsilon)])
         w_at_t = G.mapping(z=z_at_t, c=c_pair)
-    # Constant noise: both images of a pair must differ only by the latent step.
+    # Constant noise (redrawn per batch by the caller): both images of a pair differ only by the latent step.
     img = G.synthesis(w_at_t, noise_mode='const', force_fp32=True, **G_kwargs)
     features = vgg16(prepare_for_lpips(img, crop, G.img_resolution), resize_images=False, return_lpips=True)
     features_t0, features_t1 = features.chunk(2)
@@ -94,6 +103,7 @@ def compute_ppl(opts, num_samples, epsilon, space, sampling, crop, batch_size):
     num_batches = (num_samples + batch_size * opts.num_gpus - 1) // (batch_size * opts.num_gpus)
     with torch.no_grad():
         for _batch in metric_utils._progress(range(num_batches), opts, num_batches, 'path lengths'):
+            redraw_noise_buffers(G, z_gen)
             batch = path_length_batch(G, vgg16, z_gen, labels, batch_size, epsilon, space, sampling, crop,
                                       opts.device, synthesis_kwargs)
             if opts.num_gpus > 1 and torch.distributed.is_initialized():

@@ -203,6 +203,22 @@ def test_integer_translation_shifts_by_whole_pixels_with_mirror_padding():
                                       rolled[:, max_shift:-max_shift, max_shift:-max_shift])
     assert len(set(shifts)) > 8 and any(dx != 0 for dx, _ in shifts) and any(dy != 0 for _, dy in shifts)
 
+@pytest.mark.parametrize('transform', ['xint', 'xfrac'])
+def test_translation_moves_both_axes_together_in_a_fraction_p_of_the_images(transform):
+    # App. B: "the" translation is one transform applied with probability p; separate x and y gates would move
+    # 1 - (1 - p)^2 = 75% of the images at p = 0.5 and shift ADA's equilibrium.
+    num_images, size = 20000, 1024  # At 1024 px a drawn integer shift of 0 in both axes has probability ~1e-5.
+    torch.manual_seed(1)
+    ref = torch.zeros([num_images], dtype=torch.float64)
+    inv = _pipe(p=0.5, **{transform: 1})._sample_geometric_inverse(
+        augment._Draws(num_images, torch.device('cpu')), torch.tensor(0.5), size, size, ref)
+    moved_x, moved_y = inv[:, 0, 2] != 0, inv[:, 1, 2] != 0
+    assert float((moved_x | moved_y).double().mean()) == pytest.approx(0.5, abs=0.02)
+    # Both axes move together (an integer shift rounds to 0 on one axis in ~2 / 257 of the moved images).
+    assert float((moved_x & moved_y).double().sum()) >= 0.98 * float((moved_x | moved_y).double().sum())
+    assert torch.equal(inv[:, :2, :2], torch.eye(2, dtype=inv.dtype).expand(num_images, 2, 2))
+
+
 #----------------------------------------------------------------------------
 # General geometric transforms: one resampling with the wavelet filter, checked on smooth images.
 

@@ -81,6 +81,13 @@ def test_calc_metrics_stops_at_start_when_a_detector_is_missing(run):
     assert 'nonexistent' not in result.output  # Stopped before touching the network pickle.
 
 
+def test_calc_metrics_none_is_accepted_and_does_nothing(run):
+    result = _invoke('--network=/nonexistent/network.pkl', '--metrics=none', '--device=cpu')
+    assert result.exit_code == 0, result.output
+    assert 'no metrics requested' in result.output
+    assert list(run.run_dir.glob('metric-*.jsonl')) == []
+
+
 def test_calc_metrics_rejects_unknown_metric_names(run):
     result = _invoke(f'--network={run.snapshot}', '--metrics=fid51k', '--device=cpu')
     assert result.exit_code == 2

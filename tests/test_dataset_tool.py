@@ -169,8 +169,9 @@ def test_folder_without_dataset_json_writes_null_labels(tmp_path):
 # CIFAR-10 and MNIST, written in their binary formats here
 
 
-def write_cifar10(path, images_per_batch=3):
-    """A cifar-10-python.tar.gz with 5 small batches; returns ([N, 32, 32, 3] uint8, [N] labels)."""
+def write_cifar10(path, images_per_batch=3, str_keys=False, protocol=2):
+    """A cifar-10-python.tar.gz with 5 small batches; returns ([N, 32, 32, 3] uint8, [N] labels). str_keys: as a
+    Python 3 re-save writes them ('data', 'labels')."""
     rng = np.random.RandomState(0)
     all_images, all_labels = [], []
     with tarfile.open(path, 'w:gz') as archive:
@@ -179,7 +180,10 @@ def write_cifar10(path, images_per_batch=3):
             labels = [int(label) for label in rng.randint(0, 10, size=images_per_batch)]
             # The python version stores each image as 1024 red, then 1024 green, then 1024 blue bytes.
             data = images.transpose(0, 3, 1, 2).reshape(images_per_batch, 3072)
-            payload = pickle.dumps({b'batch_label': b'x', b'labels': labels, b'data': data}, protocol=2)
+            batch_dict = {b'batch_label': b'x', b'labels': labels, b'data': data}
+            if str_keys:
+                batch_dict = {key.decode(): value for key, value in batch_dict.items()}
+            payload = pickle.dumps(batch_dict, protocol=protocol)
             info = tarfile.TarInfo(f'cifar-10-batches-py/data_batch_{batch}')
             info.size = len(payload)
             archive.addfile(info, io.BytesIO(payload))
@@ -188,9 +192,10 @@ def write_cifar10(path, images_per_batch=3):
     return np.concatenate(all_images), all_labels
 
 
-def test_cifar10_archive_converts_pixel_exact_with_labels(tmp_path):
+@pytest.mark.parametrize('str_keys,protocol', [(False, 2), (True, 2), (True, pickle.DEFAULT_PROTOCOL)])
+def test_cifar10_archive_converts_pixel_exact_with_labels(tmp_path, str_keys, protocol):
     source = tmp_path / 'cifar-10-python.tar.gz'
-    images, labels = write_cifar10(source)
+    images, labels = write_cifar10(source, str_keys=str_keys, protocol=protocol)
     dest = tmp_path / 'cifar.zip'
     result = run_tool(f'--source={source}', f'--dest={dest}')
     assert result.exit_code == 0, result.output
@@ -316,12 +321,46 @@ def test_center_crop_of_tall_image_keeps_the_middle_rows(tmp_path):
     np.testing.assert_array_equal(output, image[1:5])
 
 
-def test_center_crop_wide_letterboxes_the_middle_band_on_black(tmp_path):
-    image = random_image(8, 6, 8)  # 8 wide, 6 tall; an 8x4 band is rows 1..4.
-    output = convert_single(tmp_path, image, '--transform=center-crop-wide', '--resolution=8x4')
-    expected = np.zeros([8, 8, 3], dtype=np.uint8)
-    expected[2:6] = image[1:5]
-    np.testing.assert_array_equal(output, expected)
+def expected_center_crop_wide(image, width, height):
+    """The official center-crop-wide rule, written out here: None = skipped."""
+    src_height, src_width = image.shape[:2]
+    ch = int(np.round(width * src_height / src_width))
+    if src_width < width or ch < height:
+        return None
+    strip = PIL.Image.fromarray(image[(src_height - ch) // 2:(src_height + ch) // 2], 'RGB')
+    canvas = np.zeros([width, width, 3], dtype=np.uint8)
+    canvas[(width - height) // 2:(width + height) // 2] = np.asarray(strip.resize((width, height),
+                                                                                  PIL.Image.LANCZOS))
+    return canvas
+
+
+def test_center_crop_wide_follows_the_official_rule_and_skips_with_gaps(tmp_path):
+    # (W, H) of each source image: kept ones of several aspects (strip of ch = round(16 H / W) rows, odd H - ch
+    # included), skipped ones narrower than 16 or with ch < 8.
+    sizes = [(16, 8), (20, 12), (32, 10), (12, 12), (24, 13), (17, 30), (40, 21), (16, 7), (15, 40), (64, 40)]
+    images = [random_image(seed, h, w) for seed, (w, h) in enumerate(sizes)]
+    for idx, image in enumerate(images):
+        save_png(str(tmp_path / 'src' / f'img{idx:02d}.png'), image)
+    dest = tmp_path / 'out.zip'
+    result = run_tool(f'--source={tmp_path / "src"}', f'--dest={dest}', '--transform=center-crop-wide',
+                      '--resolution=16x8')
+    assert result.exit_code == 0, result.output
+    expected = {f'00000/img{idx:08d}.png': expected_center_crop_wide(image, 16, 8) for idx, image in enumerate(images)}
+    kept = sorted(name for name, array in expected.items() if array is not None)
+    names, arrays, labels = read_zip_dataset(dest)
+    assert names == kept and len(kept) == 6 and labels is None
+    for name, array in zip(names, arrays):
+        np.testing.assert_array_equal(array, expected[name], err_msg=name)
+    assert 'Skipped 4 images' in result.output and 'Wrote 6 images' in result.output
+    assert all(f'img{idx:02d}.png' in result.output for idx in (2, 3, 7, 8))
+
+
+def test_center_crop_wide_that_skips_every_image_is_a_clear_error(tmp_path):
+    save_png(str(tmp_path / 'src' / 'narrow.png'), random_image(0, 8, 8))
+    dest = tmp_path / 'out.zip'
+    result = run_tool(f'--source={tmp_path / "src"}', f'--dest={dest}', '--transform=center-crop-wide',
+                      '--resolution=16x8')
+    assert_clean_failure(result, 'all 1 images were skipped', dest)
 
 
 def test_resolution_without_transform_resizes_a_flat_image_to_the_same_colour(tmp_path):

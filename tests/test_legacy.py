@@ -1,4 +1,4 @@
-"""legacy.py / torch_utils.safe_pickle / torch_utils.tf_legacy: safe loading of every supported pickle layout.
+"""legacy.py / torch_utils.safe_pickle / training.tf_legacy: safe loading of every supported pickle layout.
 
 Official-layout pickles are built by hand: each persistent object becomes the call
 `torch_utils.persistence._reconstruct_persistent_obj(meta)` with a stand-in `module_src` that has the
@@ -635,6 +635,19 @@ def test_tf_era_pickle_converts_and_renders_like_our_network(tf_network_class):
     torch.testing.assert_close(_judge(data['D']), _judge(D), rtol=0, atol=1e-6)
     trusted = legacy.load_network_pkl(io.BytesIO(_tf_pickle(tf_network_class, G, D)), allow_exec=True)
     torch.testing.assert_close(_render(trusted['G_ema']), _render(G), rtol=0, atol=1e-6)
+
+
+def test_tf_era_pickle_is_converted_by_callers_above_torch_utils(tf_network_class, tmp_path):
+    # torch_utils/safe_pickle.py does not import training/: the conversion (training/tf_legacy.py) is passed in by
+    # legacy.py and by the training loop's resume; without it a TF-era pickle is a clear error, not a crash.
+    from training import training_loop
+    G, D = _tiny_tf_equivalents()
+    path = tmp_path / 'tf.pkl'
+    path.write_bytes(_tf_pickle(tf_network_class, G, D))
+    with pytest.raises(CorruptPickleError, match='a TF-era pickle; load it with legacy.load_network_pkl'):
+        safe_pickle.load_network_pkl(str(path))
+    torch.testing.assert_close(_render(training_loop.load_snapshot(str(path))['G_ema']), _render(G), rtol=0,
+                               atol=1e-6)
 
 
 def test_tf_era_gs_alone_converts_to_g_ema(tf_network_class):

@@ -2,6 +2,7 @@
 detector built here, the real-statistics cache (hit, miss, stale archive), detector lookup and the offline error,
 the pickled-detector safety check, report_metric, and multi-process sharding."""
 
+import copy
 import json
 import os
 import pickle
@@ -202,6 +203,33 @@ def test_ppl_pipeline_uses_lpips_of_an_epsilon_step_in_w(setup):
     distances = torch.cat(distances).numpy()
     assert ppl == pytest.approx(ppl_lib.filtered_mean(distances), rel=1e-3)
     assert ppl > 0
+
+
+class NoisySynthesis(TinySynthesis):
+    """TinySynthesis plus a `noise_const` buffer (named as in StyleGAN2) that it adds and records at each call."""
+
+    def __init__(self, w_dim, img_resolution, img_channels):
+        super().__init__(w_dim, img_resolution, img_channels)
+        self.register_buffer('noise_const', torch.zeros([img_resolution, img_resolution]))
+        self.seen_noise = []
+
+    def forward(self, ws, noise_mode='const', force_fp32=False):
+        self.seen_noise.append(self.noise_const.clone())
+        return super().forward(ws) + self.noise_const * 0.1
+
+
+def test_ppl_redraws_the_constant_noise_from_a_standard_normal_for_every_batch(setup, monkeypatch):
+    G = TinyG()
+    G.synthesis = NoisySynthesis(G.w_dim, G.img_resolution, G.img_channels)
+    seen = []
+    monkeypatch.setattr(metric_utils, 'metric_generator', lambda opts: seen.append(copy.deepcopy(opts.G)) or seen[-1])
+    opts = metric_utils.MetricOptions(**dict(setup.opts_kwargs, G=G))
+    ppl_lib.compute_ppl(opts, num_samples=8, epsilon=1e-2, space='w', sampling='end', crop=False, batch_size=4)
+    first, second = seen[0].synthesis.seen_noise
+    assert not torch.equal(first, second)
+    for noise in (first, second):  # 256 standard normal values each.
+        assert abs(float(noise.mean())) < 0.25 and 0.8 < float(noise.std()) < 1.2
+    assert torch.equal(G.synthesis.noise_const, torch.zeros([16, 16]))  # The caller's network is untouched.
 
 
 def test_calc_metric_result_keys_and_info_for_every_registered_metric(setup, monkeypatch):

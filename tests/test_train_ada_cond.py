@@ -177,3 +177,54 @@ def test_mirror_sets_xflip_and_appends_a_mirrored_copy_of_every_image(shapes_dir
         assert not np.array_equal(original, original[:, :, ::-1])
 
 #----------------------------------------------------------------------------
+
+#----------------------------------------------------------------------------
+# Resume: what a weights-only resume (fine-tuning from a pickle) and an exact resume do with the StyleGAN3-R blur
+# and with the augmentation probability (issue 13).
+
+def _resume_options(ada_run, tmp_path, with_resume_state, old_record=True, **train_opts):
+    """Options resuming ada_run's last snapshot (p > 0, 36 images) for one tick; D's inputs blurred as -R does.
+    old_record=False: the snapshot predates the resume state's record of --aug/--p; training_options.json has it."""
+    snapshot = latest_snapshot(ada_run['run_dir'])
+    assert float(snapshot['augment_pipe'].p) > 0
+    if not with_resume_state:
+        del snapshot[tl.RESUME_STATE_KEY]
+    if not old_record:
+        del snapshot[tl.RESUME_STATE_KEY]['augment']
+        (tmp_path / 'training_options.json').write_text(json.dumps(ada_run['options']))
+    pkl = tmp_path / 'pretrained.pkl'
+    with open(pkl, 'wb') as f:
+        pickle.dump(snapshot, f)
+    options = tiny_options(ada_run['options']['training_set_kwargs']['path'], tmp_path / 'run', total_ticks=4,
+                           train_opts=dict(train_opts, resume=str(pkl)), network_snapshot_ticks=None,
+                           image_snapshot_ticks=None, abort_fn=lambda: True, ada_kimg=ADA_KIMG)
+    options['loss_kwargs'].update(blur_init_sigma=10, blur_fade_kimg=1)
+    return options, float(snapshot['augment_pipe'].p)
+
+
+@pytest.mark.parametrize('with_resume_state', [False, True])
+def test_weights_only_resume_switches_the_blur_off_and_exact_resume_keeps_it(ada_run, tmp_path, with_resume_state):
+    options, _p = _resume_options(ada_run, tmp_path, with_resume_state, aug='ada', target=0)
+    assert options['weights_only_resume_overrides']['loss_kwargs'] == dict(blur_init_sigma=0)
+    state, log = run_quietly(**options)
+    assert ('loading weights only' in log) != with_resume_state
+    assert state.loss.blur_init_sigma == (10 if with_resume_state else 0)
+    assert state.ada.ada_kimg == (ADA_KIMG if with_resume_state else 100)
+
+
+@pytest.mark.parametrize('aug,p,expected_p', [('fixed', 0.3, 0.3), ('ada', 0.2, 0.0)])
+def test_weights_only_resume_starts_p_at_the_option_not_at_the_pickles_p(ada_run, tmp_path, aug, p, expected_p):
+    options, pickle_p = _resume_options(ada_run, tmp_path, False, aug=aug, p=p, target=0)
+    _state, log = run_quietly(**options)
+    assert pickle_p > 0 and 'loading weights only' in log
+    # Tick 0 is one iteration, before ADA's first adjustment: the status line and stats show the starting p.
+    assert read_stats(tmp_path / 'run')[0]['Progress/augment']['mean'] == pytest.approx(expected_p)
+
+
+@pytest.mark.parametrize('old_record', [True, False])
+def test_exact_resume_with_a_changed_aug_starts_at_the_new_p_and_says_so(ada_run, tmp_path, old_record):
+    options, pickle_p = _resume_options(ada_run, tmp_path, True, old_record=old_record, aug='fixed', p=0.3)
+    state, log = run_quietly(**options)
+    assert 'Continuing exactly at 0.036 kimg' in log
+    assert 'Augmentation changed since the snapshot (--aug=ada p=None -> --aug=fixed p=0.3)' in log
+    assert pickle_p != 0.3 and float(state.augment_pipe.p) == pytest.approx(0.3) and state.ada is None

@@ -110,7 +110,8 @@ def test_options_map_onto_training_loop_arguments():
     assert options['G_kwargs']['num_fp16_res'] == 0 and options['D_kwargs']['conv_clamp'] is None
     assert options['cudnn_benchmark'] is False and options['data_loader_kwargs']['num_workers'] == 1
     assert options['resume_pkl'] == 'old.pkl'
-    assert options['weights_only_resume_overrides'] == dict(ada_kimg=100, ema_rampup=None)
+    assert options['weights_only_resume_overrides'] == dict(ada_kimg=100, ema_rampup=None,
+                                                            loss_kwargs=dict(blur_init_sigma=0))
     assert build('stylegan2', aug='noaug')['augment_kwargs'] is None
 
 
@@ -202,6 +203,66 @@ def test_dry_run_prints_the_options_as_json_and_creates_nothing(shapes_dir, tmp_
     assert options['run_desc'] == f'stylegan3-r-{os.path.basename(shapes_dir)}-gpus1-batch8-gamma0.5-try'
     assert options['device'] == 'cpu' and 'Dry run; exiting.' in result.output
     assert not outdir.exists()
+
+
+#----------------------------------------------------------------------------
+# Offline: --dry-run without detector files, --detector-dir.
+
+@pytest.fixture
+def offline(tmp_path, monkeypatch):
+    """An empty dnnlib cache and no network (any download attempt fails the test)."""
+    pytest.importorskip('metrics.metric_main', reason='the metrics package is not in this checkout')
+    monkeypatch.setenv('DNNLIB_CACHE_DIR', str(tmp_path / 'cache'))
+    def no_download(url, *_args, **_kwargs):
+        raise AssertionError(f'tried to download {url}')
+    monkeypatch.setattr(dnnlib.util, '_download_once', no_download)
+    return tmp_path
+
+
+def _train_args(outdir, shapes_dir, *extra):
+    return ['--outdir', str(outdir), '--cfg=stylegan2', '--data', shapes_dir, '--gpus=1', '--batch=4', '--gamma=1',
+            '--aug=noaug', '--metrics=fid50k_full', '--device=cpu', *extra]
+
+
+def test_dry_run_without_detector_files_prints_the_options_and_one_warning(shapes_dir, offline):
+    result = CliRunner().invoke(train.main, _train_args(offline / 'runs', shapes_dir, '--dry-run'))
+    assert result.exit_code == 0, result.output
+    options = json.loads(result.output.split('Training options:')[1].split('Output directory:')[0])
+    assert options['metrics'] == ['fid50k_full'] and 'Dry run; exiting.' in result.output
+    warnings = [line for line in result.output.splitlines() if line.startswith('Warning')]
+    assert len(warnings) == 1 and 'inception-2015-12-05.pkl is not available' in warnings[0]
+    assert os.path.join(str(offline / 'cache'), 'detectors', 'inception-2015-12-05.pkl') in result.output
+    assert '--detector-dir' in result.output and not (offline / 'runs').exists()
+
+
+def test_real_run_without_detector_files_stops_before_training(shapes_dir, offline, monkeypatch):
+    monkeypatch.setattr(dnnlib.util, '_download_once', _offline_download_error)
+    result = CliRunner().invoke(train.main, _train_args(offline / 'runs', shapes_dir))
+    assert result.exit_code == 1 and 'inception-2015-12-05.pkl is not available' in result.output
+    assert '--metrics=none' in result.output and not (offline / 'runs').exists()
+
+
+def _offline_download_error(url, *_args, **_kwargs):
+    raise OSError('Temporary failure in name resolution')
+
+
+def test_detector_dir_is_searched_and_reaches_the_metrics(shapes_dir, offline, monkeypatch):
+    detector_dir = offline / 'detectors'
+    detector_dir.mkdir()
+    (detector_dir / 'inception-2015-12-05.pkl').write_bytes(b'not read by the availability check')
+    result = CliRunner().invoke(train.main, _train_args(offline / 'runs', shapes_dir, f'--detector-dir={detector_dir}',
+                                                        '--dry-run'))
+    assert result.exit_code == 0, result.output
+    assert 'Warning' not in result.output and f'"detector_dir": "{detector_dir}"' in result.output
+    assert 'detector_dir' not in build('stylegan2')  # Only when given: the official options stay as they are.
+    from metrics import metric_main
+    seen = []
+    monkeypatch.setattr(metric_main, 'calc_metric', lambda **kwargs: seen.append(kwargs) or dnnlib.EasyDict(results={}))
+    monkeypatch.setattr(metric_main, 'report_metric', lambda *args, **kwargs: None)
+    ctx = dnnlib.EasyDict(metrics=['fid50k_full'], training_set_kwargs={}, num_gpus=1, rank=1, device='cpu',
+                          detector_dir=str(detector_dir), run_dir=None)
+    tl.evaluate_metrics(ctx, dict(G_ema=None), 'snapshot.pkl')
+    assert seen[0]['detector_dir'] == str(detector_dir)
 
 
 def test_run_dirs_are_numbered_after_the_highest_existing_id(tmp_path):

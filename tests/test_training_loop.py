@@ -116,7 +116,8 @@ def test_resume_from_pickle_without_resume_state_loads_weights_only(reference_ru
     state, log = run_quietly(**dict(reference_run['options'], run_dir=str(run_dir), resume_pkl=str(official_like),
                                     abort_fn=stop_at_tick_0, network_snapshot_ticks=None,
                                     weights_only_resume_overrides=train.WEIGHTS_ONLY_RESUME_OVERRIDES))
-    assert 'loading weights only' in log and "Weights-only resume: {'ada_kimg': 100, 'ema_rampup': None}" in log
+    assert 'loading weights only' in log
+    assert "Weights-only resume: {'ada_kimg': 100, 'ema_rampup': None, 'loss_kwargs': {'blur_init_sigma': 0}}" in log
     assert state.cur_nimg == 4  # The counter starts again from zero.
 
 def test_conditional_run_feeds_labels_and_shows_one_class_per_grid_row(tmp_path):

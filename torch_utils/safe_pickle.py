@@ -55,7 +55,7 @@ from torch_utils import misc
 from torch_utils import persistence
 from torch_utils import pickle_checks
 from torch_utils import safetensors_io
-from torch_utils import tf_legacy
+from torch_utils import tf_records
 from torch_utils.module_state import check_module_state
 from torch_utils.pickle_checks import AllowList, CorruptPickleError, UnsafePickleError
 
@@ -192,7 +192,7 @@ _TENSOR_GLOBALS = {
 ALLOWED_GLOBALS = AllowList({
     ('torch_utils.persistence', '_reconstruct_persistent_obj'): _reconstruct_persistent_obj,
     ('dnnlib.util', 'EasyDict'): dnnlib.EasyDict,
-    ('dnnlib.tflib.network', 'Network'): tf_legacy.TFNetworkRecord,
+    ('dnnlib.tflib.network', 'Network'): tf_records.TFNetworkRecord,
     **_TENSOR_GLOBALS, **_NUMPY_GLOBALS})
 
 # CIFAR-10 python batches: dicts of numpy arrays and lists (Python 2 era bytes through _codecs.encode).
@@ -216,7 +216,7 @@ def torch_nn_module_classes():
 
 # What NEWOBJ may instantiate besides the torch.nn classes an unpickler is given (REDUCE may call any allowed
 # global except numpy.ndarray, which is only ever an argument, and those module classes).
-_NEWOBJ_CLASSES = (dnnlib.EasyDict, collections.OrderedDict, tf_legacy.TFNetworkRecord)
+_NEWOBJ_CLASSES = (dnnlib.EasyDict, collections.OrderedDict, tf_records.TFNetworkRecord)
 
 #----------------------------------------------------------------------------
 # Reading that never goes past the end of the file.
@@ -360,7 +360,7 @@ class RestrictedUnpickler(pickle._Unpickler):
         if is_module and args:
             self._refuse(f'arguments to {_describe(cls)}.__new__')
         obj = cls.__new__(cls, *args)
-        if cls is tf_legacy.TFNetworkRecord or is_module:
+        if cls is tf_records.TFNetworkRecord or is_module:
             self._awaiting_state[id(obj)] = obj
         self.append(obj)
 
@@ -377,7 +377,7 @@ class RestrictedUnpickler(pickle._Unpickler):
         inst = self.stack[-1]
         fresh = self._awaiting_state.pop(id(inst), None) is inst
         is_module = any(type(inst) is cls for cls in self._module_classes)
-        if not fresh and (isinstance(inst, (np.ndarray, np.dtype)) or type(inst) is tf_legacy.TFNetworkRecord
+        if not fresh and (isinstance(inst, (np.ndarray, np.dtype)) or type(inst) is tf_records.TFNetworkRecord
                           or is_module):
             self._refuse(f'setting the state of {_describe(inst)} twice (BUILD)')
         if type(inst) is np.ndarray:
@@ -393,8 +393,8 @@ class RestrictedUnpickler(pickle._Unpickler):
             np.dtype.__setstate__(inst, state)
             if not pickle_checks.is_plain_dtype(inst):
                 self._refuse(f'the numpy dtype {inst}')
-        elif type(inst) is tf_legacy.TFNetworkRecord:
-            tf_legacy.TFNetworkRecord.restore(inst, state)
+        elif type(inst) is tf_records.TFNetworkRecord:
+            tf_records.TFNetworkRecord.restore(inst, state)
         elif is_module:
             if not isinstance(state, dict):
                 self._refuse(f'a non-dict state for {_describe(inst)}')
@@ -465,7 +465,7 @@ class _TrustedUnpickler(pickle.Unpickler):
 
     def find_class(self, module, name):
         if (module, name) == ('dnnlib.tflib.network', 'Network'):
-            return tf_legacy.TFNetworkRecord
+            return tf_records.TFNetworkRecord
         return super().find_class(module, name)
 
 #----------------------------------------------------------------------------
@@ -634,13 +634,15 @@ def load_pickle(f, allow_exec=False, max_bytes=DEFAULT_MAX_BYTES, allowed=None, 
                                          f'({type(err).__name__}: {str(err)[:300]})') from err
 
 
-def load_network_pkl(f, force_fp16=False, allow_exec=False, max_bytes=DEFAULT_MAX_BYTES):
+def load_network_pkl(f, force_fp16=False, allow_exec=False, max_bytes=DEFAULT_MAX_BYTES, convert_tf=None):
     """Load a network pickle (ours, official StyleGAN2-ADA/StyleGAN3, or TF-era StyleGAN2) or a safetensors snapshot
     of ours (told apart by the file's first bytes; see safetensors_io) as a snapshot dict.
 
     f:          path or binary file object.
     force_fp16: rebuild G, D, G_ema with num_fp16_res=4 and conv_clamp=256 (the official option).
     allow_exec: trusted files only: execute embedded sources of unknown classes (never needed for official files).
+    convert_tf: TF-era (G, D, Gs) records -> snapshot dict, i.e. training.tf_legacy.convert_tf_snapshot (passed in:
+                it builds training/ networks, which torch_utils does not import); None refuses TF-era pickles.
     Returns a dict with at least G, D, G_ema, augment_pipe (networks on CPU, or None) and training_set_kwargs,
     plus any extra keys of the file (e.g. our resume state).
     """
@@ -649,9 +651,12 @@ def load_network_pkl(f, force_fp16=False, allow_exec=False, max_bytes=DEFAULT_MA
         if _peek_is_safetensors(file):
             return _load_safetensors_snapshot(file, source, force_fp16, max_bytes)
         data = load_pickle(file, allow_exec=allow_exec, max_bytes=max_bytes)
-    if tf_legacy.is_tf_snapshot(data):
+    if tf_records.is_tf_snapshot(data):
+        if convert_tf is None:
+            raise CorruptPickleError(f'{source}: a TF-era pickle; load it with legacy.load_network_pkl, which '
+                                     'converts it')
         try:
-            data = tf_legacy.convert_tf_snapshot(data)
+            data = convert_tf(data)
         except pickle.UnpicklingError as err:
             raise type(err)(f'{source}: {err}') from None
         except Exception as err:  # Arguments from the file that our constructors reject.

@@ -330,7 +330,10 @@ class AugmentPipe(torch.nn.Module):
         inverses of the transforms in application order: inv = T1^-1 T2^-1 ... so out(q) = in(inv q)."""
         inv = torch.eye(3, dtype=ref.dtype, device=ref.device).expand(ref.shape[0], 3, 3)
         def gated(value, multiplier, neutral):
-            return torch.where(draws.gate(prob * multiplier), value.to(ref.dtype), torch.full_like(ref, neutral))
+            # One gate per image for all components of a transform ([N] or [N, 2] values): App. B applies "the"
+            # translation with probability p, so x and y move together or not at all.
+            apply = draws.gate(prob * multiplier).reshape(-1, *[1] * (value.ndim - 1))
+            return torch.where(apply, value.to(ref.dtype), torch.full_like(value, neutral, dtype=ref.dtype))
 
         if self.xflip != 0:                                       # x-flip: i ~ U{0, 1}, scale x by 1 - 2i.
             sign = gated(1 - 2 * draws.integers(2), self.xflip, 1)
@@ -341,10 +344,9 @@ class AugmentPipe(torch.nn.Module):
             sin = torch.tensor([0, 1, 0, -1], dtype=ref.dtype, device=ref.device)[quarter.long()]
             inv = inv @ rotate2d(cos, -sin, ref)
         if self.xint != 0:                                        # Integer translation: t ~ U(-max, max)^2.
-            shift = draws.uniform(-self.xint_max, self.xint_max, [2])
-            tx = gated((shift[:, 0] * width).round(), self.xint, 0)
-            ty = gated((shift[:, 1] * height).round(), self.xint, 0)
-            inv = inv @ translate2d(-tx, -ty, ref)
+            shift = draws.uniform(-self.xint_max, self.xint_max, [2]) * torch.tensor([width, height], device=ref.device)
+            shift = gated(shift.round(), self.xint, 0)                                              # [N, 2]
+            inv = inv @ translate2d(-shift[:, 0], -shift[:, 1], ref)
 
         if self.scale != 0:                                       # Isotropic scaling: s ~ 2^N(0, scale_std^2).
             s = gated(draws.lognormal2(self.scale_std), self.scale, 1)
@@ -360,10 +362,9 @@ class AugmentPipe(torch.nn.Module):
                 theta = torch.where(draws.gate(rotate_prob), theta, torch.zeros_like(theta))
                 inv = inv @ rotate2d(torch.cos(-theta), torch.sin(-theta), ref)
         if self.xfrac != 0:                                       # Fractional translation: t ~ N(0, xfrac_std^2).
-            shift = draws.normal(self.xfrac_std, [2])
-            tx = gated(shift[:, 0] * width, self.xfrac, 0)
-            ty = gated(shift[:, 1] * height, self.xfrac, 0)
-            inv = inv @ translate2d(-tx, -ty, ref)
+            shift = draws.normal(self.xfrac_std, [2]) * torch.tensor([width, height], device=ref.device)
+            shift = gated(shift, self.xfrac, 0)                                                     # [N, 2]
+            inv = inv @ translate2d(-shift[:, 0], -shift[:, 1], ref)
         return inv
 
     #------------------------------------------------------------------------

@@ -154,7 +154,8 @@ def open_zip(path):
     return _open_file_collection(all_fnames, read_bytes, lambda fname: f'{path}:{fname}', kind=f'zip {path}')
 
 #----------------------------------------------------------------------------
-# CIFAR-10, python version: a tar.gz of pickled dicts {b'data': [10000, 3072] uint8, b'labels': [10000] ints}.
+# CIFAR-10, python version: a tar.gz of pickled dicts {b'data': [10000, 3072] uint8, b'labels': [10000] ints}
+# (str keys 'data', 'labels' when a batch was re-saved by Python 3).
 
 
 _MAX_CIFAR_BATCH_BYTES = 1 << 26  # A real batch is 31 MB.
@@ -170,13 +171,20 @@ def _unpickle_cifar_batch(file, name):
                                    encoding='bytes', hint='CIFAR-10 batches hold only numpy arrays and lists')
 
 
+def _cifar_field(batch, key):
+    """batch[b'key'] (the original Python 2 pickles) or batch['key'] (a Python 3 re-save); KeyError names b'key'."""
+    if not isinstance(batch, dict):
+        raise ValueError(f'expected a dict, found {type(batch).__name__}')
+    return batch[key] if key in batch else batch[key.encode()]
+
+
 def _read_cifar_batch(archive, member_name, path):
     name = f'{path}:{member_name}'
     try:
         file = archive.extractfile(member_name)
         batch = _unpickle_cifar_batch(file, name)
-        images = np.asarray(batch[b'data'], dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
-        labels = [int(label) for label in batch[b'labels']]
+        images = np.asarray(_cifar_field(batch, 'data'), dtype=np.uint8).reshape(-1, 3, 32, 32).transpose(0, 2, 3, 1)
+        labels = [int(label) for label in _cifar_field(batch, 'labels')]
     except KeyError as error:
         raise SourceError(f'{name} is missing from the archive or lacks {error}') from error
     except (pickle.UnpicklingError, ValueError, EOFError, TypeError, AttributeError) as error:

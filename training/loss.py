@@ -30,15 +30,20 @@ class Loss:
 # Small pure functions for the maths, so that tests can check them against a direct computation.
 
 def gaussian_blur_filter(sigma, device=torch.device('cpu')):
-    """1-D Gaussian taps exp(-x^2 / (2 sigma^2)) for |x| <= floor(3 sigma), normalised to sum 1. sigma: pixels."""
+    """1-D blur taps 2^(-(x / sigma)^2) for integer |x| <= floor(3 sigma), normalised to sum 1. sigma: pixels.
+
+    This is the published StyleGAN3 recipe's kernel (a Gaussian of std sigma / sqrt(2 ln 2), about 0.85 sigma), not
+    exp(-x^2 / (2 sigma^2)): the -R preset's blur_init_sigma=10 is calibrated for it.
+    """
     radius = int(np.floor(sigma * 3))
     taps = torch.arange(-radius, radius + 1, device=device, dtype=torch.float32)
-    taps = (-(taps / sigma).square() / 2).exp()
+    taps = torch.exp2(-(taps / sigma).square())
     return taps / taps.sum()
 
 
 def blur_images(img, sigma):
-    """Separable Gaussian blur of img [N, C, H, W] with std `sigma` pixels, same size out; identity if sigma <= 0."""
+    """Separable blur of img [N, C, H, W] by `gaussian_blur_filter(sigma)`, zero-padded, same size out; identity if
+    sigma <= 0."""
     if sigma <= 0:
         return img
     return upfirdn2d.filter2d(img, gaussian_blur_filter(sigma, device=img.device))

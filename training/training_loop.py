@@ -252,10 +252,11 @@ def find_latest_snapshot(path):
 def load_snapshot(path):
     """Read a snapshot pickle (ours or official; path or URL) into a dict with the safe loader (DESIGN §4)."""
     from torch_utils import safe_pickle
+    from training import tf_legacy
     if dnnlib.util.is_url(path):
         with dnnlib.util.open_url(path) as f:
-            return safe_pickle.load_network_pkl(f)
-    return safe_pickle.load_network_pkl(path)
+            return safe_pickle.load_network_pkl(f, convert_tf=tf_legacy.convert_tf_snapshot)
+    return safe_pickle.load_network_pkl(path, convert_tf=tf_legacy.convert_tf_snapshot)
 
 
 _CONFIG_FIELDS = [  # (what the user calls it, how to read it from a network's init_kwargs)
@@ -332,6 +333,7 @@ class TrainingState:
         self.tick_start_nimg = 0    # cur_nimg at the start of the current tick.
         self.elapsed_sec = 0.0      # Training time before this process started (for the status line).
         self.ada = None             # training.augment.AdaController tuning augment_pipe.p (--aug=ada), or None.
+        self.augment_options = None # augment_options() of this run: tells a resumed run whether --aug/--p changed.
 
     def modules(self):
         return dict(G=self.G, D=self.D, G_ema=self.G_ema, augment_pipe=self.augment_pipe)
@@ -360,7 +362,7 @@ class TrainingState:
         return dict(version=RESUME_STATE_VERSION, cur_nimg=self.cur_nimg, cur_tick=self.cur_tick + 1,
                     batch_idx=self.batch_idx, tick_start_nimg=self.cur_nimg, data_position=self.cur_nimg,
                     elapsed_sec=elapsed_sec, num_gpus=num_gpus, batch_size=batch_size,
-                    ada=self.ada.state_dict() if self.ada is not None else None,
+                    ada=self.ada.state_dict() if self.ada is not None else None, augment=self.augment_options,
                     optimizers={name: opt.state_dict() for name, opt in self.optimizers.items()},
                     ranks=rank_states)
 
@@ -375,10 +377,10 @@ class TrainingState:
             data[RESUME_STATE_KEY] = resume_state
         return data
 
-    def load_weights(self, resume_data):
-        """Copy G, D, G_ema (and the augment pipe's p, if both have one) from a snapshot dict."""
+    def load_weights(self, resume_data, names=('G', 'D', 'G_ema')):
+        """Copy the named modules' parameters and buffers (the augment pipe's: its p) from a snapshot dict."""
         for name, module in self.modules().items():
-            if module is not None and resume_data.get(name) is not None:
+            if name in names and module is not None and resume_data.get(name) is not None:
                 misc.copy_params_and_buffers(resume_data[name], module, require_all=False)
 
     def load_resume_state(self, resume_state, rank, num_gpus, batch_size, device):
@@ -641,7 +643,7 @@ def evaluate_metrics(ctx, snapshot_data, snapshot_pkl):
     for metric in ctx.metrics:
         result_dict = metric_main.calc_metric(metric=metric, G=snapshot_data['G_ema'],
                                               dataset_kwargs=ctx.training_set_kwargs, num_gpus=ctx.num_gpus,
-                                              rank=ctx.rank, device=ctx.device)
+                                              rank=ctx.rank, device=ctx.device, detector_dir=ctx.detector_dir)
         if ctx.rank == 0:
             metric_main.report_metric(result_dict, run_dir=ctx.run_dir, snapshot_pkl=snapshot_pkl)
         results.update(result_dict.results)
@@ -822,12 +824,56 @@ def broadcast_modules(modules, num_gpus):
                 torch.distributed.broadcast(tensor, src=0)
 
 
+def augment_options(augment_kwargs, ada_target, augment_p):
+    """The user's augmentation choice as a resume state records it: dict(mode=noaug|ada|fixed, p=--p or None)."""
+    if augment_kwargs is None:
+        return dict(mode='noaug', p=None)
+    if ada_target is not None:
+        return dict(mode='ada', p=None)
+    return dict(mode='fixed', p=float(augment_p))
+
+
+def apply_weights_only_resume_overrides(ctx, overrides):
+    """Fine-tuning from a pickle (the official --resume): e.g. ada_kimg=100, ema_rampup=None and
+    loss_kwargs=dict(blur_init_sigma=0). Dict values update the option of that name, others replace it."""
+    for key, value in overrides.items():
+        ctx[key] = dict(ctx[key] or {}, **value) if isinstance(value, dict) else value
+    ctx.log(f'Weights-only resume: {overrides}')
+
+
+def recorded_augment_options(resume_state, snapshot_path):
+    """augment_options() of the run that wrote a snapshot: from its resume state or, for snapshots that predate
+    that record, from the training_options.json beside it; None if neither says."""
+    if resume_state.get('augment') is not None:
+        return resume_state['augment']
+    options_path = os.path.join(os.path.dirname(os.path.abspath(snapshot_path)), 'training_options.json')
+    try:
+        with open(options_path, 'rt') as f:
+            old = json.load(f)
+        return augment_options(old['augment_kwargs'], old['ada_target'], old['augment_p'])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def augment_changed(old_options, new_options, log):
+    """Exact resume: whether --aug or --p differs from the snapshot's run (then p starts at the new option's value
+    instead of continuing, and the log says so). Unknown old options (None) count as unchanged."""
+    if old_options is None or old_options == new_options:
+        return False
+    log(f'Augmentation changed since the snapshot (--aug={old_options["mode"]} p={old_options["p"]} -> '
+        f'--aug={new_options["mode"]} p={new_options["p"]}): p starts at the new option\'s value instead of '
+        'continuing.')
+    return True
+
+
 def setup_state(ctx):
     """Data, networks, phases and loss, resumed if asked. Returns (state, RNG state to restore last or None)."""
     resume_path, resume_data, resume_state = load_resume(ctx.resume_pkl, ctx.log)
     if resume_state is not None and (reason := exact_resume_blocker(resume_data, ctx.D_kwargs)) is not None:
         ctx.log(f'{reason}: loading weights only; counters, optimizers and random streams start fresh.')
         resume_state = None
+    if resume_data is not None and resume_state is None and ctx.weights_only_resume_overrides:
+        apply_weights_only_resume_overrides(ctx, ctx.weights_only_resume_overrides)
     start_nimg = resume_state['data_position'] if resume_state is not None else 0
     ctx.log('Loading training set...')
     try:
@@ -851,8 +897,13 @@ def setup_state(ctx):
     loss = dnnlib.util.construct_class_by_name(device=ctx.device, G=G, D=D, augment_pipe=augment_pipe,
                                                **ctx.loss_kwargs)
     state = TrainingState(G, D, G_ema, augment_pipe, loss, phases, optimizers, ctx.training_set_kwargs)
-    if resume_data is not None:
-        state.load_weights(resume_data)
+    state.augment_options = augment_options(ctx.augment_kwargs, ctx.ada_target, ctx.augment_p)
+    keep_p = resume_state is not None and not augment_changed(
+        recorded_augment_options(resume_state, resume_path), state.augment_options, ctx.log)
+    if resume_state is not None and not keep_p:
+        resume_state = dict(resume_state, ada=None)  # A new ADA controller, not the old run's statistics.
+    if resume_data is not None:  # A weights-only resume starts p at augment_p, as the official --resume does.
+        state.load_weights(resume_data, names=('G', 'D', 'G_ema') + (('augment_pipe',) if keep_p else ()))
     broadcast_modules(state.modules().values(), ctx.num_gpus)
     rng_state = None
     if resume_state is not None:
@@ -865,9 +916,6 @@ def setup_state(ctx):
             raise SetupError(f'--kimg={ctx.total_kimg:g} is already reached: the snapshot is at '
                              f'{state.cur_nimg / 1000:g} kimg (--kimg counts from the start of the original run)')
         ctx.log(f'Continuing exactly at {state.cur_nimg / 1000:g} kimg, tick {state.cur_tick}.')
-    elif resume_data is not None and ctx.weights_only_resume_overrides:
-        ctx.update(ctx.weights_only_resume_overrides)
-        ctx.log(f'Weights-only resume: {ctx.weights_only_resume_overrides}')
     state.ada = setup_ada(ctx, state, resume_state)
     return state, rng_state
 
@@ -958,6 +1006,7 @@ def training_loop(
     compile                 = False,    # torch.compile the main phases' G.mapping, G.synthesis and D.
     channels_last           = False,    # Networks and images in channels_last memory format.
     grad_clip               = None,     # Clip each phase's gradient to this L2 norm; None = off.
+    detector_dir            = None,     # Folder searched first for metric detector files; None = cache/download.
 ):
     """Train G and D; write the run directory's images, stats and snapshots. See the module docstring."""
     ctx = dnnlib.EasyDict(locals())

@@ -2,8 +2,10 @@
 
 A TF-era Network pickles as its state dict: `version` (>= 4), `name`, `static_kwargs` (the arguments of its build
 function), `build_module_src`, `build_func_name`, `components` (sub-networks, e.g. `mapping` and `synthesis` of G)
-and `variables` (a list of (name, numpy array)). The safe unpickler maps the class onto `TFNetworkRecord`, which
-keeps those fields as plain data; the build source is never executed and TensorFlow is not needed.
+and `variables` (a list of (name, numpy array)). The safe unpickler (torch_utils/safe_pickle.py) maps the class onto
+`torch_utils.tf_records.TFNetworkRecord`, which keeps those fields as plain data; the build source is never executed
+and TensorFlow is not needed. This module lives in training/ because it builds training/ networks; callers pass
+`convert_tf_snapshot` to `safe_pickle.load_network_pkl(convert_tf=...)` (legacy.py and the training loop's resume do).
 
 Conversion goes parameter by parameter over *our* network built with the equivalent arguments: each of our
 parameter/buffer names has exactly one TF variable name (the official TF StyleGAN2 naming: `Dense0/weight`,
@@ -25,58 +27,11 @@ import numpy as np
 import torch
 
 from torch_utils import pickle_checks
+from torch_utils.tf_records import TFNetworkRecord, is_tf_snapshot  # noqa: F401 (is_tf_snapshot re-exported)
+from training import networks_stylegan2
 
 #----------------------------------------------------------------------------
-# The stand-in record.
-
-_RECORD_FIELDS = ('version', 'name', 'static_kwargs', 'components', 'build_module_src', 'build_func_name',
-                  'variables')
-
-
-class TFNetworkRecord:
-    """Stand-in for `dnnlib.tflib.network.Network`: the pickled fields as data (no graph, nothing executed)."""
-
-    __slots__ = _RECORD_FIELDS
-
-    @staticmethod
-    def restore(record, state):
-        """Fill `record` from a pickled Network state after checking every field's type."""
-        if not isinstance(state, dict):
-            raise TypeError(f'a TF-era network record has a {type(state).__name__} state, not a dict')
-        version = state.get('version')
-        if type(version) is not int or version < 4:
-            raise ValueError(f'TF-era network record version {version!r} is not supported (need >= 4)')
-        static_kwargs = state.get('static_kwargs') or {}
-        components = state.get('components') or {}
-        variables = state.get('variables') or []
-        if not isinstance(static_kwargs, dict) or not all(isinstance(key, str) for key in static_kwargs):
-            raise TypeError('TF-era network record: static_kwargs is not a dict with string keys')
-        pickle_checks.check_plain_value(static_kwargs, 'TF-era network record', 'static_kwargs')
-        if not isinstance(components, dict) or \
-                not all(isinstance(key, str) and type(value) is TFNetworkRecord for key, value in components.items()):
-            raise TypeError('TF-era network record: components is not a dict of networks')
-        if not isinstance(variables, list) or not all(
-                isinstance(item, tuple) and len(item) == 2 and isinstance(item[0], str)
-                and isinstance(item[1], (np.ndarray, np.generic)) for item in variables):
-            raise TypeError('TF-era network record: variables is not a list of (name, array)')
-        record.version = version
-        record.name = str(state.get('name') or '')
-        record.static_kwargs = dict(static_kwargs)
-        record.components = dict(components)
-        record.build_module_src = str(state.get('build_module_src') or '')  # Kept for reference, never run.
-        record.build_func_name = str(state.get('build_func_name') or '')
-        record.variables = [(name, np.asarray(value)) for name, value in variables]
-
-    def __setstate__(self, state):  # Used by the trusted (allow_exec) unpickler only.
-        TFNetworkRecord.restore(self, state)
-
-
-def is_tf_snapshot(data):
-    """True for what a TF-era pickle holds: a TFNetworkRecord or a tuple of them (G, D, Gs)."""
-    if type(data) is TFNetworkRecord:
-        return True
-    return isinstance(data, tuple) and len(data) > 0 and all(type(item) is TFNetworkRecord for item in data)
-
+# Whole snapshots.
 
 def convert_tf_snapshot(data):
     """(G, D, Gs) records (or Gs alone) -> dict(G, D, G_ema, augment_pipe=None, training_set_kwargs=None)."""
@@ -271,7 +226,6 @@ def generator_kwargs(record, variables):
 
 def convert_tf_generator(record):
     """A TF-era StyleGAN2 G or Gs record -> our networks_stylegan2.Generator with the same weights."""
-    from training import networks_stylegan2  # Imported here: torch_utils must not need training at import.
     variables = collect_variables(record)
     if not any(name.endswith('/mod_weight') for name in variables):
         raise ValueError(f'TF-era network {record.name!r} ({record.build_func_name}) is not a StyleGAN2 generator '
@@ -322,7 +276,6 @@ def discriminator_kwargs(record, variables):
 
 def convert_tf_discriminator(record):
     """A TF-era StyleGAN2 D record -> our networks_stylegan2.Discriminator with the same weights."""
-    from training import networks_stylegan2
     variables = collect_variables(record)
     D = _construct_within_budget(networks_stylegan2.Discriminator, discriminator_kwargs(record, variables),
                                  variables, 'discriminator')
