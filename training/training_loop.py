@@ -194,15 +194,17 @@ class Phase:
     """One optimisation phase: `name` (a StyleGAN2Loss phase), the module it trains, its optimizer, and how often
     it runs (every `interval` iterations; its loss is multiplied by the interval, StyleGAN2 App. B)."""
 
-    def __init__(self, name, module, opt, interval):
+    def __init__(self, name, module, opt, interval, gain=None):
         self.name = name
         self.module = module
         self.opt = opt
         self.interval = interval
+        self.gain = interval if gain is None else gain  # Loss multiplier (n_critic skips G steps without gain).
 
 
-def build_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval):
+def build_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval, n_critic=1):
     """[Gmain, Greg, Dmain, Dreg] with lazy regularisation, or Gboth / Dboth where the interval is None.
+    n_critic > 1 (WGAN-GP, Gulrajani et al. 2017 Alg. 1): G's phases run every n_critic iterations, D's every one.
 
     Lazy regularisation (StyleGAN2 App. B): with the regulariser every k minibatches, the optimizer's
     lr *= k / (k + 1) and betas **= k / (k + 1) keep the effective step sizes of the unregularised schedule.
@@ -211,17 +213,19 @@ def build_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interva
     for name, module, opt_kwargs, reg_interval in [('G', G, G_opt_kwargs, G_reg_interval),
                                                    ('D', D, D_opt_kwargs, D_reg_interval)]:
         opt_kwargs = dnnlib.EasyDict(opt_kwargs)
+        every = n_critic if name == 'G' else 1
         if 'betas' in opt_kwargs:
             opt_kwargs.betas = [float(beta) for beta in opt_kwargs.betas]  # Adam refuses [0, 0.99] (int and float).
         if reg_interval is None:
             opt = dnnlib.util.construct_class_by_name(params=module.parameters(), **opt_kwargs)
-            phases += [Phase(name + 'both', module, opt, 1)]
+            phases += [Phase(name + 'both', module, opt, every, gain=1)]
         else:
             mb_ratio = reg_interval / (reg_interval + 1)
             opt_kwargs.lr = opt_kwargs.lr * mb_ratio
             opt_kwargs.betas = [beta ** mb_ratio for beta in opt_kwargs.betas]
             opt = dnnlib.util.construct_class_by_name(params=module.parameters(), **opt_kwargs)
-            phases += [Phase(name + 'main', module, opt, 1), Phase(name + 'reg', module, opt, reg_interval)]
+            phases += [Phase(name + 'main', module, opt, every, gain=1),
+                       Phase(name + 'reg', module, opt, reg_interval * every, gain=reg_interval)]
         optimizers[name] = opt
     return phases, optimizers
 
@@ -420,7 +424,7 @@ def run_phases(state, batch, num_gpus):
         phase.module.requires_grad_(True)
         for round_img, round_c, round_z, round_gen_c in zip(real_img, real_c, phase_gen_z, phase_gen_c):
             state.loss.accumulate_gradients(phase=phase.name, real_img=round_img, real_c=round_c, gen_z=round_z,
-                                            gen_c=round_gen_c, gain=phase.interval, cur_nimg=state.cur_nimg)
+                                            gen_c=round_gen_c, gain=phase.gain, cur_nimg=state.cur_nimg)
         phase.module.requires_grad_(False)
         with torch.autograd.profiler.record_function(phase.name + '_opt'):
             num_nonfinite = average_gradients(phase.module, num_gpus)
@@ -768,7 +772,7 @@ def setup_state(ctx):
     if resume_data is not None:
         check_resume_compatible(resume_path, resume_data, G, D)
     phases, optimizers = build_phases(G, D, ctx.G_opt_kwargs, ctx.D_opt_kwargs, ctx.G_reg_interval,
-                                      ctx.D_reg_interval)
+                                      ctx.D_reg_interval, n_critic=ctx.n_critic)
     loss = dnnlib.util.construct_class_by_name(device=ctx.device, G=G, D=D, augment_pipe=augment_pipe,
                                                **ctx.loss_kwargs)
     state = TrainingState(G, D, G_ema, augment_pipe, loss, phases, optimizers, ctx.training_set_kwargs)
@@ -865,6 +869,7 @@ def training_loop(
     device                  = None,     # torch device; None = this rank's GPU if CUDA is available, else CPU.
     weights_only_resume_overrides = None,  # Options changed when resuming from a pickle without resume state.
     max_minutes             = None,     # Stop (with a final snapshot) after this much wall time; None = no limit.
+    n_critic                = 1,        # D steps per G step (WGAN-GP: 5); G's phases run every n_critic iterations.
 ):
     """Train G and D; write the run directory's images, stats and snapshots. See the module docstring."""
     ctx = dnnlib.EasyDict(locals())
