@@ -260,7 +260,9 @@ def generator_kwargs(record, variables):
 
 def convert_tf_generator(record):
     """A TF-era StyleGAN2 G or Gs record -> our networks_stylegan2.Generator with the same weights."""
-    from training import networks_stylegan2  # Imported here: torch_utils must not need training at import.
+    from training import networks_stylegan2, tf_legacy_stylegan1  # Here: torch_utils needs no training at import.
+    if tf_legacy_stylegan1.is_stylegan1_generator(record):
+        return tf_legacy_stylegan1.convert_tf_generator(record)
     variables = collect_variables(record)
     if not any(name.endswith('/mod_weight') for name in variables):
         raise ValueError(f'TF-era network {record.name!r} ({record.build_func_name}) is not a StyleGAN2 generator '
@@ -310,7 +312,9 @@ def discriminator_kwargs(record, variables):
 
 def convert_tf_discriminator(record):
     """A TF-era StyleGAN2 D record -> our networks_stylegan2.Discriminator with the same weights."""
-    from training import networks_stylegan2
+    from training import networks_stylegan2, tf_legacy_stylegan1
+    if tf_legacy_stylegan1.is_stylegan1_discriminator(record):
+        return tf_legacy_stylegan1.convert_tf_discriminator(record)
     variables = collect_variables(record)
     D = networks_stylegan2.Discriminator(**discriminator_kwargs(record, variables))
     return _load_converted(D, variables, _discriminator_rule, 'discriminator')

@@ -190,6 +190,8 @@ class MappingNetwork(torch.nn.Module):
 
 @persistence.persistent_class
 class AdaINLayer(torch.nn.Module):
+    blur_after_conv = False  # Default for layers pickled before the option existed.
+
     def __init__(self,
         in_channels,                    # Number of input channels.
         out_channels,                   # Number of output channels.
@@ -200,6 +202,8 @@ class AdaINLayer(torch.nn.Module):
         use_noise       = True,         # Add per-pixel noise?
         activation      = 'lrelu',      # Activation name from bias_act.activation_funcs.
         blur_filter     = [1, 2, 1],    # Low-pass filter applied after upsampling.
+        blur_after_conv = False,        # Upsample, convolve, then blur (the order of the TF release) instead of
+                                        # upsample, blur, convolve. The same up to the image border.
         conv_clamp      = None,         # Clamp the activations before AdaIN to +-X, None = no clamping.
     ):
         assert up in [1, 2], f'AdaINLayer: up must be 1 or 2, got {up}'
@@ -214,6 +218,7 @@ class AdaINLayer(torch.nn.Module):
         self.use_noise = use_noise
         self.activation = activation
         self.conv_clamp = conv_clamp
+        self.blur_after_conv = blur_after_conv
 
         self.affine = FullyConnectedLayer(w_dim, 2 * out_channels, bias_init=[1] * out_channels + [0] * out_channels)
         if up > 1:
@@ -241,11 +246,15 @@ class AdaINLayer(torch.nn.Module):
         """x: [N, in_channels, res/up, res/up], w: [N, w_dim] -> [N, out_channels, res, res] in x.dtype."""
         in_resolution = self.resolution // self.up
         misc.assert_shape(x, [None, self.in_channels, in_resolution, in_resolution])
-        if self.up > 1:
+        if self.up > 1 and not self.blur_after_conv:
             x = upsample_and_blur(x, self.blur_filter)
+        elif self.up > 1:
+            x = x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
         if self.kernel_size > 0:
             weight = (self.weight * self.weight_gain).to(x.dtype)
             x = conv2d_gradfix.conv2d(x, weight, padding=self.kernel_size // 2)
+        if self.up > 1 and self.blur_after_conv:
+            x = upfirdn2d.filter2d(x, self.blur_filter)
         noise = self._noise(x, noise_mode)
         if noise is not None:
             x = x + noise
@@ -300,7 +309,7 @@ class AdaINBlock(torch.nn.Module):
         is_last,                    # Is this the last block (the one with ToRGB)?
         use_fp16        = False,    # Run this block in float16 (on CUDA only)?
         conv_clamp      = None,     # Clamp activations to +-X, None = no clamping.
-        **layer_kwargs,             # Arguments for AdaINLayer: use_noise, activation, blur_filter.
+        **layer_kwargs,             # Arguments for AdaINLayer: use_noise, activation, blur_filter, blur_after_conv.
     ):
         super().__init__()
         self.in_channels = in_channels
@@ -363,6 +372,7 @@ class SynthesisNetwork(torch.nn.Module):
         use_noise       = True,     # Add per-pixel noise (SG1 Sec. 3.2)?
         activation      = 'lrelu',  # Activation of every style layer.
         blur_filter     = [1, 2, 1], # Low-pass filter after each upsampling (SG1 Sec. 2).
+        blur_after_conv = False,    # Blur after the upsampling convolution (TF release order; see AdaINLayer).
     ):
         assert img_resolution >= 4 and img_resolution & (img_resolution - 1) == 0, \
             f'img_resolution must be a power of two >= 4, got {img_resolution}'
@@ -382,7 +392,7 @@ class SynthesisNetwork(torch.nn.Module):
                                resolution=res, img_channels=img_channels, is_last=(res == img_resolution),
                                use_fp16=(fp16_resolution is not None and res >= fp16_resolution),
                                conv_clamp=conv_clamp, use_noise=use_noise, activation=activation,
-                               blur_filter=blur_filter)
+                               blur_filter=blur_filter, blur_after_conv=blur_after_conv)
             self.num_ws += block.num_conv
             setattr(self, f'b{res}', block)
 
