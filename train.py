@@ -68,7 +68,8 @@ OPTION_DEFAULTS = dict(
     outdir=None, cfg=None, data=None, gpus=1, batch=None, gamma=None, cond=False, mirror=False, aug='ada',
     resume=None, freezed=0, p=0.2, target=0.6, batch_gpu=None, cbase=32768, cmax=512, glr=None, dlr=None,
     map_depth=None, mbstd_group=4, desc=None, metrics=(), kimg=25000, tick=4, snap=50, seed=0, fp32=False,
-    nobench=False, workers=3, device='cpu', max_minutes=None, dry_run=False, loss='nsgan', sn=False)
+    nobench=False, workers=3, device='cpu', max_minutes=None, dry_run=False, loss='nsgan', sn=False,
+    progressive=False, lod_kimg=600)
 
 #----------------------------------------------------------------------------
 # The pure config builder.
@@ -95,6 +96,9 @@ def _check_options(opts, dataset_info):
     if opts.cfg != 'dcgan' and (opts.loss != 'nsgan' or opts.sn):
         raise UsageError(f'--loss={opts.loss} --sn={int(bool(opts.sn))}: --loss other than nsgan and --sn=1 are '
                          f'options of --cfg=dcgan; --cfg={opts.cfg} trains with its own loss (nsgan + R1)')
+    if opts.progressive and (opts.cfg != 'stylegan1' or dataset_info['resolution'] < 8):
+        raise UsageError(f'--progressive=1 grows --cfg=stylegan1 from 8x8 (here --cfg={opts.cfg}, dataset '
+                         f'{dataset_info["resolution"]}x{dataset_info["resolution"]})')
     if opts.cond and not dataset_info['has_labels']:
         raise UsageError(f'--cond=1 requires labels in {opts.data}/dataset.json; this dataset has none')
     return batch_gpu
@@ -128,6 +132,10 @@ def _network_kwargs(opts, preset, batch_size):
     if opts.fp32:
         G_kwargs.num_fp16_res = D_kwargs.num_fp16_res = 0
         G_kwargs.conv_clamp = D_kwargs.conv_clamp = None
+    if opts.progressive:  # ProGAN/SG1 progressive growing: ToRGB/FromRGB at every resolution, D with fade-in.
+        G_kwargs.progressive = True
+        D_kwargs = dnnlib.EasyDict(class_name='training.networks_stylegan1.Discriminator', channel_base=opts.cbase,
+                                   channel_max=opts.cmax, mbstd_group_size=opts.mbstd_group)
     return G_kwargs, D_kwargs
 
 
@@ -189,6 +197,9 @@ def build_training_options(dataset_info, **opts):
         c.max_minutes = opts.max_minutes
     if preset.get('n_critic', 1) != 1:
         c.n_critic = preset['n_critic']
+    if opts.progressive:
+        c.progressive_kwargs = dict(start_resolution=8, lod_training_kimg=opts.lod_kimg,
+                                    lod_transition_kimg=opts.lod_kimg)
     if opts.resume is not None:
         c.weights_only_resume_overrides = dict(WEIGHTS_ONLY_RESUME_OVERRIDES)
     return json.loads(json.dumps(c))  # Plain dicts/lists only: exactly what training_options.json will hold.
@@ -398,6 +409,10 @@ _DEFAULT_METRICS = 'fid50k_full' if metrics_available() else 'none'
               show_default=True)
 @click.option('--sn', help='Spectral normalization in D (--cfg=dcgan; Miyato 2018)', metavar='BOOL', type=bool,
               default=False, show_default=True)
+@click.option('--progressive', help='Progressive growing from 8x8 (--cfg=stylegan1; Karras 2018/2019)', metavar='BOOL',
+              type=bool, default=False, show_default=True)
+@click.option('--lod-kimg', help='Progressive growing: kimg to train each resolution, and kimg to fade in the next',
+              metavar='KIMG', type=click.FloatRange(min=0, min_open=True), default=600, show_default=True)
 # Misc hyperparameters.
 @click.option('--p', help='Probability for --aug=fixed', metavar='FLOAT', type=click.FloatRange(min=0, max=1),
               default=0.2, show_default=True)

@@ -870,6 +870,7 @@ def training_loop(
     weights_only_resume_overrides = None,  # Options changed when resuming from a pickle without resume state.
     max_minutes             = None,     # Stop (with a final snapshot) after this much wall time; None = no limit.
     n_critic                = 1,        # D steps per G step (WGAN-GP: 5); G's phases run every n_critic iterations.
+    progressive_kwargs      = None,     # Progressive growing (training.progressive.ProgressiveSchedule); None = off.
 ):
     """Train G and D; write the run directory's images, stats and snapshots. See the module docstring."""
     ctx = dnnlib.EasyDict(locals())
@@ -881,6 +882,11 @@ def training_loop(
     check_optional_modules(ctx.metrics, augment_kwargs)
     ctx.device = setup_environment(rank, num_gpus, random_seed, device, cudnn_benchmark)
     state, rng_state = setup_state(ctx)
+    schedule = None
+    if progressive_kwargs is not None:
+        from training.progressive import ProgressiveSchedule
+        schedule = ProgressiveSchedule(ctx.training_set.resolution, **progressive_kwargs)
+        schedule.apply(state.cur_nimg, [state.G, state.D, state.G_ema], [])
     setup_outputs(ctx, state)
     if rng_state is not None:
         restore_rng_state(rng_state, ctx.device)
@@ -891,6 +897,8 @@ def training_loop(
         while not done:
             batch = fetch_batch(ctx.training_set_iterator, ctx.training_set, len(state.phases), batch_gpu,
                                 state.G.z_dim, ctx.device)
+            if schedule is not None:  # lod from cur_nimg; reals made to match what G draws at that lod.
+                batch = (schedule.apply(state.cur_nimg, [state.G, state.D, state.G_ema], batch[0]),) + batch[1:]
             run_phases(state, batch, num_gpus)
             update_G_ema(state.G, state.G_ema, state.cur_nimg, batch_size, ctx.ema_kimg, ctx.ema_rampup)
             if state.ada is not None:
