@@ -423,9 +423,11 @@ _DEFAULT_METRICS = 'fid50k_full' if metrics_available() else 'none'
               show_default=True)
 @click.option('--cmax', help='Max. feature maps', metavar='INT', type=click.IntRange(min=1), default=512,
               show_default=True)
-@click.option('--glr', help='G learning rate  [default: 0.001 stylegan1, 0.002 stylegan2, 0.0025 stylegan3]',
+@click.option('--glr', help='G learning rate  [default: 0.001 stylegan1, 0.002 stylegan2, 0.0025 stylegan3, '
+              '0.0002 dcgan (0.0001 --loss=wgan-gp)]',
               metavar='FLOAT', type=click.FloatRange(min=0))
-@click.option('--dlr', help='D learning rate  [default: 0.001 for stylegan1, 0.002 otherwise]', metavar='FLOAT',
+@click.option('--dlr', help='D learning rate  [default: 0.001 for stylegan1, as --glr for dcgan, 0.002 otherwise]',
+              metavar='FLOAT',
               type=click.FloatRange(min=0))
 @click.option('--map-depth', help='Mapping network depth  [default: 8 for stylegan1/2, 2 for stylegan3]',
               metavar='INT', type=click.IntRange(min=1))
