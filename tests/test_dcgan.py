@@ -4,6 +4,7 @@ safe loader, and tiny CPU runs of each loss that learn and render through gen_im
 import io
 import os
 import pickle
+import re
 
 import numpy as np
 import PIL.Image
@@ -58,6 +59,15 @@ def test_widths_follow_channel_base_and_the_paper_layout():
     assert [getattr(D, f'b{r}').out_channels for r in [64, 32, 16, 8]] == [128, 256, 512, 1024]
     assert D.b64.norm is None and isinstance(D.b32.norm, networks_dcgan.BatchNorm)  # No BN on D's input layer.
     assert G.synthesis.b4.weight.shape == (100, 1024, 4, 4)
+
+
+def test_batch_norm_statistics_are_per_process_emas_that_the_ddp_check_skips():
+    G, D = _nets()
+    G(torch.randn([4, 20]), torch.zeros([4, 0]))
+    assert G.synthesis.b4.norm.mean_ema.abs().sum() > 0  # Updated by a training-mode pass.
+    names = [f'Generator.{name}' for name, _ in G.named_buffers()] + \
+        [f'Discriminator.{name}' for name, _ in D.named_buffers()]
+    assert len(names) == 2 * 2 + 2 and all(re.fullmatch(tl._EMA_BUFFER_REGEX, name) for name in names)
 
 
 def test_truncation_scales_z_and_mapping_concatenates_the_label():

@@ -111,7 +111,9 @@ class Weight(torch.nn.Module):
 
 @persistence.persistent_class
 class BatchNorm(torch.nn.Module):
-    """Batch normalisation (Ioffe and Szegedy 2015) over N, H, W per channel, with running statistics for eval."""
+    """Batch normalisation (Ioffe and Szegedy 2015) over N, H, W per channel, with running statistics for eval.
+    The running averages are named *_ema: each process keeps its own (the training loop's multi-GPU consistency
+    check skips such buffers, and exact resume stores them per process)."""
 
     def __init__(self, num_channels, momentum=0.1, eps=1e-5):
         super().__init__()
@@ -120,12 +122,12 @@ class BatchNorm(torch.nn.Module):
         self.eps = eps
         self.weight = torch.nn.Parameter(torch.ones([num_channels]))
         self.bias = torch.nn.Parameter(torch.zeros([num_channels]))
-        self.register_buffer('running_mean', torch.zeros([num_channels]))
-        self.register_buffer('running_var', torch.ones([num_channels]))
+        self.register_buffer('mean_ema', torch.zeros([num_channels]))
+        self.register_buffer('var_ema', torch.ones([num_channels]))
 
     def forward(self, x):
         """x: [N, C, H, W] -> same shape."""
-        return F.batch_norm(x, self.running_mean, self.running_var, self.weight, self.bias, training=self.training,
+        return F.batch_norm(x, self.mean_ema, self.var_ema, self.weight, self.bias, training=self.training,
                             momentum=self.momentum, eps=self.eps)
 
 

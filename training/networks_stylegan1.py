@@ -382,6 +382,8 @@ def upsample_nearest(x, factor):
 
 @persistence.persistent_class
 class SynthesisNetwork(torch.nn.Module):
+    progressive = False  # Default for networks pickled before the option existed.
+
     def __init__(self,
         w_dim,                      # Intermediate latent (W) dimensionality.
         img_resolution,             # Output image resolution (power of two, >= 4).
