@@ -69,7 +69,7 @@ OPTION_DEFAULTS = dict(
     resume=None, freezed=0, p=0.2, target=0.6, batch_gpu=None, cbase=32768, cmax=512, glr=None, dlr=None,
     map_depth=None, mbstd_group=4, desc=None, metrics=(), kimg=25000, tick=4, snap=50, seed=0, fp32=False,
     nobench=False, workers=3, device='cpu', max_minutes=None, dry_run=False, loss='nsgan', sn=False,
-    progressive=False, lod_kimg=600)
+    progressive=False, lod_kimg=600, lod_batch=None)
 
 #----------------------------------------------------------------------------
 # The pure config builder.
@@ -154,6 +154,18 @@ def _loss_kwargs(opts, preset, batch_size):
     return loss_kwargs
 
 
+def _parse_lod_batch(text, unit):
+    """'8:256,16:128' -> {8: 256, 16: 128}; each batch a multiple of --gpus x --batch-gpu (`unit`)."""
+    table = {}
+    for item in str(text).split(','):
+        res, _, batch = item.partition(':')
+        if not (res.strip().isdigit() and batch.strip().isdigit()) or int(batch) % unit or int(batch) == 0:
+            raise UsageError(f'--lod-batch={text}: expected RES:BATCH pairs like 8:256,16:128 with each batch a '
+                             f'positive multiple of --gpus x --batch-gpu = {unit}')
+        table[int(res)] = int(batch)
+    return table
+
+
 def run_desc(opts, dataset_name):
     """The run directory name after its number: <cfg>-<dataset>-gpus<G>-batch<B>-gamma<g>[-<desc>]."""
     desc = f'{opts.cfg}-{dataset_name}-gpus{opts.gpus}-batch{opts.batch}-gamma{opts.gamma:g}'
@@ -200,6 +212,8 @@ def build_training_options(dataset_info, **opts):
     if opts.progressive:
         c.progressive_kwargs = dict(start_resolution=8, lod_training_kimg=opts.lod_kimg,
                                     lod_transition_kimg=opts.lod_kimg)
+        if opts.lod_batch:
+            c.progressive_kwargs['batch_per_resolution'] = _parse_lod_batch(opts.lod_batch, opts.gpus * batch_gpu)
     if opts.resume is not None:
         c.weights_only_resume_overrides = dict(WEIGHTS_ONLY_RESUME_OVERRIDES)
     return json.loads(json.dumps(c))  # Plain dicts/lists only: exactly what training_options.json will hold.
@@ -413,6 +427,8 @@ _DEFAULT_METRICS = 'fid50k_full' if metrics_available() else 'none'
               type=bool, default=False, show_default=True)
 @click.option('--lod-kimg', help='Progressive growing: kimg to train each resolution, and kimg to fade in the next',
               metavar='KIMG', type=click.FloatRange(min=0, min_open=True), default=600, show_default=True)
+@click.option('--lod-batch', help='Progressive growing: minibatch per resolution, e.g. 8:256,16:128,32:64,64:32 '
+              '(others use --batch)  [default: --batch throughout]', metavar='RES:BATCH,...', type=str)
 # Misc hyperparameters.
 @click.option('--p', help='Probability for --aug=fixed', metavar='FLOAT', type=click.FloatRange(min=0, max=1),
               default=0.2, show_default=True)

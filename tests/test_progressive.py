@@ -35,6 +35,15 @@ def test_alpha_goes_from_0_to_1_over_each_fade_and_resolution_steps_up():
     assert [progressive.resolution_at(lod, 32) for lod in lods] == [8, 8, 16, 16, 16, 16, 32, 32]  # The one fading in.
 
 
+def test_minibatch_per_resolution_follows_the_resolution_being_trained_or_faded_in():
+    schedule = progressive.ProgressiveSchedule(32, 8, 10, 10, batch_per_resolution={'8': 256, '16': 128})
+    sizes = [schedule.batch_size(kimg * 1000, default=32) for kimg in [0, 10, 10.1, 25, 35, 45]]
+    assert sizes == [256, 256, 128, 128, 32, 32]
+    assert train._parse_lod_batch('8:256,16:128', 8) == {8: 256, 16: 128}
+    with pytest.raises(train.UsageError, match='--lod-batch'):
+        train._parse_lod_batch('8:100', 8)
+
+
 def test_reals_at_lod_are_pooled_and_upsampled_and_blended():
     img = torch.arange(2 * 3 * 8 * 8, dtype=torch.float32).reshape(2, 3, 8, 8)
     pooled = img.reshape(2, 3, 4, 2, 4, 2).mean(dim=[3, 5])
@@ -89,7 +98,8 @@ def test_D_at_lod_1_reads_the_pooled_image_with_the_lower_level_fromrgb():
     torch.testing.assert_close(D(img, None), D.b4(D.b8(blended)))
 
 #----------------------------------------------------------------------------
-# Training: a tiny run (16x16, 5 iterations per stage and per fade) that resumes exactly from mid-fade.
+# Training: a tiny run (16x16, 20 images per stage and per fade; 8 images per iteration at 8x8, 4 at 16x16) that
+# resumes exactly from mid-fade.
 
 LOD_KIMG = 0.02
 
@@ -103,7 +113,7 @@ def _options(data, run_dir):
     info = dict(name='shapes16', resolution=16, size=24, has_labels=False)
     options = train.build_training_options(info, cfg='stylegan1', data=data, gpus=1, batch=4, gamma=1, cbase=256,
                                            cmax=16, map_depth=2, mbstd_group=2, workers=0, device='cpu', metrics=[],
-                                           aug='noaug', progressive=True, lod_kimg=LOD_KIMG)
+                                           aug='noaug', progressive=True, lod_kimg=LOD_KIMG, lod_batch='8:8')
     options.pop('run_desc')
     options.update(run_dir=str(run_dir), kimg_per_tick=th.TICK_KIMG, image_grid_size=[2, 2],
                    total_kimg=th.TICK_KIMG * 3 + 0.004, image_snapshot_ticks=1, network_snapshot_ticks=1,
@@ -133,6 +143,7 @@ def test_preset_uses_the_progressive_G_and_D():
 
 def test_tiny_progressive_run_learns_reports_lod_and_snapshots_carry_it(reference_run):
     stats = reference_run['stats']
+    assert stats[0]['Progress/kimg']['mean'] == 0.008  # The first iteration took the 8x8 minibatch of 8.
     lods = [tick['Progress/lod']['mean'] for tick in stats]
     assert lods[0] == 1 and lods[-1] < 0.5 and all(a >= b for a, b in zip(lods, lods[1:]))
     losses = [tick['Loss/G/loss']['mean'] for tick in stats]

@@ -7,6 +7,10 @@ kimg in both papers. lod counts halvings below the full resolution: log2(img_res
 start, 0 once the full resolution has faded in. lod is a pure function of cur_nimg, so a resumed run continues on the
 same schedule, and a snapshot's G carries its lod (networks_stylegan1: `synthesis.lod` buffer).
 
+A minibatch per resolution (`batch_per_resolution`, e.g. the StyleGAN release's 8-GPU table {4: 512, 8: 256,
+16: 128, 32: 64, 64: 32}) changes the images per iteration; the image counter counts them, so the schedule and the
+data position stay consistent for exact resume.
+
 `ProgressiveSchedule.apply()` sets the lod of G and D and makes the reals match what G can draw at that lod
 (ProGAN App. A.1: reals average-pooled to the current resolution and nearest-upsampled back, blended by the same
 fade weight while a resolution fades in).
@@ -72,7 +76,7 @@ class ProgressiveSchedule:
     """The schedule of one run (see lod_at); training_loop calls apply() before each iteration."""
 
     def __init__(self, img_resolution, start_resolution=8, lod_training_kimg=PAPER_LOD_KIMG,
-                 lod_transition_kimg=PAPER_LOD_KIMG):
+                 lod_transition_kimg=PAPER_LOD_KIMG, batch_per_resolution=None):
         if start_resolution < 4 or start_resolution > img_resolution or start_resolution & (start_resolution - 1):
             raise ValueError(f'progressive growing: start_resolution={start_resolution} must be a power of two '
                              f'between 4 and the dataset resolution {img_resolution}')
@@ -80,10 +84,17 @@ class ProgressiveSchedule:
         self.start_resolution = start_resolution
         self.lod_training_kimg = lod_training_kimg
         self.lod_transition_kimg = lod_transition_kimg
+        # {resolution: images per iteration}; JSON (training_options.json) turns the keys into strings.
+        self.batch_per_resolution = {int(res): int(b) for res, b in (batch_per_resolution or {}).items()}
 
     def lod(self, cur_nimg):
         return lod_at(cur_nimg, self.img_resolution, self.start_resolution, self.lod_training_kimg,
                       self.lod_transition_kimg)
+
+    def batch_size(self, cur_nimg, default):
+        """Images in the next iteration: the table's entry for the resolution being trained or faded in (ProGAN
+        App. A.1 and the StyleGAN release shrink the minibatch as the resolution grows), else `default`."""
+        return self.batch_per_resolution.get(resolution_at(self.lod(cur_nimg), self.img_resolution), default)
 
     @torch.no_grad()
     def apply(self, cur_nimg, networks, real_img):

@@ -154,14 +154,15 @@ def setup_data(training_set_kwargs, data_loader_kwargs, rank, num_gpus, batch_si
     return training_set, iter(loader)
 
 
-def fetch_batch(training_set_iterator, training_set, num_phases, batch_gpu, z_dim, device):
-    """One iteration's inputs for this process, split into rounds of batch_gpu.
+def fetch_batch(training_set_iterator, training_set, num_phases, batch_gpu, z_dim, device, num_chunks=1):
+    """One iteration's inputs for this process (num_chunks loader batches), split into rounds of batch_gpu.
 
     Returns real_img [rounds][batch_gpu, C, H, W] float in [-1, 1], real_c [rounds][batch_gpu, c_dim],
     gen_z [phase][round][batch_gpu, z_dim], gen_c [phase][round][batch_gpu, c_dim]. Latents and fake labels are
     drawn for every phase, active or not, so that the random streams do not depend on the iteration number.
     """
-    real_img, real_c = next(training_set_iterator)
+    chunks = [next(training_set_iterator) for _ in range(num_chunks)]
+    real_img, real_c = [torch.cat(parts) for parts in zip(*chunks)]
     per_gpu = real_img.shape[0]
     real_img = (real_img.to(device).to(torch.float32) / 127.5 - 1).split(batch_gpu)
     real_c = real_c.to(device).split(batch_gpu)
@@ -762,7 +763,7 @@ def setup_state(ctx):
     start_nimg = resume_state['data_position'] if resume_state is not None else 0
     ctx.log('Loading training set...')
     ctx.training_set, ctx.training_set_iterator = setup_data(
-        ctx.training_set_kwargs, ctx.data_loader_kwargs, ctx.rank, ctx.num_gpus, ctx.batch_size, ctx.random_seed,
+        ctx.training_set_kwargs, ctx.data_loader_kwargs, ctx.rank, ctx.num_gpus, ctx.loader_batch, ctx.random_seed,
         start_nimg, ctx.device)
     ctx.log(f'Num images: {len(ctx.training_set)}, image shape: {list(ctx.training_set.image_shape)}, '
             f'label shape: {list(ctx.training_set.label_shape)}')
@@ -880,6 +881,8 @@ def training_loop(
     ctx.loss_kwargs = dict(loss_kwargs or {'class_name': 'training.loss.StyleGAN2Loss'})
     ctx.log = _make_log_fn(rank)
     check_optional_modules(ctx.metrics, augment_kwargs)
+    # A minibatch per resolution (progressive growing) reads the data in chunks of batch_gpu per process.
+    ctx.loader_batch = batch_gpu * num_gpus if (progressive_kwargs or {}).get('batch_per_resolution') else batch_size
     ctx.device = setup_environment(rank, num_gpus, random_seed, device, cudnn_benchmark)
     state, rng_state = setup_state(ctx)
     schedule = None
@@ -895,15 +898,16 @@ def training_loop(
     try:
         done = False
         while not done:
+            iter_batch = schedule.batch_size(state.cur_nimg, batch_size) if schedule is not None else batch_size
             batch = fetch_batch(ctx.training_set_iterator, ctx.training_set, len(state.phases), batch_gpu,
-                                state.G.z_dim, ctx.device)
+                                state.G.z_dim, ctx.device, num_chunks=iter_batch // ctx.loader_batch)
             if schedule is not None:  # lod from cur_nimg; reals made to match what G draws at that lod.
                 batch = (schedule.apply(state.cur_nimg, [state.G, state.D, state.G_ema], batch[0]),) + batch[1:]
             run_phases(state, batch, num_gpus)
-            update_G_ema(state.G, state.G_ema, state.cur_nimg, batch_size, ctx.ema_kimg, ctx.ema_rampup)
+            update_G_ema(state.G, state.G_ema, state.cur_nimg, iter_batch, ctx.ema_kimg, ctx.ema_rampup)
             if state.ada is not None:
                 step_ada(state.ada, ctx.ada_stats)
-            state.cur_nimg += batch_size
+            state.cur_nimg += iter_batch
             state.batch_idx += 1
             done = state.cur_nimg >= total_nimg
             tick_over = done or state.cur_tick == 0 or state.cur_nimg >= state.tick_start_nimg + tick_nimg
