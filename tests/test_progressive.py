@@ -14,7 +14,6 @@ from torch_utils import misc
 from torch_utils import safe_pickle
 from training import networks_stylegan1 as nets1
 from training import progressive
-from training import training_loop as tl
 
 import training_helpers as th
 

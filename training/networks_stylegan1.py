@@ -417,7 +417,8 @@ class SynthesisNetwork(torch.nn.Module):
         for res in self.block_resolutions:
             block = AdaINBlock(channels_dict[res // 2] if res > 4 else 0, channels_dict[res], w_dim=w_dim,
                                resolution=res, img_channels=img_channels,
-                               is_last=(res == img_resolution or progressive), use_fp16=(fp16_resolution is not None and res >= fp16_resolution),
+                               is_last=(res == img_resolution or progressive),
+                               use_fp16=(fp16_resolution is not None and res >= fp16_resolution),
                                conv_clamp=conv_clamp, use_noise=use_noise, activation=activation,
                                blur_filter=blur_filter, blur_after_conv=blur_after_conv)
             self.num_ws += block.num_conv
