@@ -80,6 +80,26 @@ def _tf_variables(seed=0):
     return own, mapping, synthesis
 
 
+def _tf_discriminator_variables(seed=1):
+    """D_basic's variables (names and shapes of the release) for the tiny configuration, random values."""
+    rnd = np.random.RandomState(seed)
+    f32 = lambda *shape: rnd.randn(*shape).astype(np.float32)  # noqa: E731
+    variables = [('lod', np.float32(0))]
+    for lod, log2 in enumerate([4, 3, 2]):
+        variables += [(f'FromRGB_lod{lod}/weight', f32(1, 1, 3, _nf(log2 - 1))),
+                      (f'FromRGB_lod{lod}/bias', f32(_nf(log2 - 1)))]
+    for log2 in (4, 3):
+        res = 2 ** log2
+        variables += [(f'{res}x{res}/Conv0/weight', f32(3, 3, _nf(log2 - 1), _nf(log2 - 1))),
+                      (f'{res}x{res}/Conv0/bias', f32(_nf(log2 - 1))),
+                      (f'{res}x{res}/Conv1_down/weight', f32(3, 3, _nf(log2 - 1), _nf(log2 - 2))),
+                      (f'{res}x{res}/Conv1_down/bias', f32(_nf(log2 - 2)))]
+    variables += [('4x4/Conv/weight', f32(3, 3, _nf(1) + 1, _nf(1))), ('4x4/Conv/bias', f32(_nf(1))),
+                  ('4x4/Dense0/weight', f32(_nf(1) * 16, _nf(0))), ('4x4/Dense0/bias', f32(_nf(0))),
+                  ('4x4/Dense1/weight', f32(_nf(0), 1)), ('4x4/Dense1/bias', f32(1))]
+    return variables
+
+
 def _tf_pickle(Network, variables, D=True):
     own, mapping, synthesis = variables
 
@@ -87,8 +107,8 @@ def _tf_pickle(Network, variables, D=True):
         return Network(name=name, build_func_name='G_style', static_kwargs=dict(CFG), variables=own, components=dict(
             mapping=Network(name='G_mapping', build_func_name='G_mapping', variables=mapping),
             synthesis=Network(name='G_synthesis', build_func_name='G_synthesis', variables=synthesis)))
-    d_basic = Network(name='D', build_func_name='D_basic', static_kwargs=dict(CFG), variables=[
-        ('lod', np.float32(0)), ('FromRGB_lod0/weight', np.zeros([1, 1, 3, 4], np.float32))])
+    d_basic = Network(name='D', build_func_name='D_basic', static_kwargs=dict(CFG, mbstd_group_size=2),
+                      variables=_tf_discriminator_variables())
     return pickle.dumps((g_style('G'), d_basic, g_style('Gs')) if D else g_style('Gs'), protocol=4)
 
 #----------------------------------------------------------------------------
@@ -137,14 +157,44 @@ def _tf_generate(variables, z):
         x = epilogue(conv(x, synthesis[f'{scope}/Conv1/weight'], np.sqrt(2)), f'{scope}/Conv1', 2 * log2 - 3)
     return conv(x, synthesis['ToRGB_lod0/weight'], 1) + synthesis['ToRGB_lod0/bias'][None, :, None, None]
 
+
+def _tf_discriminate(variables, img):
+    """D_basic at lod 0 computed directly: img [N, 3, 16, 16] float64 -> scores [N, 1]."""
+    v = dict(variables)
+
+    def conv(x, weight, gain):
+        kernel = torch.from_numpy(np.transpose(weight, (3, 2, 0, 1)).astype(np.float64))
+        scale = gain / np.sqrt(np.prod(weight.shape[:3]))
+        return F.conv2d(torch.from_numpy(x), kernel * scale, padding=weight.shape[0] // 2).numpy()
+
+    def layer(x, scope, down=False):
+        if down:  # blur [1,2,1], conv, 2x2 average pooling
+            taps = torch.from_numpy(np.tile((np.outer([1, 2, 1], [1, 2, 1]) / 16.0)[None, None], [x.shape[1], 1, 1, 1]))
+            x = F.conv2d(torch.from_numpy(x), taps, padding=1, groups=x.shape[1]).numpy()
+            x = conv(x, v[f'{scope}/weight'], np.sqrt(2))
+            x = x.reshape(x.shape[0], x.shape[1], x.shape[2] // 2, 2, x.shape[3] // 2, 2).mean(axis=(3, 5))
+        else:
+            x = conv(x, v[f'{scope}/weight'], np.sqrt(2))
+        return _lrelu(x + v[f'{scope}/bias'][None, :, None, None])
+
+    x = layer(img, 'FromRGB_lod0')
+    for res in (16, 8):
+        x = layer(layer(x, f'{res}x{res}/Conv0'), f'{res}x{res}/Conv1_down', down=True)
+    group = x.reshape(2, -1, *x.shape[1:])                                        # [G, M, C, H, W]
+    std = np.sqrt(((group - group.mean(axis=0)) ** 2).mean(axis=0) + 1e-8).mean(axis=(1, 2, 3))  # [M]
+    x = np.concatenate([x, np.tile(std, 2)[:, None, None, None] * np.ones([x.shape[0], 1, 4, 4])], axis=1)
+    x = layer(x, '4x4/Conv').reshape(x.shape[0], -1)
+    dense0, dense1 = v['4x4/Dense0/weight'], v['4x4/Dense1/weight']
+    x = _lrelu(x @ (dense0 * np.sqrt(2) / np.sqrt(dense0.shape[0])) + v['4x4/Dense0/bias'])
+    return x @ (dense1 / np.sqrt(dense1.shape[0])) + v['4x4/Dense1/bias']
+
 #----------------------------------------------------------------------------
 
 def test_hand_built_tf_stylegan1_pickle_converts_and_renders_like_the_tf_layers(tf_network_class):
     variables = _tf_variables()
-    with pytest.warns(UserWarning, match='D_basic'):
-        data = legacy.load_network_pkl(io.BytesIO(_tf_pickle(tf_network_class, variables)))
+    data = legacy.load_network_pkl(io.BytesIO(_tf_pickle(tf_network_class, variables)))
     G = data['G_ema']
-    assert type(G) is networks_stylegan1.Generator and data['D'] is None and type(data['G']) is type(G)
+    assert type(G) is networks_stylegan1.Generator and type(data['G']) is type(G)
     assert (G.z_dim, G.w_dim, G.img_resolution, G.img_channels, G.num_ws) == (8, 8, 16, 3, 6)
     assert torch.equal(G.mapping.w_avg, torch.from_numpy(dict(variables[0])['dlatent_avg']))
     z = np.random.RandomState(7).randn(3, 8)
@@ -153,6 +203,18 @@ def test_hand_built_tf_stylegan1_pickle_converts_and_renders_like_the_tf_layers(
     expected = _tf_generate(variables, z)
     assert ours.shape == expected.shape == (3, 3, 16, 16)
     assert np.abs(expected).mean() > 0.1
+    np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-4 * np.abs(expected).max())
+
+
+def test_hand_built_tf_stylegan1_discriminator_converts_and_scores_like_the_tf_layers(tf_network_class):
+    data = legacy.load_network_pkl(io.BytesIO(_tf_pickle(tf_network_class, _tf_variables())))
+    D = data['D']
+    assert type(D) is networks_stylegan1.Discriminator and float(D.lod) == 0
+    img = np.random.RandomState(3).randn(4, 3, 16, 16)
+    with torch.no_grad():
+        ours = D(torch.from_numpy(img).float(), None).double().numpy()
+    expected = _tf_discriminate(_tf_discriminator_variables(), img)
+    assert ours.shape == expected.shape == (4, 1) and np.abs(expected).max() > 0.1
     np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-4 * np.abs(expected).max())
 
 

@@ -20,12 +20,16 @@ Layout and scale changes (TF -> ours):
     are divided by sqrt 2 and the networks agree exactly (pre-activation values differ by the factor 1/sqrt 2);
   * StyleMod: TF computes x * (y_s + 1) + y_b; ours stores the +1 in the affine bias;
   * the TF generator upsamples, convolves, then blurs: our layers are built with blur_after_conv=True.
-Only a finished network (lod 0) converts: ToRGB_lod0 is our ToRGB, the lower ToRGB_lod{k} are dropped. TF-era
-StyleGAN1 discriminators (D_basic) are not converted (a warning says so; the snapshot's D is None).
+Only a finished generator (lod 0) converts: ToRGB_lod0 is our ToRGB, the lower ToRGB_lod{k} are dropped.
+
+D_basic (the SG1 release's discriminator) converts to our networks_stylegan1.Discriminator, which has its layout:
+    lod [], FromRGB_lod{k}/weight|bias (one per resolution), {r}x{r}/Conv0 and {r}x{r}/Conv1_down (blur, 3x3 conv,
+    2x2 average pooling: the TF fused form is the same operation), 4x4/Conv (after minibatch stddev), 4x4/Dense0,
+    4x4/Dense1 (gain 1, no activation; one output per label when conditional).
+The same sqrt 2 rule applies to its biases; its lod (also a fractional one) becomes our D's lod buffer.
 """
 
 import re
-import warnings
 
 import numpy as np
 import torch
@@ -163,7 +167,7 @@ def _ignored(name):
     return name in ('lod', 'synthesis/lod') or re.fullmatch(r'synthesis/ToRGB_lod[1-9]\d*/(weight|bias)', name)
 
 
-def load_variables(module, variables, rule):
+def load_variables(module, variables, rule, network='generator'):
     """Copy every TF variable into `module` through rule(our_name); missing, unused or misshapen ones are errors."""
     used = set()
     with torch.no_grad():
@@ -173,16 +177,16 @@ def load_variables(module, variables, rule):
                 continue
             tf_name, transform = found
             if tf_name not in variables:
-                raise ValueError(f'TF-era StyleGAN1 generator: variable {tf_name!r} (for {our_name}) is missing')
-            value = np.ascontiguousarray(_TRANSFORMS[transform](variables[tf_name]), dtype=np.float32)
+                raise ValueError(f'TF-era StyleGAN1 {network}: variable {tf_name!r} (for {our_name}) is missing')
+            value = np.array(_TRANSFORMS[transform](variables[tf_name]), dtype=np.float32, order='C')
             if list(value.shape) != list(tensor.shape):
-                raise ValueError(f'TF-era StyleGAN1 generator: {tf_name!r} has shape {list(variables[tf_name].shape)}'
+                raise ValueError(f'TF-era StyleGAN1 {network}: {tf_name!r} has shape {list(variables[tf_name].shape)}'
                                  f', which does not fit {our_name} {list(tensor.shape)}')
             tensor.copy_(torch.from_numpy(value))
             used.add(tf_name)
     unused = sorted(name for name in set(variables) - used if not _ignored(name))
     if unused:
-        raise ValueError(f'TF-era StyleGAN1 generator: variables without a counterpart: {", ".join(unused[:8])}'
+        raise ValueError(f'TF-era StyleGAN1 {network}: variables without a counterpart: {", ".join(unused[:8])}'
                          f'{" ..." if len(unused) > 8 else ""}')
     return module.eval().requires_grad_(False)
 
@@ -200,11 +204,50 @@ def convert_tf_generator(record):
     return load_variables(G, variables, generator_rule)
 
 
+def discriminator_rule(img_resolution):
+    """rule(our_name) -> (TF variable name of D_basic, transform) or None, for a D of img_resolution."""
+    def rule(our_name):
+        if our_name.endswith('blur_filter'):
+            return None
+        if our_name == 'lod':
+            return 'lod', 'same'
+        match = re.fullmatch(r'b(\d+)\.(fromrgb|conv0|conv1|conv|fc|out)\.(weight|bias)', our_name)
+        if not match:
+            raise ValueError(f'TF-era StyleGAN1 discriminator: no TF variable corresponds to {our_name}')
+        res, layer, param = int(match.group(1)), match.group(2), match.group(3)
+        scope = {'fromrgb': f'FromRGB_lod{int(np.log2(img_resolution // res))}', 'conv0': f'{res}x{res}/Conv0',
+                 'conv1': f'{res}x{res}/Conv1_down', 'conv': '4x4/Conv', 'fc': '4x4/Dense0', 'out': '4x4/Dense1'}[layer]
+        if param == 'weight':
+            return f'{scope}/weight', 'dense' if layer in ('fc', 'out') else 'conv'
+        return f'{scope}/bias', 'same' if layer == 'out' else 'gain'  # Every layer but the output has lrelu.
+    return rule
+
+
+def discriminator_kwargs(record, variables):
+    """Arguments of our networks_stylegan1.Discriminator equivalent to a TF-era D_basic record."""
+    settings = _settings(record)
+    for key, expected, default in [('nonlinearity', 'lrelu', 'lrelu'), ('use_wscale', True, True),
+                                   ('fmap_decay', 1.0, 1.0), ('mbstd_num_features', 1, 1)]:
+        if settings.get(key, default) != expected:
+            raise ValueError(f'TF-era StyleGAN1 discriminator: {key}={settings.get(key)!r} is not supported by the '
+                             f'converter (needs {expected!r})')
+    if [float(v) for v in np.ravel(settings.get('blur_filter', [1, 2, 1]))] != [1.0, 2.0, 1.0]:
+        raise ValueError('TF-era StyleGAN1 discriminator: only blur_filter=[1, 2, 1] is supported')
+    sizes = [int(m.group(1)) for name in variables for m in [re.match(r'(\d+)x\1/', name)] if m]
+    if not sizes or 'FromRGB_lod0/weight' not in variables:
+        raise ValueError('TF-era StyleGAN1 discriminator: no <res>x<res>/ or FromRGB_lod0 variables')
+    return dict(c_dim=int(settings.get('label_size', 0)), img_resolution=max(sizes),
+                img_channels=int(variables['FromRGB_lod0/weight'].shape[2]),
+                channel_base=2 * int(settings.get('fmap_base', 8192)), channel_max=int(settings.get('fmap_max', 512)),
+                mbstd_group_size=int(settings.get('mbstd_group_size', 4)))
+
+
 def convert_tf_discriminator(record):
-    """TF-era D_basic: not converted (None, with a warning); G and Gs convert and render normally."""
-    _ = record
-    warnings.warn('TF-era StyleGAN1 discriminator (D_basic) is not converted; the snapshot holds D=None '
-                  '(G and G_ema convert exactly)', stacklevel=3)
-    return None
+    """A TF-era D_basic record -> our networks_stylegan1.Discriminator with the same weights (and lod)."""
+    from training import networks_stylegan1
+    variables = {name: np.asarray(value, dtype=np.float32) for name, value in record.variables}
+    kwargs = discriminator_kwargs(record, variables)
+    D = networks_stylegan1.Discriminator(**kwargs)
+    return load_variables(D, variables, discriminator_rule(kwargs['img_resolution']), network='discriminator')
 
 #----------------------------------------------------------------------------
