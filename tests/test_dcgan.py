@@ -64,7 +64,9 @@ def test_widths_follow_channel_base_and_the_paper_layout():
 def test_batch_norm_statistics_are_per_process_emas_that_the_ddp_check_skips():
     G, D = _nets()
     G(torch.randn([4, 20]), torch.zeros([4, 0]))
-    assert G.synthesis.b4.norm.mean_ema.abs().sum() > 0  # Updated by a training-mode pass.
+    assert G.synthesis.b4.norm.mean_ema.abs().sum() == 0  # A plain pass (e.g. a module summary) leaves them alone.
+    G(torch.randn([4, 20]), torch.zeros([4, 0]), update_emas=True)
+    assert G.synthesis.b4.norm.mean_ema.abs().sum() > 0
     names = [f'Generator.{name}' for name, _ in G.named_buffers()] + \
         [f'Discriminator.{name}' for name, _ in D.named_buffers()]
     assert len(names) == 2 * 2 + 2 and all(re.fullmatch(tl._EMA_BUFFER_REGEX, name) for name in names)
@@ -94,8 +96,8 @@ def test_projection_discriminator_depends_on_the_label():
 def test_spectral_norm_gives_unit_largest_singular_value_after_power_iterations():
     _G, D = _nets(spectral_norm=True, norm='none')
     img = torch.randn([4, 3, 16, 16])
-    for _ in range(30):  # One power iteration per training-mode forward pass.
-        D(img, torch.zeros([4, 0]))
+    for _ in range(30):  # One power iteration per D step (the pass with update_emas=True).
+        D(img, torch.zeros([4, 0]), update_emas=True)
     D.eval()  # Read the weights without a further iteration.
     modules = [module for module in D.modules() if isinstance(module, networks_dcgan.Weight)]
     assert len(modules) == len(D.block_resolutions) + 1
@@ -107,7 +109,7 @@ def test_spectral_norm_gives_unit_largest_singular_value_after_power_iterations(
 
 def test_snapshot_round_trip_through_the_safe_loader_is_exact():
     G, D = _nets(img_channels=1, c_dim=2, spectral_norm=True, norm='layer')
-    D(torch.randn([4, 1, 16, 16]), torch.eye(2)[[0, 1, 0, 1]])  # Move u, v away from their initial values.
+    D(torch.randn([4, 1, 16, 16]), torch.eye(2)[[0, 1, 0, 1]], update_emas=True)  # Move u, v from their init.
     G.eval(), D.eval()
     buffer = io.BytesIO()
     pickle.dump(dict(G=G, D=D, G_ema=G, augment_pipe=None, training_set_kwargs=None), buffer)
@@ -242,3 +244,24 @@ def test_tiny_run_learns_and_renders_with_the_tools(shapes16, tmp_path, loss, sn
                                                  '--output', str(tmp_path / 'v.mp4'), '--device=cpu'])
     assert result.exit_code == 0, result.output
     assert os.path.getsize(tmp_path / 'v.mp4') > 0
+
+
+def test_wgan_gp_with_spectral_norm_resumes_bit_exactly(shapes16, tmp_path):
+    info = dict(name='shapes16', resolution=16, size=24, has_labels=False)
+    options = train.build_training_options(info, cfg='dcgan', data=shapes16, gpus=1, batch=8, gamma=0, cbase=128,
+                                           cmax=16, workers=0, device='cpu', metrics=[], aug='noaug', loss='wgan-gp',
+                                           sn=True)
+    options.pop('run_desc')
+    options.update(kimg_per_tick=0.032, image_grid_size=[2, 2], total_kimg=0.032 * 3 + 0.008,
+                   image_snapshot_ticks=1, network_snapshot_ticks=1, data_loader_kwargs=dict(num_workers=0))
+    th.run_quietly(**dict(options, run_dir=str(tmp_path / 'ref')))
+    stop_after_tick_1 = iter([False, True])
+    th.run_quietly(**dict(options, run_dir=str(tmp_path / 'first'), abort_fn=lambda: next(stop_after_tick_1)))
+    _state, log = th.run_quietly(**dict(options, run_dir=str(tmp_path / 'second'), resume_pkl=str(tmp_path / 'first')))
+    assert 'Continuing exactly' in log
+    ref, resumed = th.latest_snapshot(tmp_path / 'ref'), th.latest_snapshot(tmp_path / 'second')
+    assert ref[tl.RESUME_STATE_KEY]['batch_idx'] == resumed[tl.RESUME_STATE_KEY]['batch_idx'] == 13
+    for name in ('G', 'D', 'G_ema'):
+        ref_tensors = dict(ref[name].named_parameters()) | dict(ref[name].named_buffers())
+        for key, value in list(resumed[name].named_parameters()) + list(resumed[name].named_buffers()):
+            assert torch.equal(value, ref_tensors[key]), f'{name}.{key}'

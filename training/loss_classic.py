@@ -90,10 +90,10 @@ class ClassicGANLoss:
         self.gp_lambda = gp_lambda
         self.r1_gamma = r1_gamma
 
-    def run_D(self, img, c):
+    def run_D(self, img, c, update_emas=False):
         if self.augment_pipe is not None:
             img = self.augment_pipe(img)
-        return self.D(img, c)
+        return self.D(img, c, update_emas=update_emas)
 
     def accumulate_gradients(self, phase, real_img, real_c, gen_z, gen_c, gain, cur_nimg):
         """Backpropagate `gain` times the G loss (phase Gmain/Gboth) or the D loss (Dmain/Dboth); other phases
@@ -110,10 +110,11 @@ class ClassicGANLoss:
             self._accumulate_D(real_img, real_c, gen_z, gen_c, gain)
 
     def _accumulate_D(self, real_img, real_c, gen_z, gen_c, gain):
+        # G's and D's running statistics (batch norm, spectral-norm power iteration) advance once per D step, here.
         with torch.no_grad():
-            fake_img = self.G(gen_z, gen_c)
+            fake_img = self.G(gen_z, gen_c, update_emas=True)
         real_img_tmp = real_img.detach().requires_grad_(self.r1_gamma > 0)
-        fake_scores = self.run_D(fake_img, gen_c)
+        fake_scores = self.run_D(fake_img, gen_c, update_emas=True)
         real_scores = self.run_D(real_img_tmp, real_c)
         for name, scores in [('fake', fake_scores), ('real', real_scores)]:
             training_stats.report(f'Loss/scores/{name}', scores)

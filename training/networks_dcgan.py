@@ -10,8 +10,8 @@ What this module implements, with the papers' names:
   `norm='layer'` replaces batch norm by layer normalisation (Gulrajani et al. 2017, "Improved Training of
   Wasserstein GANs", Sec. 4: batch norm breaks the per-sample gradient penalty of WGAN-GP), `norm='none'` drops it.
 - `spectral_norm=True` divides every weight of D by its largest singular value, estimated by one power iteration
-  per training forward pass (Miyato et al. 2018, "Spectral Normalization for GANs", Eq. 8 and Alg. 1), through
-  torch.nn.utils.parametrizations.spectral_norm.
+  per D step (Miyato et al. 2018, "Spectral Normalization for GANs", Eq. 8 and Alg. 1: the pass with
+  update_emas=True), through torch.nn.utils.parametrizations.spectral_norm.
 - Conditional models (c_dim > 0): G takes the label concatenated to z (Mirza and Osindero 2014); D is a projection
   discriminator (Miyato and Koyama 2018, "cGANs with Projection Discriminator", Eq. 3): the logit gains the inner
   product of an embedding of the label with D's last feature map.
@@ -26,7 +26,9 @@ Call conventions are those of DESIGN.md section 3, so the tools (gen_images, gen
         truncation scales z towards its mean 0 (the truncation trick in Z), labels are kept.
     G.synthesis(ws) -> img [N, img_channels, img_resolution, img_resolution]
     D(img, c) -> logits [N, 1]
-noise_mode, force_fp32 and update_emas are accepted and ignored (DCGAN has no noise inputs, float16 or EMAs).
+noise_mode and force_fp32 are accepted and ignored (DCGAN has no noise inputs or float16). update_emas=True is what
+updates batch-norm running statistics and spectral-norm power iterations, as it updates w_avg in StyleGAN: other
+training-mode passes (module summaries, G's own step) leave them alone, so an exact resume stays exact.
 This module imports only numpy, torch and torch_utils so that its source (embedded in pickles) runs anywhere.
 """
 
@@ -78,9 +80,13 @@ class Weight(torch.nn.Module):
         else:
             self.weight = torch.nn.Parameter(weight)
 
-    def forward(self):
-        """The (normalised) weight tensor; in training mode each call runs one power iteration."""
-        return self.sn.weight if self.spectral_norm else self.weight
+    def forward(self, update_emas=False):
+        """The (normalised) weight tensor. With update_emas (and in training mode) the call first runs one power
+        iteration, updating the estimate (u, v) of the top singular vectors; otherwise it uses the stored one."""
+        if not self.spectral_norm:
+            return self.weight
+        self.sn.parametrizations.weight[0].training = bool(self.training and update_emas)
+        return self.sn.weight
 
     def __getstate__(self):
         state = dict(super().__getstate__())
@@ -125,8 +131,11 @@ class BatchNorm(torch.nn.Module):
         self.register_buffer('mean_ema', torch.zeros([num_channels]))
         self.register_buffer('var_ema', torch.ones([num_channels]))
 
-    def forward(self, x):
-        """x: [N, C, H, W] -> same shape."""
+    def forward(self, x, update_emas=False):
+        """x: [N, C, H, W] -> same shape. Training mode normalises by the batch statistics and, with update_emas,
+        also updates the running averages (like w_avg elsewhere: not in every forward pass, e.g. summaries)."""
+        if self.training and not update_emas:
+            return F.batch_norm(x, None, None, self.weight, self.bias, training=True, eps=self.eps)
         return F.batch_norm(x, self.mean_ema, self.var_ema, self.weight, self.bias, training=self.training,
                             momentum=self.momentum, eps=self.eps)
 
@@ -143,8 +152,9 @@ class LayerNorm(torch.nn.Module):
         self.weight = torch.nn.Parameter(torch.ones([num_channels]))
         self.bias = torch.nn.Parameter(torch.zeros([num_channels]))
 
-    def forward(self, x):
+    def forward(self, x, update_emas=False):
         """x: [N, C, H, W] -> same shape."""
+        _ = update_emas
         x = F.layer_norm(x, x.shape[1:], eps=self.eps)
         return x * self.weight[None, :, None, None] + self.bias[None, :, None, None]
 
@@ -182,12 +192,12 @@ class UpBlock(torch.nn.Module):
         else:
             self.norm = BatchNorm(out_channels)  # Batch norm makes a bias redundant.
 
-    def forward(self, x):
+    def forward(self, x, update_emas=False):
         """x: [N, in_channels, res/2, res/2] (1x1 for the first block) -> [N, out_channels, res, res]."""
         x = F.conv_transpose2d(x, self.weight, bias=self.bias if self.is_last else None, stride=self.stride,
                                padding=self.padding)
         misc.assert_shape(x, [None, self.out_channels, self.resolution, self.resolution])
-        return torch.tanh(x) if self.is_last else F.relu(self.norm(x))
+        return torch.tanh(x) if self.is_last else F.relu(self.norm(x, update_emas=update_emas))
 
     def extra_repr(self):
         return f'in_channels={self.in_channels}, out_channels={self.out_channels}, resolution={self.resolution}'
@@ -241,12 +251,13 @@ class SynthesisNetwork(torch.nn.Module):
             setattr(self, f'b{res}', UpBlock(in_channels, out_channels, res, is_last=is_last))
             in_channels = out_channels
 
-    def forward(self, ws, **_ignored):
-        """ws: [N, 1, w_dim] -> img [N, img_channels, img_resolution, img_resolution] in [-1, 1]."""
+    def forward(self, ws, update_emas=False, **_ignored):
+        """ws: [N, 1, w_dim] -> img [N, img_channels, img_resolution, img_resolution] in [-1, 1].
+        update_emas: update the batch-norm running statistics (the loss does so on D's fake pass)."""
         misc.assert_shape(ws, [None, 1, self.w_dim])
         x = ws.to(torch.float32)[:, 0, :, None, None]  # [N, w_dim, 1, 1]
         for res in self.block_resolutions:
-            x = getattr(self, f'b{res}')(x)
+            x = getattr(self, f'b{res}')(x, update_emas=update_emas)
         return x
 
     def extra_repr(self):
@@ -302,12 +313,13 @@ class DownBlock(torch.nn.Module):
         if self.norm is None:
             self.bias = torch.nn.Parameter(torch.zeros([out_channels]))  # Only where no norm re-centres.
 
-    def forward(self, x):
+    def forward(self, x, update_emas=False):
         """x: [N, in_channels, res, res] -> [N, out_channels, res/2, res/2]."""
         misc.assert_shape(x, [None, self.in_channels, self.resolution, self.resolution])
-        x = F.conv2d(x, self.weight(), bias=self.bias if self.norm is None else None, stride=2, padding=1)
+        weight = self.weight(update_emas=update_emas)
+        x = F.conv2d(x, weight, bias=self.bias if self.norm is None else None, stride=2, padding=1)
         if self.norm is not None:
-            x = self.norm(x)
+            x = self.norm(x, update_emas=update_emas)
         return F.leaky_relu(x, LRELU_SLOPE)
 
     def extra_repr(self):
@@ -345,17 +357,17 @@ class Discriminator(torch.nn.Module):
             self.embed = Weight([self.features, c_dim], spectral_norm=spectral_norm)  # Label embedding V.
 
     def forward(self, img, c, update_emas=False, **_ignored):
-        """img: [N, img_channels, res, res], c: [N, c_dim] -> logits [N, 1] (raw scores, no sigmoid)."""
-        _ = update_emas
+        """img: [N, img_channels, res, res], c: [N, c_dim] -> logits [N, 1] (raw scores, no sigmoid).
+        update_emas: run a spectral-norm power iteration and update batch-norm statistics (once per D step)."""
         misc.assert_shape(img, [None, self.img_channels, self.img_resolution, self.img_resolution])
         x = img.to(torch.float32)
         for res in self.block_resolutions:
-            x = getattr(self, f'b{res}')(x)
-        logits = F.conv2d(x, self.out(), bias=self.out_bias).flatten(1)  # [N, 1]
+            x = getattr(self, f'b{res}')(x, update_emas=update_emas)
+        logits = F.conv2d(x, self.out(update_emas=update_emas), bias=self.out_bias).flatten(1)  # [N, 1]
         if self.c_dim > 0:
             # Projection (Miyato and Koyama 2018, Eq. 3): + <V c, phi(x)>, scaled by 1/sqrt(len) like StyleGAN2's.
             misc.assert_shape(c, [x.shape[0], self.c_dim])
-            projection = c.to(torch.float32).matmul(self.embed().t()) * x.flatten(1)
+            projection = c.to(torch.float32).matmul(self.embed(update_emas=update_emas).t()) * x.flatten(1)
             logits = logits + projection.sum(dim=1, keepdim=True) / np.sqrt(self.features)
         return logits
 
