@@ -49,6 +49,20 @@ CONFIG_PRESETS = {
         G_class='training.networks_stylegan3.Generator', D_class='training.networks_stylegan2.Discriminator',
         G_extra=dict(conv_kernel=1, use_radial_filters=True), channel_multiplier=2, map_depth=2, glr=0.0025,
         style_mixing_prob=0, pl_weight=0, G_reg_interval=None, magnitude_ema=True, blur_init_sigma=10),
+    # DCGAN (Radford et al. 2016, Sec. 4: Adam lr 0.0002, beta1 0.5, z of 100), no EMA (G_ema = G), R1 only if
+    # --gamma > 0. --loss=wgan-gp switches to Gulrajani et al. 2017 Alg. 1 (DCGAN_LOSS_PRESETS).
+    'dcgan': dict(
+        G_class='training.networks_dcgan.Generator', D_class='training.networks_dcgan.Discriminator',
+        family='dcgan', z_dim=100, glr=0.0002, dlr=0.0002, betas=[0.5, 0.999], style_mixing_prob=0, pl_weight=0,
+        G_reg_interval=None, D_reg_interval=None, ema_kimg=0),
+}
+
+# --loss for --cfg=dcgan: what changes with it. WGAN-GP (Gulrajani et al. 2017, Alg. 1): lr 1e-4, Adam (0, 0.9),
+# n_critic 5, layer norm in D instead of batch norm (Sec. 4). Spectral norm (--sn=1) replaces D's batch norm.
+DCGAN_LOSS_PRESETS = {
+    'nsgan': dict(),
+    'hinge': dict(),
+    'wgan-gp': dict(glr=0.0001, dlr=0.0001, betas=[0.0, 0.9], n_critic=5, D_norm='layer'),
 }
 
 # The full 'bgc' pipe of StyleGAN2-ADA: geometric and colour transforms, each at the same probability p.
@@ -65,7 +79,8 @@ OPTION_DEFAULTS = dict(
     resume=None, freezed=0, p=0.2, target=0.6, batch_gpu=None, cbase=32768, cmax=512, glr=None, dlr=None,
     map_depth=None, mbstd_group=4, desc=None, metrics=(), kimg=25000, tick=4, snap=50, seed=0, fp32=False,
     nobench=False, workers=3, device='cpu', max_minutes=None, snap_keep=None, snap_best=None, detector_dir=None,
-    dry_run=False, threads=0, precision=None, compile=False, channels_last=False, grad_clip=None)
+    dry_run=False, threads=0, precision=None, compile=False, channels_last=False, grad_clip=None, loss='nsgan',
+    sn=False, progressive=False, lod_kimg=600, lod_batch=None)
 
 #----------------------------------------------------------------------------
 # The pure config builder.
@@ -91,13 +106,31 @@ def _check_options(opts, dataset_info):
     if batch_gpu < opts.mbstd_group:
         raise UsageError(f'--batch-gpu={batch_gpu} cannot be smaller than --mbstd-group={opts.mbstd_group} '
                          '(lower --mbstd-group or raise --batch / --batch-gpu)')
+    if opts.cfg != 'dcgan' and (opts.loss != 'nsgan' or opts.sn):
+        raise UsageError(f'--loss={opts.loss} --sn={int(bool(opts.sn))}: --loss other than nsgan and --sn=1 are '
+                         f'options of --cfg=dcgan; --cfg={opts.cfg} trains with its own loss (nsgan + R1)')
+    if opts.progressive and (opts.cfg != 'stylegan1' or dataset_info['resolution'] < 8):
+        raise UsageError(f'--progressive=1 grows --cfg=stylegan1 from 8x8 (here --cfg={opts.cfg}, dataset '
+                         f'{dataset_info["resolution"]}x{dataset_info["resolution"]})')
     if opts.cond and not dataset_info['has_labels']:
         raise UsageError(f'--cond=1 requires labels in {opts.data}/dataset.json; this dataset has none')
     return batch_gpu
 
 
+def _dcgan_network_kwargs(opts, preset):
+    """G_kwargs and D_kwargs of --cfg=dcgan (training/networks_dcgan.py)."""
+    G_kwargs = dnnlib.EasyDict(class_name=preset['G_class'], z_dim=preset['z_dim'], channel_base=opts.cbase,
+                               channel_max=opts.cmax)
+    norm = DCGAN_LOSS_PRESETS[opts.loss].get('D_norm', 'none' if opts.sn else 'batch')
+    D_kwargs = dnnlib.EasyDict(class_name=preset['D_class'], channel_base=opts.cbase, channel_max=opts.cmax,
+                               norm=norm, spectral_norm=bool(opts.sn))
+    return G_kwargs, D_kwargs
+
+
 def _network_kwargs(opts, preset, batch_size):
     """G_kwargs and D_kwargs as the official training script writes them (see official_layout.json)."""
+    if preset.get('family') == 'dcgan':
+        return _dcgan_network_kwargs(opts, preset)
     channel_base = opts.cbase * preset.get('channel_multiplier', 1)
     channel_max = opts.cmax * preset.get('channel_multiplier', 1)
     G_kwargs = dnnlib.EasyDict(class_name=preset['G_class'], z_dim=512, w_dim=512,
@@ -114,6 +147,10 @@ def _network_kwargs(opts, preset, batch_size):
         G_kwargs.conv_clamp = D_kwargs.conv_clamp = None
     if opts.precision == 'bf16':  # The official float16 layers in bfloat16 (training/accel.py): no clamping needed.
         G_kwargs.conv_clamp = D_kwargs.conv_clamp = None
+    if opts.progressive:  # ProGAN/SG1 progressive growing: ToRGB/FromRGB at every resolution, D with fade-in.
+        G_kwargs.progressive = True
+        D_kwargs = dnnlib.EasyDict(class_name='training.networks_stylegan1.Discriminator', channel_base=opts.cbase,
+                                   channel_max=opts.cmax, mbstd_group_size=opts.mbstd_group)
     return G_kwargs, D_kwargs
 
 
@@ -123,13 +160,16 @@ def _set_aspect(G_kwargs, D_kwargs, opts, dataset_info):
     aspect = list(dataset_info.get('aspect') or [1, 1])
     if aspect == [1, 1]:
         return
-    if opts.cfg == 'stylegan1':
-        raise UsageError(f'--data={opts.data} holds non-square images ({aspect[0]}:{aspect[1]}); --cfg=stylegan1 '
+    if opts.cfg in ('stylegan1', 'dcgan') or opts.progressive:
+        what = '--progressive=1' if opts.progressive else f'--cfg={opts.cfg}'
+        raise UsageError(f'--data={opts.data} holds non-square images ({aspect[0]}:{aspect[1]}); {what} '
                          'trains square images only (use stylegan2, stylegan3-t or stylegan3-r)')
     G_kwargs.img_aspect = D_kwargs.img_aspect = aspect
 
 
 def _loss_kwargs(opts, preset, batch_size):
+    if preset.get('family') == 'dcgan':
+        return dnnlib.EasyDict(class_name='training.loss.ClassicGANLoss', loss=opts.loss, r1_gamma=opts.gamma)
     loss_kwargs = dnnlib.EasyDict(class_name='training.loss.StyleGAN2Loss', r1_gamma=opts.gamma)
     if preset['style_mixing_prob']:
         loss_kwargs.style_mixing_prob = preset['style_mixing_prob']
@@ -158,6 +198,16 @@ def _snapshot_options(opts):
                              f'reports {result_key} (e.g. --metrics=fid50k_full --snap-best=fid50k_full)')
         result['snap_best'] = opts.snap_best
     return result
+def _parse_lod_batch(text, unit):
+    """'8:256,16:128' -> {8: 256, 16: 128}; each batch a multiple of --gpus x --batch-gpu (`unit`)."""
+    table = {}
+    for item in str(text).split(','):
+        res, _, batch = item.partition(':')
+        if not (res.strip().isdigit() and batch.strip().isdigit()) or int(batch) % unit or int(batch) == 0:
+            raise UsageError(f'--lod-batch={text}: expected RES:BATCH pairs like 8:256,16:128 with each batch a '
+                             f'positive multiple of --gpus x --batch-gpu = {unit}')
+        table[int(res)] = int(batch)
+    return table
 
 
 def run_desc(opts, dataset_name):
@@ -182,17 +232,20 @@ def build_training_options(dataset_info, **opts):
     c.data_loader_kwargs = dnnlib.EasyDict(pin_memory=True, prefetch_factor=2, num_workers=opts.workers)
     c.G_kwargs, c.D_kwargs = _network_kwargs(opts, preset, opts.batch)
     _set_aspect(c.G_kwargs, c.D_kwargs, opts, dataset_info)
-    c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', betas=[0.0, 0.99], eps=1e-8,
+    if preset.get('family') == 'dcgan':
+        preset = dnnlib.EasyDict(preset, **DCGAN_LOSS_PRESETS[opts.loss])
+    betas = preset.get('betas', [0.0, 0.99])
+    c.G_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', betas=list(betas), eps=1e-8,
                                      lr=opts.glr if opts.glr is not None else preset['glr'])
-    c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', betas=[0.0, 0.99], eps=1e-8,
+    c.D_opt_kwargs = dnnlib.EasyDict(class_name='torch.optim.Adam', betas=list(betas), eps=1e-8,
                                      lr=opts.dlr if opts.dlr is not None else preset.get('dlr', 0.002))
     c.loss_kwargs = _loss_kwargs(opts, preset, opts.batch)
     c.augment_kwargs = None
     if opts.aug != 'noaug':
         c.augment_kwargs = dnnlib.EasyDict(ADA_PIPE_KWARGS)
     c.update(metrics=list(opts.metrics or []), random_seed=opts.seed, num_gpus=opts.gpus, batch_size=opts.batch,
-             batch_gpu=batch_gpu, ema_kimg=opts.batch * 10 / 32, ema_rampup=0.05,
-             G_reg_interval=preset['G_reg_interval'], D_reg_interval=16,
+             batch_gpu=batch_gpu, ema_kimg=preset.get('ema_kimg', opts.batch * 10 / 32), ema_rampup=0.05,
+             G_reg_interval=preset['G_reg_interval'], D_reg_interval=preset.get('D_reg_interval', 16),
              augment_p=opts.p if opts.aug == 'fixed' else 0, ada_target=opts.target if opts.aug == 'ada' else None,
              ada_interval=4, ada_kimg=500, total_kimg=opts.kimg, kimg_per_tick=opts.tick,
              image_snapshot_ticks=opts.snap, network_snapshot_ticks=opts.snap, resume_pkl=opts.resume,
@@ -207,6 +260,13 @@ def build_training_options(dataset_info, **opts):
     for name in ('precision', 'compile', 'channels_last', 'grad_clip'):
         if opts[name] not in (None, False):
             c[name] = opts[name]
+    if preset.get('n_critic', 1) != 1:
+        c.n_critic = preset['n_critic']
+    if opts.progressive:
+        c.progressive_kwargs = dict(start_resolution=8, lod_training_kimg=opts.lod_kimg,
+                                    lod_transition_kimg=opts.lod_kimg)
+        if opts.lod_batch:
+            c.progressive_kwargs['batch_per_resolution'] = _parse_lod_batch(opts.lod_batch, opts.gpus * batch_gpu)
     if opts.resume is not None:
         c.weights_only_resume_overrides = copy.deepcopy(WEIGHTS_ONLY_RESUME_OVERRIDES)
     return json.loads(json.dumps(c))  # Plain dicts/lists only: exactly what training_options.json will hold.
@@ -534,7 +594,7 @@ Examples:
 # Required.
 @click.option('--outdir', help='Where to make the run directory', metavar='DIR', required=True)
 @click.option('--cfg', help='Base configuration', required=True,
-              type=click.Choice(['stylegan1', 'stylegan2', 'stylegan3-t', 'stylegan3-r']))
+              type=click.Choice(['stylegan1', 'stylegan2', 'stylegan3-t', 'stylegan3-r', 'dcgan']))
 @click.option('--data', help='Training data (zip or folder from dataset_tool.py)', metavar='[ZIP|DIR]', type=str,
               required=True)
 @click.option('--gpus', help='Number of GPUs (processes) to use', metavar='INT', type=click.IntRange(min=1),
@@ -552,6 +612,17 @@ Examples:
               metavar='[PATH|DIR]', type=str)
 @click.option('--freezed', help='Freeze the first layers of D', metavar='INT', type=click.IntRange(min=0),
               default=0, show_default=True)
+@click.option('--loss', help='GAN loss of --cfg=dcgan (nsgan: Goodfellow 2014; wgan-gp: Gulrajani 2017, lambda 10, '
+              'n_critic 5; hinge: Miyato 2018)', type=click.Choice(['nsgan', 'wgan-gp', 'hinge']), default='nsgan',
+              show_default=True)
+@click.option('--sn', help='Spectral normalization in D (--cfg=dcgan; Miyato 2018)', metavar='BOOL', type=bool,
+              default=False, show_default=True)
+@click.option('--progressive', help='Progressive growing from 8x8 (--cfg=stylegan1; Karras 2018/2019)', metavar='BOOL',
+              type=bool, default=False, show_default=True)
+@click.option('--lod-kimg', help='Progressive growing: kimg to train each resolution, and kimg to fade in the next',
+              metavar='KIMG', type=click.FloatRange(min=0, min_open=True), default=600, show_default=True)
+@click.option('--lod-batch', help='Progressive growing: minibatch per resolution, e.g. 8:256,16:128,32:64,64:32 '
+              '(others use --batch)  [default: --batch throughout]', metavar='RES:BATCH,...', type=str)
 # Misc hyperparameters.
 @click.option('--p', help='Probability for --aug=fixed', metavar='FLOAT', type=click.FloatRange(min=0, max=1),
               default=0.2, show_default=True)
@@ -562,9 +633,11 @@ Examples:
               show_default=True)
 @click.option('--cmax', help='Max. feature maps', metavar='INT', type=click.IntRange(min=1), default=512,
               show_default=True)
-@click.option('--glr', help='G learning rate  [default: 0.001 stylegan1, 0.002 stylegan2, 0.0025 stylegan3]',
+@click.option('--glr', help='G learning rate  [default: 0.001 stylegan1, 0.002 stylegan2, 0.0025 stylegan3, '
+              '0.0002 dcgan (0.0001 --loss=wgan-gp)]',
               metavar='FLOAT', type=click.FloatRange(min=0))
-@click.option('--dlr', help='D learning rate  [default: 0.001 for stylegan1, 0.002 otherwise]', metavar='FLOAT',
+@click.option('--dlr', help='D learning rate  [default: 0.001 for stylegan1, as --glr for dcgan, 0.002 otherwise]',
+              metavar='FLOAT',
               type=click.FloatRange(min=0))
 @click.option('--map-depth', help='Mapping network depth  [default: 8 for stylegan1/2, 2 for stylegan3]',
               metavar='INT', type=click.IntRange(min=1))

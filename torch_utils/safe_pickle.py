@@ -477,11 +477,12 @@ FAMILY_MODULES = {
     'stylegan2-ada':    'training.networks_stylegan2',  # Official SG2-ADA `training/networks.py`.
     'augment':          'training.augment',             # AugmentPipe of either official repo (and ours).
     'stylegan1':        'training.networks_stylegan1',  # Ours only (the official StyleGAN1 was TensorFlow).
+    'dcgan':            'training.networks_dcgan',      # Ours only (Radford et al. 2016).
 }
 
 
 def detect_family(module_src):
-    """'stylegan3', 'stylegan2', 'stylegan2-ada', 'stylegan1', 'augment' or None for a persistent object's module
+    """'stylegan3', 'stylegan2', 'stylegan2-ada', 'stylegan1', 'dcgan', 'augment' or None for a persistent object's module
     source."""
     def defines(class_name):
         return re.search(rf'^class\s+{class_name}\b', module_src, flags=re.MULTILINE) is not None
@@ -491,6 +492,8 @@ def detect_family(module_src):
         return 'augment'
     if defines('AdaINBlock'):
         return 'stylegan1'
+    if defines('LatentInput') and defines('UpBlock'):
+        return 'dcgan'
     if defines('SynthesisBlock') or defines('DiscriminatorBlock'):
         # The SG2-ADA module predates the `update_emas` argument (it had `skip_w_avg_update`).
         return 'stylegan2' if 'update_emas' in module_src else 'stylegan2-ada'

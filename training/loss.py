@@ -222,3 +222,8 @@ class StyleGAN2Loss(Loss):
                 training_stats.report('Loss/D/reg', loss_Dr1)
         with torch.autograd.profiler.record_function(name + '_backward'):
             (loss_Dreal + loss_Dr1).mean().mul(gain).backward()
+
+#----------------------------------------------------------------------------
+# The classic losses (--loss=nsgan|wgan-gp|hinge for --cfg=dcgan) live in their own module; re-exported here.
+
+from training.loss_classic import ClassicGANLoss  # noqa: E402,F401

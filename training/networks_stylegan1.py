@@ -9,7 +9,7 @@ What this module implements, with the paper's names:
 - g: a learned 4x4 constant (Sec. 2), then per resolution two 3x3 convolutions, each followed by per-pixel noise
   with learned per-channel scaling (B, Sec. 3.2), bias, leaky ReLU and AdaIN (A, Eq. 1). Upsampling is nearest
   neighbour followed by a [1,2,1] binomial blur (Sec. 2, "bilinear up/downsampling"). ToRGB (1x1) only at the last
-  resolution: we train at a fixed resolution, without progressive growing.
+  resolution, unless progressive=True (progressive growing, see fade_weight).
 - Equalised learning rate everywhere (ProGAN Sec. 4.1): weights are stored as N(0, 1) and scaled at run time.
 - Style mixing regularisation (Sec. 3.1) lives in the loss: training.loss.StyleGAN2Loss(style_mixing_prob=0.9)
   maps a second z and swaps the ws from a random crossover layer on, through G.mapping and G.synthesis.
@@ -17,7 +17,9 @@ What this module implements, with the paper's names:
 Discriminator: --cfg=stylegan1 pairs this G with training.networks_stylegan2.Discriminator(architecture='orig'),
 the ProGAN discriminator shape (fromrgb at the input resolution only, two 3x3 convs per resolution, no skips or
 residuals, minibatch standard deviation in the 4x4 head). Its downsampling filter is [1,3,3,1] instead of SG1's
-[1,2,1]; no separate StyleGAN1 D is defined.
+[1,2,1]. Progressive growing (--progressive=1; ProGAN Sec. 3) uses this module's Discriminator instead: the SG1
+release's D with fromrgb at every resolution, faded in with G (G's `progressive=True` adds ToRGB at every
+resolution and the `synthesis.lod` buffer; see fade_weight).
 
 Call conventions are those of DESIGN.md section 3:
     G(z, c, truncation_psi=1, truncation_cutoff=None, update_emas=False, noise_mode='random', force_fp32=False)
@@ -197,6 +199,8 @@ class MappingNetwork(torch.nn.Module):
 
 @persistence.persistent_class
 class AdaINLayer(torch.nn.Module):
+    blur_after_conv = False  # Default for layers pickled before the option existed.
+
     def __init__(self,
         in_channels,                    # Number of input channels.
         out_channels,                   # Number of output channels.
@@ -207,6 +211,8 @@ class AdaINLayer(torch.nn.Module):
         use_noise       = True,         # Add per-pixel noise?
         activation      = 'lrelu',      # Activation name from bias_act.activation_funcs.
         blur_filter     = [1, 2, 1],    # Low-pass filter applied after upsampling.
+        blur_after_conv = False,        # Upsample, convolve, then blur (the order of the TF release) instead of
+                                        # upsample, blur, convolve. The same up to the image border.
         conv_clamp      = None,         # Clamp the activations before AdaIN to +-X, None = no clamping.
     ):
         assert up in [1, 2], f'AdaINLayer: up must be 1 or 2, got {up}'
@@ -221,6 +227,7 @@ class AdaINLayer(torch.nn.Module):
         self.use_noise = use_noise
         self.activation = activation
         self.conv_clamp = conv_clamp
+        self.blur_after_conv = blur_after_conv
 
         self.affine = FullyConnectedLayer(w_dim, 2 * out_channels, bias_init=[1] * out_channels + [0] * out_channels)
         if up > 1:
@@ -248,11 +255,15 @@ class AdaINLayer(torch.nn.Module):
         """x: [N, in_channels, res/up, res/up], w: [N, w_dim] -> [N, out_channels, res, res] in x.dtype."""
         in_resolution = self.resolution // self.up
         misc.assert_shape(x, [None, self.in_channels, in_resolution, in_resolution])
-        if self.up > 1:
+        if self.up > 1 and not self.blur_after_conv:
             x = upsample_and_blur(x, self.blur_filter)
+        elif self.up > 1:
+            x = x.repeat_interleave(2, dim=2).repeat_interleave(2, dim=3)
         if self.kernel_size > 0:
             weight = (self.weight * self.weight_gain).to(x.dtype)
             x = conv2d_gradfix.conv2d(x, weight, padding=self.kernel_size // 2)
+        if self.up > 1 and self.blur_after_conv:
+            x = upfirdn2d.filter2d(x, self.blur_filter)
         noise = self._noise(x, noise_mode)
         if noise is not None:
             x = x + noise
@@ -307,7 +318,7 @@ class AdaINBlock(torch.nn.Module):
         is_last,                    # Is this the last block (the one with ToRGB)?
         use_fp16        = False,    # Run this block in float16 (on CUDA only)?
         conv_clamp      = None,     # Clamp activations to +-X, None = no clamping.
-        **layer_kwargs,             # Arguments for AdaINLayer: use_noise, activation, blur_filter.
+        **layer_kwargs,             # Arguments for AdaINLayer: use_noise, activation, blur_filter, blur_after_conv.
     ):
         super().__init__()
         self.in_channels = in_channels
@@ -353,6 +364,25 @@ class AdaINBlock(torch.nn.Module):
         return f'resolution={self.resolution:d}, use_fp16={self.use_fp16}'
 
 #----------------------------------------------------------------------------
+# Progressive growing (ProGAN Sec. 3 and Fig. 2, as in the SG1 release): the level of detail `lod` counts the
+# resolution halvings below the full one (0 = full resolution, fractional while a resolution fades in). With
+# top = log2(img_resolution) - lod, the block at resolution r is absent when log2(r) - top >= 1, and the finest
+# present block's image is blended with the 2x nearest-upsampled image of the block below it by
+# fade_weight = clip(log2(r) - top, 0, 1) (1 = only the coarser image: the new block's fade-in starts, alpha 0).
+# The result is nearest-upsampled to the full size, so the networks' outputs and inputs always have full size.
+
+def fade_weight(resolution, top_level):
+    """Weight of the coarser image where the block at `resolution` (pixels) meets top_level = log2(res) - lod."""
+    return float(np.clip(np.log2(resolution) - top_level, 0, 1))
+
+
+def upsample_nearest(x, factor):
+    """x: [N, C, H, W] -> [N, C, H * factor, W * factor] by pixel repetition (ProGAN's upscale2d)."""
+    if factor == 1:
+        return x
+    return x.repeat_interleave(factor, dim=2).repeat_interleave(factor, dim=3)
+
+#----------------------------------------------------------------------------
 # Synthesis network g: W -> image (SG1 Sec. 2, Fig. 1b): one block per power-of-two resolution from 4x4 to
 # img_resolution with min(channel_base / res, channel_max) channels (SG1's widths are channel_base=16384,
 # channel_max=512: 512 channels up to 32x32, halving above; at 1024x1024 G then has the paper's 26.2M parameters).
@@ -360,6 +390,8 @@ class AdaINBlock(torch.nn.Module):
 
 @persistence.persistent_class
 class SynthesisNetwork(torch.nn.Module):
+    progressive = False  # Default for networks pickled before the option existed.
+
     def __init__(self,
         w_dim,                      # Intermediate latent (W) dimensionality.
         img_resolution,             # Output image resolution (power of two, >= 4).
@@ -371,6 +403,8 @@ class SynthesisNetwork(torch.nn.Module):
         use_noise       = True,     # Add per-pixel noise (SG1 Sec. 3.2)?
         activation      = 'lrelu',  # Activation of every style layer.
         blur_filter     = [1, 2, 1], # Low-pass filter after each upsampling (SG1 Sec. 2).
+        blur_after_conv = False,    # Blur after the upsampling convolution (TF release order; see AdaINLayer).
+        progressive     = False,    # ToRGB at every resolution and a `lod` buffer (progressive growing, below).
     ):
         assert img_resolution >= 4 and img_resolution & (img_resolution - 1) == 0, \
             f'img_resolution must be a power of two >= 4, got {img_resolution}'
@@ -380,17 +414,21 @@ class SynthesisNetwork(torch.nn.Module):
         self.img_resolution_log2 = int(np.log2(img_resolution))
         self.img_channels = img_channels
         self.num_fp16_res = num_fp16_res
+        self.progressive = progressive
         self.block_resolutions = [2 ** i for i in range(2, self.img_resolution_log2 + 1)]
         channels_dict = {res: min(channel_base // res, channel_max) for res in self.block_resolutions}
+        if progressive:
+            self.register_buffer('lod', torch.zeros([]))  # Level of detail; the snapshot carries it.
         fp16_resolution = max(2 ** (self.img_resolution_log2 + 1 - num_fp16_res), 8) if num_fp16_res > 0 else None
 
         self.num_ws = 0
         for res in self.block_resolutions:
             block = AdaINBlock(channels_dict[res // 2] if res > 4 else 0, channels_dict[res], w_dim=w_dim,
-                               resolution=res, img_channels=img_channels, is_last=(res == img_resolution),
+                               resolution=res, img_channels=img_channels,
+                               is_last=(res == img_resolution or progressive),
                                use_fp16=(fp16_resolution is not None and res >= fp16_resolution),
                                conv_clamp=conv_clamp, use_noise=use_noise, activation=activation,
-                               blur_filter=blur_filter)
+                               blur_filter=blur_filter, blur_after_conv=blur_after_conv)
             self.num_ws += block.num_conv
             setattr(self, f'b{res}', block)
 
@@ -398,12 +436,21 @@ class SynthesisNetwork(torch.nn.Module):
         """ws: [N, num_ws, w_dim] -> img [N, img_channels, img_resolution, img_resolution] float32."""
         misc.assert_shape(ws, [None, self.num_ws, self.w_dim])
         ws = ws.to(torch.float32)
-        x = img = None
+        top_level = self.img_resolution_log2 - (float(self.lod) if self.progressive else 0)
+        x = img = prev_img = None
         for block_idx, res in enumerate(self.block_resolutions):
+            if res > 4 and fade_weight(res, top_level) >= 1:
+                break  # This and every finer block are not faded in yet.
             block = getattr(self, f'b{res}')
             block_ws = ws.narrow(1, block_idx * block.num_conv, block.num_conv)
+            prev_img = img
             x, img = block(x, block_ws, noise_mode=noise_mode, force_fp32=force_fp32, update_emas=update_emas)
-        return img
+        if not self.progressive:
+            return img
+        weight = fade_weight(img.shape[2], top_level)
+        if weight > 0:
+            img = torch.lerp(img, upsample_nearest(prev_img, 2), weight)
+        return upsample_nearest(img, self.img_resolution // img.shape[2])
 
     def extra_repr(self):
         return ', '.join([
@@ -443,5 +490,131 @@ class Generator(torch.nn.Module):
         ws = self.mapping(z, c, truncation_psi=truncation_psi, truncation_cutoff=truncation_cutoff,
                           update_emas=update_emas)
         return self.synthesis(ws, update_emas=update_emas, **synthesis_kwargs)
+
+#----------------------------------------------------------------------------
+# Discriminator of progressive growing (ProGAN Sec. 3 and App. A.1, "D_basic" of the SG1 release), used by
+# --cfg=stylegan1 --progressive=1 (fixed-resolution SG1 training uses networks_stylegan2.Discriminator 'orig').
+# Per resolution r: fromrgb (1x1 conv, lrelu) wherever r is the finest level present, conv0 (3x3), conv1 (blur
+# [1,2,1], 3x3 conv, 2x2 average pooling: SG1's "bilinear downsampling"); at 4x4: minibatch standard deviation
+# (ProGAN Sec. 3), 3x3 conv, dense, dense to one score. The `lod` buffer mirrors G's: the finest present block reads
+# fromrgb of the image, blended by fade_weight with fromrgb of the 2x average-pooled image at the level below.
+
+def minibatch_stddev(x, group_size=4, num_channels=1):
+    """ProGAN Sec. 3: append num_channels maps holding the std over groups of samples. x: [N, C, H, W] ->
+    [N, C + num_channels, H, W]; N must be divisible by min(group_size, N)."""
+    N, C, H, W = x.shape
+    G = min(group_size, N)
+    y = x.reshape(G, -1, num_channels, C // num_channels, H, W)             # [G, M, n, c, H, W]
+    y = (y - y.mean(dim=0)).square().mean(dim=0).add(1e-8).sqrt()            # [M, n, c, H, W]
+    y = y.mean(dim=[2, 3, 4]).reshape(-1, num_channels, 1, 1).repeat(G, 1, H, W)  # [N, n, H, W]
+    return torch.cat([x, y], dim=1)
+
+
+@persistence.persistent_class
+class ConvLayer(torch.nn.Module):
+    """Equalised-lr convolution + bias + activation; `down=2` blurs, convolves and average-pools (SG1 D)."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, activation='lrelu', down=1, blur_filter=[1, 2, 1]):
+        super().__init__()
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.activation = activation
+        self.down = down
+        self.weight = torch.nn.Parameter(torch.randn([out_channels, in_channels, kernel_size, kernel_size]))
+        self.bias = torch.nn.Parameter(torch.zeros([out_channels]))
+        self.weight_gain = 1 / np.sqrt(in_channels * kernel_size ** 2)
+        if down > 1:
+            self.register_buffer('blur_filter', upfirdn2d.setup_filter(blur_filter))
+
+    def forward(self, x):
+        """x: [N, in_channels, H, W] -> [N, out_channels, H / down, W / down]."""
+        if self.down > 1:
+            x = upfirdn2d.filter2d(x, self.blur_filter)
+        x = conv2d_gradfix.conv2d(x, (self.weight * self.weight_gain).to(x.dtype), padding=self.weight.shape[2] // 2)
+        if self.down > 1:
+            x = torch.nn.functional.avg_pool2d(x, self.down)
+        return bias_act.bias_act(x, self.bias.to(x.dtype), act=self.activation)
+
+    def extra_repr(self):
+        return f'in_channels={self.in_channels:d}, out_channels={self.out_channels:d}, down={self.down}'
+
+
+@persistence.persistent_class
+class DiscriminatorLevel(torch.nn.Module):
+    """One resolution of the progressive D: fromrgb, and two convs down to the next level (or the 4x4 head)."""
+
+    def __init__(self, resolution, in_channels, out_channels, img_channels, out_features=1, mbstd_group_size=4):
+        super().__init__()
+        self.resolution = resolution
+        self.mbstd_group_size = mbstd_group_size
+        self.fromrgb = ConvLayer(img_channels, in_channels, kernel_size=1)
+        if resolution > 4:
+            self.conv0 = ConvLayer(in_channels, in_channels, kernel_size=3)
+            self.conv1 = ConvLayer(in_channels, out_channels, kernel_size=3, down=2)
+        else:
+            self.conv = ConvLayer(in_channels + 1, in_channels, kernel_size=3)
+            self.fc = FullyConnectedLayer(in_channels * 16, out_channels, activation='lrelu')
+            self.out = FullyConnectedLayer(out_channels, out_features)
+
+    def forward(self, x):
+        """x: [N, in_channels, res, res] -> [N, out_channels, res/2, res/2], or scores [N, out_features] at 4x4."""
+        if self.resolution > 4:
+            return self.conv1(self.conv0(x))
+        x = self.conv(minibatch_stddev(x, self.mbstd_group_size))
+        return self.out(self.fc(x.flatten(1)))
+
+    def extra_repr(self):
+        return f'resolution={self.resolution:d}'
+
+
+@persistence.persistent_class
+class Discriminator(torch.nn.Module):
+    def __init__(self,
+        c_dim,                      # Conditioning label dimensionality; > 0 = one score per class, picked by c.
+        img_resolution,             # Input resolution (power of two >= 4).
+        img_channels,               # Number of input color channels.
+        channel_base    = 16384,    # Channels at resolution r: min(channel_base // r, channel_max).
+        channel_max     = 512,
+        mbstd_group_size = 4,       # Minibatch standard deviation group size (ProGAN Sec. 3).
+        **_unused,                  # Arguments of the StyleGAN2 D that train.py passes (block_kwargs, ...).
+    ):
+        super().__init__()
+        self.c_dim = c_dim
+        self.img_resolution = img_resolution
+        self.img_resolution_log2 = int(np.log2(img_resolution))
+        self.img_channels = img_channels
+        self.block_resolutions = [2 ** i for i in range(self.img_resolution_log2, 1, -1)]
+        channels = {res: min(channel_base // res, channel_max) for res in self.block_resolutions}
+        for res in self.block_resolutions:
+            out_channels = channels[res // 2] if res > 4 else channels[4]
+            setattr(self, f'b{res}', DiscriminatorLevel(res, channels[res], out_channels, img_channels,
+                                                        out_features=max(c_dim, 1), mbstd_group_size=mbstd_group_size))
+        self.register_buffer('lod', torch.zeros([]))
+
+    def forward(self, img, c, update_emas=False, **_block_kwargs):
+        """img: [N, img_channels, res, res], c: [N, c_dim] -> scores [N, 1]."""
+        _ = update_emas
+        misc.assert_shape(img, [None, self.img_channels, self.img_resolution, self.img_resolution])
+        top_level = self.img_resolution_log2 - float(self.lod)
+        img = img.to(torch.float32)
+        x = None
+        for res in self.block_resolutions:
+            level = getattr(self, f'b{res}')
+            weight = fade_weight(res, top_level)
+            if x is None and res > 4 and weight >= 1:
+                img = torch.nn.functional.avg_pool2d(img, 2)  # Not faded in yet: read the coarser image.
+                continue
+            if x is None:
+                x = level.fromrgb(img)
+            x = level(x)
+            if res > 4 and 0 < weight:
+                img = torch.nn.functional.avg_pool2d(img, 2)
+                x = torch.lerp(x, getattr(self, f'b{res // 2}').fromrgb(img), weight)
+        if self.c_dim > 0:  # Mescheder et al. 2018, "LabelSwitch": the score of the sample's class.
+            x = (x * c.to(x.dtype)).sum(dim=1, keepdim=True)
+        return x
+
+    def extra_repr(self):
+        return f'c_dim={self.c_dim:d}, img_resolution={self.img_resolution:d}, img_channels={self.img_channels:d}'
 
 #----------------------------------------------------------------------------

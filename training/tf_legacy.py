@@ -106,7 +106,8 @@ def _resolution(variables, network):
         raise ValueError(f'TF-era {network}: no "<res>x<res>/" variables; is this a StyleGAN2 network?')
     return max(sizes)
 
-def _construct_within_budget(cls, kwargs, variables, network):
+
+def _construct_within_budget(cls, kwargs, variables, network):  # Also used by tf_legacy_stylegan1.
     """cls(**kwargs) with arguments read from the file: sizes bounded, and the network no larger than twice the
     TF variables it will receive (every parameter must be filled from one)."""
     pickle_checks.check_dimensions(kwargs, f'TF-era {network}')
@@ -226,6 +227,9 @@ def generator_kwargs(record, variables):
 
 def convert_tf_generator(record):
     """A TF-era StyleGAN2 G or Gs record -> our networks_stylegan2.Generator with the same weights."""
+    from training import tf_legacy_stylegan1  # Here: tf_legacy_stylegan1 imports this module.
+    if tf_legacy_stylegan1.is_stylegan1_generator(record):
+        return tf_legacy_stylegan1.convert_tf_generator(record)
     variables = collect_variables(record)
     if not any(name.endswith('/mod_weight') for name in variables):
         raise ValueError(f'TF-era network {record.name!r} ({record.build_func_name}) is not a StyleGAN2 generator '
@@ -276,6 +280,9 @@ def discriminator_kwargs(record, variables):
 
 def convert_tf_discriminator(record):
     """A TF-era StyleGAN2 D record -> our networks_stylegan2.Discriminator with the same weights."""
+    from training import tf_legacy_stylegan1
+    if tf_legacy_stylegan1.is_stylegan1_discriminator(record):
+        return tf_legacy_stylegan1.convert_tf_discriminator(record)
     variables = collect_variables(record)
     D = _construct_within_budget(networks_stylegan2.Discriminator, discriminator_kwargs(record, variables),
                                  variables, 'discriminator')

@@ -161,14 +161,15 @@ def setup_data(training_set_kwargs, data_loader_kwargs, rank, num_gpus, batch_si
     return training_set, iter(loader)
 
 
-def fetch_batch(training_set_iterator, training_set, num_phases, batch_gpu, z_dim, device):
-    """One iteration's inputs for this process, split into rounds of batch_gpu.
+def fetch_batch(training_set_iterator, training_set, num_phases, batch_gpu, z_dim, device, num_chunks=1):
+    """One iteration's inputs for this process (num_chunks loader batches), split into rounds of batch_gpu.
 
     Returns real_img [rounds][batch_gpu, C, H, W] float in [-1, 1], real_c [rounds][batch_gpu, c_dim],
     gen_z [phase][round][batch_gpu, z_dim], gen_c [phase][round][batch_gpu, c_dim]. Latents and fake labels are
     drawn for every phase, active or not, so that the random streams do not depend on the iteration number.
     """
-    real_img, real_c = next(training_set_iterator)
+    chunks = [next(training_set_iterator) for _ in range(num_chunks)]
+    real_img, real_c = [torch.cat(parts) for parts in zip(*chunks)]
     per_gpu = real_img.shape[0]
     real_img = (real_img.to(device).to(torch.float32) / 127.5 - 1).split(batch_gpu)
     real_c = real_c.to(device).split(batch_gpu)
@@ -201,15 +202,17 @@ class Phase:
     """One optimisation phase: `name` (a StyleGAN2Loss phase), the module it trains, its optimizer, and how often
     it runs (every `interval` iterations; its loss is multiplied by the interval, StyleGAN2 App. B)."""
 
-    def __init__(self, name, module, opt, interval):
+    def __init__(self, name, module, opt, interval, gain=None):
         self.name = name
         self.module = module
         self.opt = opt
         self.interval = interval
+        self.gain = interval if gain is None else gain  # Loss multiplier (n_critic skips G steps without gain).
 
 
-def build_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval):
+def build_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval, n_critic=1):
     """[Gmain, Greg, Dmain, Dreg] with lazy regularisation, or Gboth / Dboth where the interval is None.
+    n_critic > 1 (WGAN-GP, Gulrajani et al. 2017 Alg. 1): G's phases run every n_critic iterations, D's every one.
 
     Lazy regularisation (StyleGAN2 App. B): with the regulariser every k minibatches, the optimizer's
     lr *= k / (k + 1) and betas **= k / (k + 1) keep the effective step sizes of the unregularised schedule.
@@ -218,17 +221,19 @@ def build_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interva
     for name, module, opt_kwargs, reg_interval in [('G', G, G_opt_kwargs, G_reg_interval),
                                                    ('D', D, D_opt_kwargs, D_reg_interval)]:
         opt_kwargs = dnnlib.EasyDict(opt_kwargs)
+        every = n_critic if name == 'G' else 1
         if 'betas' in opt_kwargs:
             opt_kwargs.betas = [float(beta) for beta in opt_kwargs.betas]  # Adam refuses [0, 0.99] (int and float).
         if reg_interval is None:
             opt = dnnlib.util.construct_class_by_name(params=module.parameters(), **opt_kwargs)
-            phases += [Phase(name + 'both', module, opt, 1)]
+            phases += [Phase(name + 'both', module, opt, every, gain=1)]
         else:
             mb_ratio = reg_interval / (reg_interval + 1)
             opt_kwargs.lr = opt_kwargs.lr * mb_ratio
             opt_kwargs.betas = [beta ** mb_ratio for beta in opt_kwargs.betas]
             opt = dnnlib.util.construct_class_by_name(params=module.parameters(), **opt_kwargs)
-            phases += [Phase(name + 'main', module, opt, 1), Phase(name + 'reg', module, opt, reg_interval)]
+            phases += [Phase(name + 'main', module, opt, every, gain=1),
+                       Phase(name + 'reg', module, opt, reg_interval * every, gain=reg_interval)]
         optimizers[name] = opt
     return phases, optimizers
 
@@ -435,7 +440,7 @@ def run_phases(state, batch, num_gpus, phase_timer=None, accelerator=None):
         loss = accelerator.loss_for(phase.name, state.loss)
         for round_img, round_c, round_z, round_gen_c in zip(real_img, real_c, phase_gen_z, phase_gen_c):
             loss.accumulate_gradients(phase=phase.name, real_img=accelerator.images(round_img), real_c=round_c,
-                                      gen_z=round_z, gen_c=round_gen_c, gain=phase.interval, cur_nimg=state.cur_nimg)
+                                      gen_z=round_z, gen_c=round_gen_c, gain=phase.gain, cur_nimg=state.cur_nimg)
         phase.module.requires_grad_(False)
         with torch.autograd.profiler.record_function(phase.name + '_opt'):
             num_nonfinite = average_gradients(phase.module, num_gpus)
@@ -878,7 +883,7 @@ def setup_state(ctx):
     ctx.log('Loading training set...')
     try:
         ctx.training_set, ctx.training_set_iterator = setup_data(
-            ctx.training_set_kwargs, ctx.data_loader_kwargs, ctx.rank, ctx.num_gpus, ctx.batch_size,
+            ctx.training_set_kwargs, ctx.data_loader_kwargs, ctx.rank, ctx.num_gpus, ctx.loader_batch,
             ctx.random_seed, start_nimg, ctx.device)
     except (OSError, ValueError, zipfile.BadZipFile) as err:
         raise SetupError(f'--data={ctx.training_set_kwargs.get("path")}: {err}') from err
@@ -893,7 +898,7 @@ def setup_state(ctx):
         except ValueError as err:
             raise SetupError(str(err)) from err
     phases, optimizers = build_phases(G, D, ctx.G_opt_kwargs, ctx.D_opt_kwargs, ctx.G_reg_interval,
-                                      ctx.D_reg_interval)
+                                      ctx.D_reg_interval, n_critic=ctx.n_critic)
     loss = dnnlib.util.construct_class_by_name(device=ctx.device, G=G, D=D, augment_pipe=augment_pipe,
                                                **ctx.loss_kwargs)
     state = TrainingState(G, D, G_ema, augment_pipe, loss, phases, optimizers, ctx.training_set_kwargs)
@@ -1007,6 +1012,8 @@ def training_loop(
     channels_last           = False,    # Networks and images in channels_last memory format.
     grad_clip               = None,     # Clip each phase's gradient to this L2 norm; None = off.
     detector_dir            = None,     # Folder searched first for metric detector files; None = cache/download.
+    n_critic                = 1,        # D steps per G step (WGAN-GP: 5); G's phases run every n_critic iterations.
+    progressive_kwargs      = None,     # Progressive growing (training.progressive.ProgressiveSchedule); None = off.
 ):
     """Train G and D; write the run directory's images, stats and snapshots. See the module docstring."""
     ctx = dnnlib.EasyDict(locals())
@@ -1020,6 +1027,8 @@ def training_loop(
     if rank == 0:
         for name in dnnlib.util.remove_stale_temp_files(run_dir):
             ctx.log(f'Removed {os.path.join(run_dir, name)} (a partial file of a killed process)')
+    # A minibatch per resolution (progressive growing) reads the data in chunks of batch_gpu per process.
+    ctx.loader_batch = batch_gpu * num_gpus if (progressive_kwargs or {}).get('batch_per_resolution') else batch_size
     ctx.device = setup_environment(rank, num_gpus, random_seed, device, cudnn_benchmark)
     ctx.threads = threads.ThreadController(num_threads)
     if 'num_workers' in ctx.data_loader_kwargs:  # On a CPU, loader workers get only the cores training leaves free.
@@ -1028,6 +1037,11 @@ def training_loop(
     state, rng_state = setup_state(ctx)
     ctx.accelerator = accel.Accelerator(precision, compile, channels_last, grad_clip)
     ctx.accelerator.prepare(state.G, state.D, state.G_ema, state.loss)
+    schedule = None
+    if progressive_kwargs is not None:
+        from training.progressive import ProgressiveSchedule
+        schedule = ProgressiveSchedule(ctx.training_set.resolution, **progressive_kwargs)
+        schedule.apply(state.cur_nimg, [state.G, state.D, state.G_ema], [])
     setup_outputs(ctx, state)
     if rng_state is not None:
         restore_rng_state(rng_state, ctx.device)
@@ -1036,14 +1050,17 @@ def training_loop(
     try:
         done = False
         while not done:
+            iter_batch = schedule.batch_size(state.cur_nimg, batch_size) if schedule is not None else batch_size
             batch = fetch_batch(ctx.training_set_iterator, ctx.training_set, len(state.phases), batch_gpu,
-                                state.G.z_dim, ctx.device)
+                                state.G.z_dim, ctx.device, num_chunks=iter_batch // ctx.loader_batch)
+            if schedule is not None:  # lod from cur_nimg; reals made to match what G draws at that lod.
+                batch = (schedule.apply(state.cur_nimg, [state.G, state.D, state.G_ema], batch[0]),) + batch[1:]
             run_phases(state, batch, num_gpus, ctx.phase_timer, ctx.accelerator)
             ctx.threads.poll()
-            update_G_ema(state.G, state.G_ema, state.cur_nimg, batch_size, ctx.ema_kimg, ctx.ema_rampup)
+            update_G_ema(state.G, state.G_ema, state.cur_nimg, iter_batch, ctx.ema_kimg, ctx.ema_rampup)
             if state.ada is not None:
                 step_ada(state.ada, ctx.ada_stats)
-            state.cur_nimg += batch_size
+            state.cur_nimg += iter_batch
             state.batch_idx += 1
             done = state.cur_nimg >= total_nimg
             tick_over = done or state.cur_tick == 0 or state.cur_nimg >= state.tick_start_nimg + tick_nimg
