@@ -75,6 +75,9 @@ def main(network_pkl, row_seeds, col_seeds, col_styles, truncation_psi, class_id
     device = cli.choose_device(device)
     click.echo(f'Loading networks from "{network_pkl}" on {device}...')
     G = load_generator(network_pkl, device, allow_exec=allow_exec)
+    if not all(hasattr(G, name) for name in ('mapping', 'synthesis', 'num_ws')) or G.num_ws < 2:
+        raise click.ClickException(f'--network={network_pkl}: its generator ({type(G).__name__}) has no per-layer '
+                                   'styles (mapping and synthesis networks); style mixing needs StyleGAN 1, 2 or 3')
     label = class_vector(G, class_idx, device)
     try:
         row_ws, col_ws, cell_ws = style_mixing.mixing_grid_ws(G, row_seeds, col_seeds, col_styles,

@@ -14,6 +14,7 @@ from click.testing import CliRunner
 
 import gen_images
 import gen_video
+import style_mixing
 import train
 from torch_utils import safe_pickle
 from training import loss as loss_module
@@ -244,6 +245,10 @@ def test_tiny_run_learns_and_renders_with_the_tools(shapes16, tmp_path, loss, sn
                                                  '--output', str(tmp_path / 'v.mp4'), '--device=cpu'])
     assert result.exit_code == 0, result.output
     assert os.path.getsize(tmp_path / 'v.mp4') > 0
+    result = CliRunner().invoke(style_mixing.main, ['--network', pkl, '--rows=1', '--cols=2', '--outdir',
+                                                    str(tmp_path / 'mix'), '--device=cpu'])
+    assert result.exit_code == 1 and 'no per-layer styles' in result.output  # DCGAN has no styles to mix.
+    assert not (tmp_path / 'mix').exists()
 
 
 def test_wgan_gp_with_spectral_norm_resumes_bit_exactly(shapes16, tmp_path):

@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 import gen_images
 import gen_video
+import style_mixing
 import train
 from torch_utils import misc
 from torch_utils import safe_pickle
@@ -191,3 +192,14 @@ def test_mid_growth_snapshot_renders_at_its_lod_with_gen_images_and_gen_video(re
     result = CliRunner().invoke(gen_video.main, ['--network', pkl, '--seeds=0-1', '--grid=2x1', '--w-frames=2',
                                                  '--output', str(tmp_path / 'v.mp4'), '--device=cpu'])
     assert result.exit_code == 0, result.output
+
+
+def test_progressive_snapshot_mixes_styles_with_style_mixing(reference_run, tmp_path):
+    pkl = str(reference_run['run_dir'] / 'network-snapshot-000000.pkl')
+    result = CliRunner().invoke(style_mixing.main, ['--network', pkl, '--rows=1,2', '--cols=3', '--styles=0-1',
+                                                    '--outdir', str(tmp_path / 'mix'), '--device=cpu'])
+    assert result.exit_code == 0, result.output
+    grid = np.asarray(PIL.Image.open(tmp_path / 'mix' / 'grid.png')).astype(int)
+    assert grid.shape == (16 * 3, 16 * 2, 3)
+    row_image, mixed = grid[16:32, :16], grid[16:32, 16:32]  # Row seed 1 alone, and with seed 3's coarse styles.
+    assert np.abs(mixed - row_image).mean() > 0.5
