@@ -298,6 +298,9 @@ def end_tick(ctx, state, done):
     rng_state = base.capture_rng_state(ctx.device)
     tick_end_time = time.time()
     ctx.log(base.format_status_line(state, ctx.timer, ctx.total_kimg, ctx.device, ctx.budget.deadline))
+    if not done and ctx.abort_fn is not None and base.rank0_decides(ctx.abort_fn(), ctx.num_gpus, ctx.device):
+        done = True
+        ctx.log('Aborting...')
     if not done and base.time_is_up(ctx.budget, bool(ctx.image_snapshot_ticks), ctx.num_gpus, ctx.device):
         done = True
         ctx.log(f'Stopping: --max-minutes={ctx.max_minutes:g} reached.')
@@ -316,6 +319,8 @@ def end_tick(ctx, state, done):
     stats_dict = ctx.stats_collector.as_dict()
     base._warn_nonfinite_gradients(ctx.log, stats_dict)
     ctx.outputs.write_tick(stats_dict, {}, state.cur_nimg, ctx.timer.total_sec(state))
+    if ctx.progress_fn is not None:
+        ctx.progress_fn(state.cur_nimg / 1000, ctx.total_kimg)
     state.cur_tick += 1
     state.tick_start_nimg = state.cur_nimg
     ctx.timer.next_tick(tick_end_time)
@@ -370,6 +375,8 @@ def cyclegan_loop(
     resume_pkl              = None,     # CycleGAN snapshot or run directory to resume from; None = start fresh.
     snap_keep               = None,     # Keep only the newest this many snapshots; None = all.
     cudnn_benchmark         = True,     # torch.backends.cudnn.benchmark.
+    abort_fn                = None,     # Called at every tick; returning True ends training (after a snapshot).
+    progress_fn             = None,     # Called at every tick with (cur_kimg, total_kimg).
     device                  = None,     # torch device; None = this rank's GPU if available, else CPU.
     max_minutes             = None,     # Stop (with a final snapshot) after this much wall time; None = no limit.
     run_start_time          = None,     # time.time() when the whole run began; None = now.
