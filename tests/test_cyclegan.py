@@ -1,0 +1,307 @@
+"""CycleGAN (issue 19): networks, losses, pool, lr schedule, unpaired datasets, snapshots, exact resume, CLIs."""
+
+import contextlib
+import io
+import json
+import os
+import pickle
+import zipfile
+
+import numpy as np
+import PIL.Image
+import pytest
+import torch
+from click.testing import CliRunner
+
+import dataset_tool
+import train_cyclegan
+import translate
+from torch_utils import safe_pickle
+from training import cyclegan_loop
+from training import cyclegan_loss
+from training import cyclegan_snapshot
+from training import networks_cyclegan
+from training import shapes2colors
+from training import unpaired_dataset
+
+#----------------------------------------------------------------------------
+# Networks.
+
+@pytest.mark.parametrize('size, expected', [(32, 2), (64, 6), (128, 14)])
+def test_patchgan_map_size_for_32_64_128(size, expected):
+    D = networks_cyclegan.PatchDiscriminator(img_channels=3, ndf=4)
+    logits = D(torch.randn([2, 3, size, size]))
+    assert list(logits.shape) == [2, 1, expected, expected]
+    assert networks_cyclegan.patch_map_size(size) == expected
+
+
+def test_patchgan_sees_70x70_patches():
+    assert networks_cyclegan.receptive_field() == 70
+
+
+@pytest.mark.parametrize('height, width', [(32, 32), (32, 48), (36, 20)])
+def test_generator_keeps_image_shape_and_range(height, width):
+    G = networks_cyclegan.ResnetGenerator(img_channels=3, ngf=4, num_blocks=2)
+    out = G(torch.randn([2, 3, height, width]))
+    assert list(out.shape) == [2, 3, height, width]
+    assert out.abs().max() < 1
+
+
+def test_generator_layout_follows_the_paper():
+    G = networks_cyclegan.ResnetGenerator(img_channels=3, ngf=64, num_blocks=9)
+    shapes = {name: list(p.shape) for name, p in G.named_parameters()}
+    assert shapes['c7s1_in.weight'] == [64, 3, 7, 7]
+    assert shapes['d0.weight'] == [128, 64, 3, 3] and shapes['d1.weight'] == [256, 128, 3, 3]
+    assert shapes['r8.conv1.weight'] == [256, 256, 3, 3] and 'r9.conv0.weight' not in shapes
+    assert shapes['u0.weight'] == [256, 128, 3, 3]  # Transposed conv: [in, out, k, k].
+    assert shapes['c7s1_out.weight'] == [3, 64, 7, 7]
+    assert networks_cyclegan.default_num_blocks(128) == 6 and networks_cyclegan.default_num_blocks(256) == 9
+
+
+def test_generator_rejects_size_not_multiple_of_4():
+    G = networks_cyclegan.ResnetGenerator(img_channels=3, ngf=4, num_blocks=1)
+    with pytest.raises(ValueError, match='multiple of 4'):
+        G(torch.zeros([1, 3, 32, 30]))
+
+#----------------------------------------------------------------------------
+# Losses, pool, schedule.
+
+def test_lsgan_losses_match_formulas():
+    real = torch.tensor([[0.5, 1.5], [1.0, -1.0]])
+    fake = torch.tensor([[0.2, -0.4], [1.0, 0.0]])
+    # D: 0.5 * (mean((real - 1)^2) + mean(fake^2)) = 0.5 * ((0.25 + 0.25 + 0 + 4) / 4 + (0.04 + 0.16 + 1 + 0) / 4)
+    assert float(cyclegan_loss.lsgan_discriminator_loss(real, fake)) == pytest.approx(0.5 * (4.5 / 4 + 1.2 / 4))
+    # G: mean((fake - 1)^2) = (0.64 + 1.96 + 0 + 1) / 4
+    assert float(cyclegan_loss.lsgan_generator_loss(fake)) == pytest.approx(3.6 / 4)
+
+
+def test_cycle_and_identity_losses_are_mean_l1():
+    rng = np.random.RandomState(0)
+    x, y = rng.randn(2, 3, 4, 4).astype(np.float32), rng.randn(2, 3, 4, 4).astype(np.float32)
+    expected = np.abs(x - y).sum() / x.size
+    assert float(cyclegan_loss.cycle_loss(torch.from_numpy(x), torch.from_numpy(y))) == pytest.approx(expected)
+    assert float(cyclegan_loss.identity_loss(torch.from_numpy(y), torch.from_numpy(x))) == pytest.approx(expected)
+
+
+def test_generator_objective_weights_are_lambda_and_half_lambda():
+    total = cyclegan_loss.generator_objective(adv_ab=1.0, adv_ba=2.0, cyc_a=0.1, cyc_b=0.2, idt_a=0.3, idt_b=0.5)
+    assert total == pytest.approx(1 + 2 + 10 * (0.1 + 0.2) + 5 * (0.3 + 0.5))
+
+
+def test_image_pool_fills_then_swaps_with_probability_half():
+    pool = cyclegan_loss.ImagePool(size=4, seed=1)
+    first = torch.arange(4, dtype=torch.float32).reshape(4, 1, 1, 1)
+    assert torch.equal(pool.query(first), first)  # Filling: every image returned as is and stored.
+    stored_ids = set(range(4))
+    from_pool = 0
+    num_queries = 2000
+    for step in range(num_queries):
+        new_id = 100 + step
+        out = int(pool.query(torch.full([1, 1, 1, 1], float(new_id)))[0, 0, 0, 0])
+        if out != new_id:
+            assert out in stored_ids  # A returned stored image was stored earlier and is replaced.
+            stored_ids.remove(out)
+            stored_ids.add(new_id)
+            from_pool += 1
+        assert {int(v) for v in torch.stack(pool.images).flatten()} == stored_ids
+    # Binomial(2000, 0.5): std 22; 5 sigma.
+    assert abs(from_pool - num_queries / 2) < 5 * np.sqrt(num_queries) / 2
+
+
+def test_image_pool_state_round_trip_continues_identically():
+    pool = cyclegan_loss.ImagePool(size=3, seed=5)
+    for value in range(6):
+        pool.query(torch.full([1, 1, 2, 2], float(value)))
+    copy = cyclegan_loss.ImagePool(size=0, seed=99)
+    copy.load_state_dict(pool.state_dict())
+    for value in range(6, 20):
+        batch = torch.full([2, 1, 2, 2], float(value))
+        assert torch.equal(pool.query(batch), copy.query(batch))
+
+
+@pytest.mark.parametrize('epoch, factor', [(0, 1.0), (99, 1.0), (100, 1.0), (125, 0.75), (150, 0.5), (190, 0.1),
+                                           (200, 0.0), (250, 0.0)])
+def test_lr_constant_100_epochs_then_linear_to_zero_over_100(epoch, factor):
+    assert cyclegan_loss.linear_decay_factor(epoch, constant=100, decay=100) == pytest.approx(factor)
+
+#----------------------------------------------------------------------------
+# Data.
+
+def _write_pngs(folder, images):
+    folder.mkdir(parents=True, exist_ok=True)
+    for idx, image in enumerate(images):
+        PIL.Image.fromarray(image).save(folder / f'{idx:03d}.png')
+    return str(folder)
+
+
+def test_dataset_tool_source_b_writes_two_domains_with_own_counts(tmp_path):
+    a = _write_pngs(tmp_path / 'a', [shapes2colors.render_pair_image(i, 32, 'A') for i in range(5)])
+    b = _write_pngs(tmp_path / 'b', [shapes2colors.render_pair_image(i, 32, 'B') for i in range(3)])
+    dest = tmp_path / 'ab.zip'
+    result = CliRunner().invoke(dataset_tool.main, [f'--source={a}', f'--source-b={b}', f'--dest={dest}'])
+    assert result.exit_code == 0, result.output
+    with zipfile.ZipFile(dest) as archive:
+        names = archive.namelist()
+        assert json.loads(archive.read('dataset.json')) == {'labels': None, 'domains': {'A': 5, 'B': 3}}
+    assert sum(n.startswith('A/') for n in names) == 5 and sum(n.startswith('B/') for n in names) == 3
+    info = unpaired_dataset.describe_unpaired(str(dest))
+    assert info['folders'] == ['A', 'B'] and info['sizes'] == [5, 3] and info['image_shape'] == [3, 32, 32]
+
+
+def test_builtin_pair_domains_differ_only_in_hue(tmp_path):
+    a, b = shapes2colors.render_pair_image(7, 32, 'A'), shapes2colors.render_pair_image(7, 32, 'B')
+    grey_a, grey_b = a.max(axis=2) - a.min(axis=2) < 2, b.max(axis=2) - b.min(axis=2) < 2
+    assert np.array_equal(grey_a, grey_b) and np.array_equal(a[grey_a], b[grey_b])  # Same background.
+    assert shapes2colors.warm_cool_score(a[None])[0] < -0.5 < 0.5 < shapes2colors.warm_cool_score(b[None])[0]
+
+
+def test_reader_accepts_official_trainA_trainB_folders(tmp_path):
+    _write_pngs(tmp_path / 'h2z' / 'trainA', [shapes2colors.render_pair_image(i, 32, 'A') for i in range(2)])
+    _write_pngs(tmp_path / 'h2z' / 'trainB', [shapes2colors.render_pair_image(i, 32, 'B') for i in range(4)])
+    info = unpaired_dataset.describe_unpaired(str(tmp_path / 'h2z'))
+    assert info['folders'] == ['trainA', 'trainB'] and info['sizes'] == [2, 4]
+
+
+def test_reader_names_missing_domains(tmp_path):
+    _write_pngs(tmp_path / 'one' / 'A', [shapes2colors.render_pair_image(0, 32, 'A')])
+    with pytest.raises(IOError, match='needs folders A/ and B/'):
+        unpaired_dataset.find_domain_folders(str(tmp_path / 'one'))
+
+#----------------------------------------------------------------------------
+# Snapshots and the safe loader.
+
+def _tiny_nets():
+    torch.manual_seed(0)
+    G = networks_cyclegan.ResnetGenerator(img_channels=3, ngf=4, num_blocks=1, img_resolution=32)
+    D = networks_cyclegan.PatchDiscriminator(img_channels=3, ndf=4, img_resolution=32)
+    return dict(G_AB=G, G_BA=pickle.loads(pickle.dumps(G)), D_A=D, D_B=pickle.loads(pickle.dumps(D)))
+
+
+def test_snapshot_loads_bit_exact_through_safe_loader(tmp_path):
+    nets = _tiny_nets()
+    path = tmp_path / 'snap.pkl'
+    with open(path, 'wb') as f:
+        pickle.dump(dict(nets, training_set_kwargs={'A': {'path': 'x'}}), f)
+    data = cyclegan_snapshot.load_cyclegan_snapshot(str(path))
+    x = torch.randn([1, 3, 32, 32])
+    for key in cyclegan_snapshot.NETWORK_KEYS:
+        assert type(data[key]) is type(nets[key])
+        assert torch.equal(data[key](x), nets[key](x))
+    with open(path, 'rb') as f:
+        meta_src = f.read()
+    assert b'class ResnetGenerator' in meta_src  # The module source travels with the weights.
+    assert safe_pickle.detect_family(open(networks_cyclegan.__file__).read()) == 'cyclegan'
+
+
+def test_stylegan_pickle_is_not_a_cyclegan_snapshot(tmp_path):
+    path = tmp_path / 'sg.pkl'
+    with open(path, 'wb') as f:
+        pickle.dump(dict(G=None, D=None, G_ema=None, training_set_kwargs={}), f)
+    with pytest.raises(cyclegan_snapshot.NotCycleGANError, match='StyleGAN network pickle'):
+        cyclegan_snapshot.load_cyclegan_snapshot(str(path))
+
+#----------------------------------------------------------------------------
+# translate.py.
+
+def _invoke_translate(args):
+    return CliRunner().invoke(translate.main, [str(arg) for arg in args])
+
+
+@pytest.fixture
+def tiny_snapshot(tmp_path):
+    path = tmp_path / 'snap.pkl'
+    with open(path, 'wb') as f:
+        pickle.dump(_tiny_nets(), f)
+    return path
+
+
+def test_translate_folder_at_any_multiple_of_4(tmp_path, tiny_snapshot):
+    src = tmp_path / 'in'
+    (src / 'sub').mkdir(parents=True)
+    PIL.Image.fromarray(shapes2colors.render_pair_image(1, 64, 'A')).save(src / 'big.png')
+    PIL.Image.fromarray(shapes2colors.render_pair_image(2, 32, 'A')[:20, :28]).save(src / 'sub' / 'small.jpg')
+    result = _invoke_translate([f'--network={tiny_snapshot}', '--direction=BtoA', f'--input={src}',
+                                f'--outdir={tmp_path / "out"}', '--device=cpu'])
+    assert result.exit_code == 0, result.stderr
+    assert PIL.Image.open(tmp_path / 'out' / 'big.png').size == (64, 64)
+    assert PIL.Image.open(tmp_path / 'out' / 'sub' / 'small.png').size == (28, 20)
+
+
+@pytest.mark.parametrize('case, message', [
+    ('direction', '--direction=sideways: choose AtoB'),
+    ('size', 'is 30x32; the generator needs sides that are multiples of 4'),
+    ('stylegan', 'is not a CycleGAN snapshot'),
+])
+def test_translate_bad_input_is_one_line_and_exit_1(tmp_path, tiny_snapshot, case, message):
+    image = tmp_path / 'x.png'
+    PIL.Image.fromarray(shapes2colors.render_pair_image(0, 32, 'A')[:, :30 if case == 'size' else 32]).save(image)
+    network = tiny_snapshot
+    if case == 'stylegan':
+        network = tmp_path / 'sg.pkl'
+        with open(network, 'wb') as f:
+            pickle.dump(dict(G=None, D=None, G_ema=None), f)
+    direction = 'sideways' if case == 'direction' else 'AtoB'
+    result = _invoke_translate([f'--network={network}', f'--direction={direction}', f'--input={image}',
+                                f'--outdir={tmp_path / "out"}'])
+    assert result.exit_code == 1
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / 'out').exists()
+
+#----------------------------------------------------------------------------
+# Config builder and exact resume.
+
+def test_config_builder_paper_defaults_and_block_count():
+    info = dict(name='h2z', folders=['trainA', 'trainB'], resolution=256, image_shape=[3, 256, 256], sizes=[9, 9])
+    opts = train_cyclegan.build_cyclegan_options(info, data='h2z', outdir='runs', kimg=200)
+    assert opts['G_kwargs'] == dict(class_name='training.networks_cyclegan.ResnetGenerator', ngf=64, num_blocks=9)
+    assert opts['lr'] == 0.0002 and opts['betas'] == [0.5, 0.999] and opts['pool_size'] == 50
+    assert opts['lambda_cycle'] == 10 and opts['identity_ratio'] == 0.5 and opts['decay_kimg'] == 100
+    assert opts['training_set_kwargs']['B']['subfolder'] == 'trainB' and opts['batch_size'] == 1
+    small = train_cyclegan.build_cyclegan_options(dict(info, resolution=128), data='h2z')
+    assert small['G_kwargs']['num_blocks'] == 6
+    assert train_cyclegan.wants_cyclegan(['--cfg', 'cyclegan']) and not train_cyclegan.wants_cyclegan(['--cfg=x'])
+
+
+def _tiny_run_options(data, run_dir, **overrides):
+    info = unpaired_dataset.describe_unpaired(data)
+    options = train_cyclegan.build_cyclegan_options(info, data=data, batch=2, ngf=4, ndf=4, blocks=1, pool=3,
+                                                    kimg=0.016, decay_kimg=0.008, tick=0.004, snap=1, workers=0,
+                                                    device='cpu')
+    options.pop('run_desc')
+    options.update(run_dir=str(run_dir), grid_columns=2, **overrides)
+    os.makedirs(run_dir, exist_ok=True)
+    return options
+
+
+def _run(options):
+    with contextlib.redirect_stdout(io.StringIO()):
+        return cyclegan_loop.cyclegan_loop(**options)
+
+
+@pytest.fixture(scope='module')
+def pair_zip(tmp_path_factory):
+    import dataset_tool_unpaired
+    dest = tmp_path_factory.mktemp('pair') / 'pair.zip'
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        dataset_tool_unpaired.convert_unpaired('builtin:shapes2colors', None, str(dest), 12, None, None, 'error')
+    return str(dest)
+
+
+def test_exact_resume_on_cpu_is_bit_exact(tmp_path, pair_zip):
+    full = _run(_tiny_run_options(pair_zip, tmp_path / 'full'))
+    stopped = _run(_tiny_run_options(pair_zip, tmp_path / 'part', abort_fn=lambda: True))  # Stops after tick 0.
+    assert 0 < stopped.cur_nimg < full.cur_nimg
+    resumed = _run(_tiny_run_options(pair_zip, tmp_path / 'resumed', resume_pkl=str(tmp_path / 'part')))
+    assert resumed.cur_nimg == full.cur_nimg == 16
+    for key in cyclegan_snapshot.NETWORK_KEYS:
+        for (name, a), (_, b) in zip(full.nets[key].named_parameters(), resumed.nets[key].named_parameters()):
+            assert torch.equal(a, b), f'{key}.{name}'
+    for name in 'AB':
+        assert torch.equal(torch.stack(full.pools[name].images), torch.stack(resumed.pools[name].images))
+    stats_full = [json.loads(line) for line in open(tmp_path / 'full' / 'stats.jsonl')]
+    stats_resumed = [json.loads(line) for line in open(tmp_path / 'resumed' / 'stats.jsonl')]
+    assert stats_full[-1]['Loss/G/total'] == stats_resumed[-1]['Loss/G/total']
+    assert stats_full[-1]['Progress/lr']['mean'] < 0.0002  # The decay has started.
+    run_files = os.listdir(tmp_path / 'full')
+    assert {'reals.png', 'fakes_init.png', 'fakes000000.png', 'stats.jsonl'} <= set(run_files)
+    assert PIL.Image.open(tmp_path / 'full' / 'fakes000000.png').size == (2 * 32, 6 * 32)
