@@ -305,3 +305,52 @@ def test_exact_resume_on_cpu_is_bit_exact(tmp_path, pair_zip):
     run_files = os.listdir(tmp_path / 'full')
     assert {'reals.png', 'fakes_init.png', 'fakes000000.png', 'stats.jsonl'} <= set(run_files)
     assert PIL.Image.open(tmp_path / 'full' / 'fakes000000.png').size == (2 * 32, 6 * 32)
+
+#----------------------------------------------------------------------------
+# Command lines: train.py --cfg=cyclegan dispatch, errors, two processes.
+
+def test_train_py_dispatches_cfg_cyclegan_dry_run(repo_root, pair_zip, tmp_path):
+    import subprocess
+    import sys
+    result = subprocess.run([sys.executable, os.path.join(repo_root, 'train.py'), '--cfg', 'cyclegan',
+                             f'--outdir={tmp_path}', f'--data={pair_zip}', '--ngf=8', '--dry-run'],
+                            capture_output=True, text=True, cwd=repo_root, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert '"class_name": "training.networks_cyclegan.ResnetGenerator"' in result.stdout
+    assert 'cyclegan-pair-gpus1-batch1-ngf8' in result.stdout and 'Dry run; exiting.' in result.stdout
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--data=nowhere.zip'], '--data=nowhere.zip: nowhere.zip does not exist'),
+    (['--kimg=1', '--decay-kimg=2'], '--decay-kimg=2 is longer than the whole run'),
+    (['--resume=SG'], 'is not a CycleGAN snapshot'),
+])
+def test_train_cyclegan_bad_options_are_one_line_exit_1(tmp_path, pair_zip, args, message):
+    stylegan = tmp_path / 'sg.pkl'
+    with open(stylegan, 'wb') as f:
+        pickle.dump(dict(G=None, D=None, G_ema=None), f)
+    args = [arg.replace('SG', str(stylegan)) for arg in args]
+    if not any(arg.startswith('--data=') for arg in args):
+        args.append(f'--data={pair_zip}')
+    result = CliRunner().invoke(train_cyclegan.cli, [f'--outdir={tmp_path / "runs"}', '--device=cpu'] + args)
+    assert result.exit_code == 1, result.output
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.slow
+def test_two_gloo_processes_train_with_identical_parameters(tmp_path, pair_zip):
+    info = unpaired_dataset.describe_unpaired(pair_zip)
+    options = train_cyclegan.build_cyclegan_options(info, data=pair_zip, gpus=2, batch=4, ngf=4, ndf=4, blocks=1,
+                                                    pool=3, kimg=0.012, tick=0.004, snap=1, workers=0,
+                                                    device='cpu')
+    options.update(grid_columns=2)
+    with contextlib.redirect_stdout(io.StringIO()):
+        train_cyclegan.launch(options, str(tmp_path), dry_run=False, run_start_time=None)
+    run_dir = tmp_path / os.listdir(tmp_path)[0]
+    data = cyclegan_snapshot.load_cyclegan_snapshot(str(run_dir / 'network-snapshot-000000.pkl'))
+    state = data[cyclegan_snapshot.RESUME_STATE_KEY]
+    # The snapshot ran check_ddp_consistency (equal parameters on both ranks); each rank has its own pools.
+    assert state['cur_nimg'] == 12 and len(state['ranks']) == 2
+    assert not torch.equal(torch.stack(state['ranks'][0]['pools']['A']['images']),
+                           torch.stack(state['ranks'][1]['pools']['A']['images']))
