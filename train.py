@@ -593,7 +593,7 @@ Examples:
 @click.command(context_settings=dict(max_content_width=120), epilog=EXAMPLES)
 # Required.
 @click.option('--outdir', help='Where to make the run directory', metavar='DIR', required=True)
-@click.option('--cfg', help='Base configuration', required=True,
+@click.option('--cfg', help='Base configuration (cyclegan: its own options, see --cfg=cyclegan --help)', required=True,
               type=click.Choice(['stylegan1', 'stylegan2', 'stylegan3-t', 'stylegan3-r', 'dcgan', 'cyclegan']))
 @click.option('--data', help='Training data (zip or folder from dataset_tool.py)', metavar='[ZIP|DIR]', type=str,
               required=True)

@@ -2,7 +2,7 @@
 
     python dataset_tool.py --source=builtin:shapes2colors --dest=datasets/shapes2colors-32x32.zip
     python train.py --cfg=cyclegan --outdir=training-runs --data=datasets/shapes2colors-32x32.zip \\
-        --batch=4 --ngf=16 --ndf=16 --kimg=4 --tick=1 --snap=1
+        --batch=4 --ngf=8 --ndf=8 --blocks=3 --kimg=4 --tick=1 --snap=1 --workers=0
 
 CycleGAN has its own options (no --gamma, --aug, --cbase ...), so train.py hands the whole command line to this
 click command when it sees --cfg=cyclegan. `build_cyclegan_options()` is the pure config builder; its dict is
@@ -157,12 +157,12 @@ Examples:
   # The built-in pair on CPU (a few minutes): warm shapes (A) <-> cool shapes (B).
   python dataset_tool.py --source=builtin:shapes2colors --dest=datasets/shapes2colors-32x32.zip
   python train.py --cfg=cyclegan --outdir=training-runs --data=datasets/shapes2colors-32x32.zip \\
-      --batch=4 --ngf=16 --ndf=16 --kimg=4 --tick=1 --snap=1
+      --batch=4 --ngf=8 --ndf=8 --blocks=3 --kimg=4 --tick=1 --snap=1 --workers=0
   # The paper's setting on horse2zebra at 256 px (200 epochs of 1334 images = 267 kimg, decay over the last half):
   python train.py --cfg=cyclegan --outdir=training-runs --data=datasets/horse2zebra-256x256.zip --kimg=267 \\
       --mirror=1
   # Continue a run exactly:
-  python train.py --cfg=cyclegan ... --resume=training-runs/00000-cyclegan-shapes2colors-32x32-gpus1-batch4-ngf16"""
+  python train.py --cfg=cyclegan ... --resume=training-runs/00000-cyclegan-shapes2colors-32x32-gpus1-batch4-ngf8"""
 
 
 @click.command(context_settings=dict(max_content_width=120), epilog=EXAMPLES)

@@ -114,7 +114,14 @@ def resolve_device(device):
 
 #----------------------------------------------------------------------------
 
-@click.command(help=__doc__)
+EXAMPLES = """\b
+Examples:
+  python translate.py --network=training-runs/00000-cyclegan-.../network-snapshot-000004.pkl --direction=AtoB \\
+      --input=warm-shapes/ --outdir=out
+  python translate.py --network=horse2zebra.pkl --direction=BtoA --input=zebra.jpg --outdir=out --device=cpu"""
+
+
+@click.command(help=__doc__, epilog=EXAMPLES)
 @click.option('--network', 'network', required=True, metavar='PKL', help='CycleGAN snapshot (network-snapshot-*.pkl)')
 @click.option('--direction', required=True, metavar='AtoB|BtoA', help='AtoB uses G_AB, BtoA uses G_BA')
 @click.option('--input', 'input_path', required=True, metavar='PATH', help='An image file or a folder of images')
