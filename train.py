@@ -727,6 +727,5 @@ def launch_or_explain(options, outdir, dry_run=False, run_start_time=None, warni
 #----------------------------------------------------------------------------
 
 if __name__ == '__main__':
-    import sys
     import train_cyclegan  # --cfg=cyclegan has its own options and loop (train_cyclegan.py).
     train_cyclegan.main() if train_cyclegan.wants_cyclegan(sys.argv[1:]) else main()

@@ -23,7 +23,7 @@ import dnnlib
 OPTION_DEFAULTS = dict(
     outdir=None, cfg='cyclegan', data=None, gpus=1, batch=1, kimg=200, decay_kimg=None, tick=1, snap=10, seed=0,
     ngf=64, ndf=64, blocks=None, lr=0.0002, lambda_cycle=10.0, lambda_identity=0.5, pool=50, mirror=False,
-    workers=3, device='cpu', resume=None, desc=None, max_minutes=None, snap_keep=None, nobench=False,
+    workers=3, threads=0, device='cpu', resume=None, desc=None, max_minutes=None, snap_keep=None, nobench=False,
     dry_run=False)
 
 #----------------------------------------------------------------------------
@@ -66,7 +66,7 @@ def build_cyclegan_options(dataset_info, **opts):
              batch_size=opts.batch, total_kimg=opts.kimg, decay_kimg=decay_kimg, kimg_per_tick=opts.tick,
              image_snapshot_ticks=opts.snap, network_snapshot_ticks=opts.snap, resume_pkl=opts.resume,
              snap_keep=opts.snap_keep, max_minutes=opts.max_minutes, cudnn_benchmark=not opts.nobench,
-             device=opts.device, run_desc=run_desc(opts, dataset_info['name']))
+             device=opts.device, num_threads=opts.threads, run_desc=run_desc(opts, dataset_info['name']))
     return json.loads(json.dumps(c))
 
 #----------------------------------------------------------------------------
@@ -202,6 +202,9 @@ Examples:
               show_default=True)
 @click.option('--workers', help='DataLoader worker processes per domain', metavar='INT', type=click.IntRange(min=0),
               default=3, show_default=True)
+@click.option('--threads', help='CPU threads per process; 0 = OMP_NUM_THREADS or the physical cores, fewer when '
+              'other processes starve the run', metavar='INT', type=click.IntRange(min=0), default=0,
+              show_default=True)
 @click.option('--device', help='Where to train: auto = CUDA if available, else CPU',
               type=click.Choice(['auto', 'cpu', 'cuda', 'mps']), default='auto', show_default=True)
 @click.option('--resume', help='Resume from a CycleGAN snapshot or a run directory (its latest snapshot)',

@@ -24,6 +24,7 @@ import torch
 
 import dnnlib
 from torch_utils import misc
+from torch_utils import threads
 from torch_utils import training_stats
 from training import cyclegan_loss
 from training import training_loop as base
@@ -297,7 +298,12 @@ def end_tick(ctx, state, done):
     """Status line, stats, grid and snapshot, with the RNG streams set aside (exact resume). Returns done."""
     rng_state = base.capture_rng_state(ctx.device)
     tick_end_time = time.time()
-    ctx.log(base.format_status_line(state, ctx.timer, ctx.total_kimg, ctx.device, ctx.budget.deadline))
+    status = base.format_status_line(state, ctx.timer, ctx.total_kimg, ctx.device, ctx.budget.deadline)
+    if ctx.device.type == 'cpu':  # CPU starvation and the thread count, as in the StyleGAN loop.
+        cpu_status, cpu_sample = ctx.threads.end_tick()
+        training_stats.report0('Resources/cpu_utilisation', cpu_sample['cpu'])
+        status += f' {cpu_status}'
+    ctx.log(status)
     if not done and ctx.abort_fn is not None and base.rank0_decides(ctx.abort_fn(), ctx.num_gpus, ctx.device):
         done = True
         ctx.log('Aborting...')
@@ -378,6 +384,7 @@ def cyclegan_loop(
     abort_fn                = None,     # Called at every tick; returning True ends training (after a snapshot).
     progress_fn             = None,     # Called at every tick with (cur_kimg, total_kimg).
     device                  = None,     # torch device; None = this rank's GPU if available, else CPU.
+    num_threads             = None,     # CPU threads: None = torch's setting, 0 = automatic (narrowed when starved).
     max_minutes             = None,     # Stop (with a final snapshot) after this much wall time; None = no limit.
     run_start_time          = None,     # time.time() when the whole run began; None = now.
 ):
@@ -387,6 +394,11 @@ def cyclegan_loop(
     ctx.data_loader_kwargs = dict(data_loader_kwargs or {})
     ctx.log = base._make_log_fn(rank)
     ctx.device = base.setup_environment(rank, num_gpus, random_seed, device, cudnn_benchmark)
+    ctx.threads = threads.ThreadController(num_threads)
+    if 'num_workers' in ctx.data_loader_kwargs and ctx.device.type == 'cpu':
+        # On a CPU, the two loaders (A and B) share the cores that the training threads leave free.
+        ctx.data_loader_kwargs['num_workers'] = threads.cpu_loader_workers(
+            ctx.data_loader_kwargs['num_workers'], ctx.threads.count, 'cpu') // 2
     state, rng_state = setup_state(ctx)
     setup_outputs(ctx, state)
     if rng_state is not None:
@@ -396,6 +408,7 @@ def cyclegan_loop(
     try:
         done = False
         while not done:
+            ctx.threads.poll()
             update_learning_rate(ctx, state)
             real_A, real_B = fetch_reals(ctx.iterators, ctx.device)
             fake_A, fake_B = generators_step(state, real_A, real_B, num_gpus, lambda_cycle, identity_ratio)
