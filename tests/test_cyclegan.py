@@ -148,6 +148,19 @@ def test_dataset_tool_source_b_writes_two_domains_with_own_counts(tmp_path):
     assert info['folders'] == ['A', 'B'] and info['sizes'] == [5, 3] and info['image_shape'] == [3, 32, 32]
 
 
+def test_dataset_tool_domains_of_different_sizes_fail_in_one_line(tmp_path):
+    a = _write_pngs(tmp_path / 'a', [shapes2colors.render_pair_image(0, 32, 'A')])
+    b = _write_pngs(tmp_path / 'b', [shapes2colors.render_pair_image(0, 64, 'B')])
+    dest = tmp_path / 'ab.zip'
+    result = CliRunner().invoke(dataset_tool.main, [f'--source={a}', f'--source-b={b}', f'--dest={dest}'])
+    assert result.exit_code == 1
+    assert 'domain A images are 32x32 RGB, domain B images 64x64 RGB; use --resolution=WxH' in result.stderr
+    assert not dest.exists()
+    resized = CliRunner().invoke(dataset_tool.main, [f'--source={a}', f'--source-b={b}', f'--dest={dest}',
+                                                     '--resolution=32x32'])
+    assert resized.exit_code == 0 and unpaired_dataset.describe_unpaired(str(dest))['sizes'] == [1, 1]
+
+
 def test_builtin_pair_domains_differ_only_in_hue(tmp_path):
     a, b = shapes2colors.render_pair_image(7, 32, 'A'), shapes2colors.render_pair_image(7, 32, 'B')
     grey_a, grey_b = a.max(axis=2) - a.min(axis=2) < 2, b.max(axis=2) - b.min(axis=2) < 2
