@@ -223,7 +223,7 @@ def cli(**opts):
         opts['device'] = train.resolve_device(opts['device'])
         if opts['resume'] is not None:
             opts['resume'] = training_loop.find_latest_snapshot(opts['resume'])
-            _check_resume(opts['resume'])
+            _check_resume(opts['resume'], opts['kimg'])
         try:
             dataset_info = unpaired_dataset.describe_unpaired(opts['data'])
         except (IOError, OSError, ValueError) as err:
@@ -234,16 +234,20 @@ def cli(**opts):
     launch(copy.deepcopy(options), opts['outdir'], opts['dry_run'], train.process_start_time())
 
 
-def _check_resume(path):
-    """Fail at start, in one line, when --resume is not a readable CycleGAN snapshot."""
+def _check_resume(path, kimg):
+    """Fail at start, in one line, when --resume is not a readable CycleGAN snapshot or has reached --kimg."""
     import train
     from torch_utils import pickle_checks
     from training import cyclegan_snapshot
     try:
-        cyclegan_snapshot.load_cyclegan_snapshot(path)
+        data = cyclegan_snapshot.load_cyclegan_snapshot(path)
     except (cyclegan_snapshot.NotCycleGANError, pickle_checks.UnsafePickleError,
             pickle_checks.CorruptPickleError) as err:
         raise train.UsageError(f'--resume: {err}') from err
+    cur_nimg = (data.get(cyclegan_snapshot.RESUME_STATE_KEY) or {}).get('cur_nimg', 0)
+    if cur_nimg >= round(kimg * 1000):
+        raise train.UsageError(f'--kimg={kimg:g} is already reached: {path} is at {cur_nimg / 1000:g} kimg '
+                               '(--kimg counts from the start of the original run)')
 
 
 def main(argv=None):

@@ -347,12 +347,16 @@ def test_train_py_dispatches_cfg_cyclegan_dry_run(repo_root, pair_zip, tmp_path)
     (['--data=nowhere.zip'], '--data=nowhere.zip: nowhere.zip does not exist'),
     (['--kimg=1', '--decay-kimg=2'], '--decay-kimg=2 is longer than the whole run'),
     (['--resume=SG'], 'is not a CycleGAN snapshot'),
+    (['--resume=DONE', '--kimg=1'], '--kimg=1 is already reached'),
 ])
 def test_train_cyclegan_bad_options_are_one_line_exit_1(tmp_path, pair_zip, args, message):
     stylegan = tmp_path / 'sg.pkl'
     with open(stylegan, 'wb') as f:
         pickle.dump(dict(G=None, D=None, G_ema=None), f)
-    args = [arg.replace('SG', str(stylegan)) for arg in args]
+    done = tmp_path / 'done.pkl'
+    with open(done, 'wb') as f:
+        pickle.dump(dict(_tiny_nets(), resume_state=dict(cur_nimg=2000)), f)
+    args = [arg.replace('SG', str(stylegan)).replace('DONE', str(done)) for arg in args]
     if not any(arg.startswith('--data=') for arg in args):
         args.append(f'--data={pair_zip}')
     result = CliRunner().invoke(train_cyclegan.cli, [f'--outdir={tmp_path / "runs"}', '--device=cpu'] + args)
