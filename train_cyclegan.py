@@ -223,19 +223,21 @@ def cli(**opts):
         opts['device'] = train.resolve_device(opts['device'])
         if opts['resume'] is not None:
             opts['resume'] = training_loop.find_latest_snapshot(opts['resume'])
-            _check_resume(opts['resume'], opts['kimg'])
         try:
             dataset_info = unpaired_dataset.describe_unpaired(opts['data'])
         except (IOError, OSError, ValueError) as err:
             raise train.UsageError(f'--data={opts["data"]}: {err}') from err
         options = build_cyclegan_options(dataset_info, **opts)
+        if opts['resume'] is not None:
+            _check_resume(opts['resume'], options, dataset_info['image_shape'][0])
     except (train.UsageError, FileNotFoundError, RuntimeError) as err:
         raise click.ClickException(str(err)) from err
     launch(copy.deepcopy(options), opts['outdir'], opts['dry_run'], train.process_start_time())
 
 
-def _check_resume(path, kimg):
-    """Fail at start, in one line, when --resume is not a readable CycleGAN snapshot or has reached --kimg."""
+def _check_resume(path, options, img_channels):
+    """Fail at start, in one line, when --resume is not a readable CycleGAN snapshot, has other network widths than
+    this run, or has reached --kimg."""
     import train
     from torch_utils import pickle_checks
     from training import cyclegan_snapshot
@@ -244,10 +246,18 @@ def _check_resume(path, kimg):
     except (cyclegan_snapshot.NotCycleGANError, pickle_checks.UnsafePickleError,
             pickle_checks.CorruptPickleError) as err:
         raise train.UsageError(f'--resume: {err}') from err
+    G, D = data['G_AB'], data['D_A']
+    saved = dict(ngf=G.ngf, blocks=G.num_blocks, ndf=D.ndf, channels=G.img_channels)
+    wanted = dict(ngf=options['G_kwargs']['ngf'], blocks=options['G_kwargs']['num_blocks'],
+                  ndf=options['D_kwargs']['ndf'], channels=img_channels)
+    diffs = [f'{key} {saved[key]} (run: {wanted[key]})' for key in saved if saved[key] != wanted[key]]
+    if diffs:
+        raise train.UsageError(f'--resume={path} has {", ".join(diffs)}; use the --ngf, --ndf, --blocks and '
+                               'image mode of the run that wrote it')
     cur_nimg = (data.get(cyclegan_snapshot.RESUME_STATE_KEY) or {}).get('cur_nimg', 0)
-    if cur_nimg >= round(kimg * 1000):
-        raise train.UsageError(f'--kimg={kimg:g} is already reached: {path} is at {cur_nimg / 1000:g} kimg '
-                               '(--kimg counts from the start of the original run)')
+    if cur_nimg >= round(options['total_kimg'] * 1000):
+        raise train.UsageError(f'--kimg={options["total_kimg"]:g} is already reached: {path} is at '
+                               f'{cur_nimg / 1000:g} kimg (--kimg counts from the start of the original run)')
 
 
 def main(argv=None):

@@ -347,7 +347,8 @@ def test_train_py_dispatches_cfg_cyclegan_dry_run(repo_root, pair_zip, tmp_path)
     (['--data=nowhere.zip'], '--data=nowhere.zip: nowhere.zip does not exist'),
     (['--kimg=1', '--decay-kimg=2'], '--decay-kimg=2 is longer than the whole run'),
     (['--resume=SG'], 'is not a CycleGAN snapshot'),
-    (['--resume=DONE', '--kimg=1'], '--kimg=1 is already reached'),
+    (['--resume=DONE', '--kimg=1', '--ngf=4', '--ndf=4', '--blocks=1'], '--kimg=1 is already reached'),
+    (['--resume=DONE', '--ngf=8', '--ndf=4', '--blocks=1'], 'has ngf 4 (run: 8); use the --ngf'),
 ])
 def test_train_cyclegan_bad_options_are_one_line_exit_1(tmp_path, pair_zip, args, message):
     stylegan = tmp_path / 'sg.pkl'
@@ -401,3 +402,20 @@ def test_tiny_cpu_run_learns_the_builtin_translation(tmp_path, repo_root, one_th
     for direction in ('AtoB', 'BtoA'):
         assert last[direction]['l1'] < min(first[direction]['l1'], identity['l1'])
         assert last[direction]['frac'] >= 0.9
+
+
+def test_cli_run_writes_run_dir_and_resumes_from_it(tmp_path, pair_zip, one_thread):
+    common = [f'--outdir={tmp_path}', f'--data={pair_zip}', '--batch=2', '--ngf=4', '--ndf=4', '--blocks=1',
+              '--tick=0.004', '--snap=1', '--workers=0', '--device=cpu', '--threads=1']
+    first = CliRunner().invoke(train_cyclegan.cli, common + ['--kimg=0.004'])
+    assert first.exit_code == 0, first.output
+    run_dir = tmp_path / '00000-cyclegan-pair-gpus1-batch2-ngf4'
+    files = set(os.listdir(run_dir))
+    assert {'training_options.json', 'log.txt', 'stats.jsonl', 'reals.png', 'fakes_init.png', 'fakes000000.png',
+            'network-snapshot-000000.pkl'} <= files
+    log = (run_dir / 'log.txt').read_text()
+    assert 'tick 0     kimg 0.0' in log and 'sec/kimg' in log and 'threads 1' in log
+    second = CliRunner().invoke(train_cyclegan.cli, common + ['--kimg=0.008', f'--resume={run_dir}'])
+    assert second.exit_code == 0, second.output
+    resumed_log = (tmp_path / '00001-cyclegan-pair-gpus1-batch2-ngf4' / 'log.txt').read_text()
+    assert 'Continuing exactly at 0.004 kimg, tick 2.' in resumed_log
