@@ -483,8 +483,8 @@ FAMILY_MODULES = {
 
 
 def detect_family(module_src):
-    """'stylegan3', 'stylegan2', 'stylegan2-ada', 'stylegan1', 'dcgan', 'augment' or None for a persistent object's module
-    source."""
+    """'stylegan3', 'stylegan2', 'stylegan2-ada', 'stylegan1', 'dcgan', 'cyclegan', 'augment' or None for a
+    persistent object's module source."""
     def defines(class_name):
         return re.search(rf'^class\s+{class_name}\b', module_src, flags=re.MULTILINE) is not None
     if defines('SynthesisInput'):
