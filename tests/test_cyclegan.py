@@ -124,6 +124,32 @@ def test_image_pool_state_round_trip_continues_identically():
 def test_lr_constant_100_epochs_then_linear_to_zero_over_100(epoch, factor):
     assert cyclegan_loss.linear_decay_factor(epoch, constant=100, decay=100) == pytest.approx(factor)
 
+def test_generator_step_reports_the_paper_objective_of_its_networks():
+    from torch_utils import training_stats
+    nets = {key: module.train() for key, module in _tiny_nets().items()}
+    torch.manual_seed(1)
+    real_A, real_B = torch.rand([2, 3, 32, 32]) * 2 - 1, torch.rand([2, 3, 32, 32]) * 2 - 1
+    with torch.no_grad():  # Independently: G_AB maps A to B and should leave B alone; G_BA the reverse.
+        fake_B, fake_A = nets['G_AB'](real_A), nets['G_BA'](real_B)
+        expected = {
+            'adv_AB': ((nets['D_B'](fake_B) - 1) ** 2).mean(), 'adv_BA': ((nets['D_A'](fake_A) - 1) ** 2).mean(),
+            'cycle_A': (nets['G_BA'](fake_B) - real_A).abs().mean(),
+            'cycle_B': (nets['G_AB'](fake_A) - real_B).abs().mean(),
+            'identity_A': (nets['G_BA'](real_A) - real_A).abs().mean(),
+            'identity_B': (nets['G_AB'](real_B) - real_B).abs().mean()}
+    expected['total'] = (expected['adv_AB'] + expected['adv_BA'] + 10 * (expected['cycle_A'] + expected['cycle_B'])
+                         + 5 * (expected['identity_A'] + expected['identity_B']))
+    G_opt, D_opt = cyclegan_loop.build_optimizers(nets, lr=0.0002, betas=(0.5, 0.999))
+    state = cyclegan_loop.CycleGANState(nets, G_opt, D_opt, {}, {})
+    collector = training_stats.Collector(regex='Loss/G/.*')
+    before = nets['G_AB'].d0.weight.clone()
+    cyclegan_loop.generators_step(state, real_A, real_B, num_gpus=1, lambda_cycle=10, identity_ratio=0.5)
+    collector.update()
+    for name, value in expected.items():
+        assert collector.mean(f'Loss/G/{name}') == pytest.approx(float(value), rel=1e-5), name
+    assert not torch.equal(before, nets['G_AB'].d0.weight)  # Adam stepped G.
+    assert all(p.grad is None for p in nets['D_A'].parameters())  # D is untouched by G's step.
+
 #----------------------------------------------------------------------------
 # Data.
 

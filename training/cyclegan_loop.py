@@ -194,6 +194,8 @@ def generators_step(state, real_A, real_B, num_gpus, lambda_cycle, identity_rati
     """Train G_AB and G_BA on one batch (CG Eq. 3 + identity). Returns (fake_A, fake_B) detached, for D."""
     G_AB, G_BA, D_A, D_B = (state.nets[key] for key in NETWORK_KEYS)
     state.G_opt.zero_grad(set_to_none=True)
+    D_A.requires_grad_(False)  # Gradients flow through D to G, but D's parameters do not take any.
+    D_B.requires_grad_(False)
     G_AB.requires_grad_(True)
     G_BA.requires_grad_(True)
     fake_B = G_AB(real_A)                   # [N, C, H, W]: A translated to B.
