@@ -150,6 +150,25 @@ def test_generator_step_reports_the_paper_objective_of_its_networks():
     assert not torch.equal(before, nets['G_AB'].d0.weight)  # Adam stepped G.
     assert all(p.grad is None for p in nets['D_A'].parameters())  # D is untouched by G's step.
 
+def test_discriminator_step_judges_reals_and_pooled_fakes():
+    from torch_utils import training_stats
+    nets = {key: module.train().requires_grad_(False) for key, module in _tiny_nets().items()}
+    torch.manual_seed(2)
+    real_A, real_B, fake_A, fake_B = (torch.rand([2, 3, 32, 32]) * 2 - 1 for _ in range(4))
+    with torch.no_grad():  # The pools are filling, so they hand the fakes through: 0.5 (E(D(r)-1)^2 + E D(f)^2).
+        expected = {'D_A': 0.5 * (((nets['D_A'](real_A) - 1) ** 2).mean() + (nets['D_A'](fake_A) ** 2).mean()),
+                    'D_B': 0.5 * (((nets['D_B'](real_B) - 1) ** 2).mean() + (nets['D_B'](fake_B) ** 2).mean())}
+    G_opt, D_opt = cyclegan_loop.build_optimizers(nets, lr=0.0002, betas=(0.5, 0.999))
+    pools = {name: cyclegan_loss.ImagePool(size=50) for name in 'AB'}
+    state = cyclegan_loop.CycleGANState(nets, G_opt, D_opt, pools, {})
+    collector = training_stats.Collector(regex='Loss/D_./loss')
+    cyclegan_loop.discriminators_step(state, real_A, real_B, fake_A, fake_B, num_gpus=1)
+    collector.update()
+    for name, value in expected.items():
+        assert collector.mean(f'Loss/{name}/loss') == pytest.approx(float(value), rel=1e-5), name
+    assert len(pools['A'].images) == 2 and torch.equal(pools['B'].images[1], fake_B[1])
+    assert all(p.grad is None for p in nets['G_AB'].parameters())
+
 #----------------------------------------------------------------------------
 # Data.
 
