@@ -430,12 +430,17 @@ Examples:
   python dataset_tool.py --source=~/sprites --dest=datasets/sprites-64x64.zip --rgba=keep   # RGBA
   python dataset_tool.py --source=~/bands-npy --dest=datasets/bands-64x64.zip  # [H, W, C] uint8 .npy, any C
   python dataset_tool.py --source=~/downloads/cifar-10-python.tar.gz --dest=datasets/cifar10-32x32.zip
-  python dataset_tool.py --source=~/downloads/train-images-idx3-ubyte.gz --dest=datasets/mnist-32x32.zip"""
+  python dataset_tool.py --source=~/downloads/train-images-idx3-ubyte.gz --dest=datasets/mnist-32x32.zip
+  python dataset_tool.py --source=~/horses --source-b=~/zebras --dest=datasets/horse2zebra-256x256.zip \\
+      --transform=center-crop --resolution=256x256                                 # CycleGAN, unpaired
+  python dataset_tool.py --source=builtin:shapes2colors --dest=datasets/shapes2colors-32x32.zip"""
 
 
 @click.command(help=__doc__, epilog=EXAMPLES)
 @click.option('--source', required=True, metavar='PATH', help='Folder, .zip, cifar-10-python.tar.gz, MNIST '
               '*-images-idx3-ubyte.gz, LMDB folder, or builtin:shapes.')
+@click.option('--source-b', metavar='PATH', default=None, help='CycleGAN: domain B (--source is domain A); writes '
+              'an unpaired dataset A/, B/ (see dataset_tool_unpaired.py). builtin:shapes2colors needs no --source-b.')
 @click.option('--dest', required=True, metavar='PATH', help='Output .zip file or (new or empty) folder.')
 @click.option('--max-images', type=click.IntRange(min=1), default=None, metavar='N',
               help='Stop after this many images (builtin:shapes: how many to render, default 10000).')
@@ -450,8 +455,12 @@ Examples:
               show_default=True, help='Images with transparency: stop with an error, keep RGBA (4 channels), drop '
               'the alpha channel, or composite on white.')
 @click.option('--force', is_flag=True, help='Replace an existing --dest (a .zip, or a folder this tool wrote).')
-def main(source, dest, max_images, transform, resolution, rgba, force):
+def main(source, source_b, dest, max_images, transform, resolution, rgba, force):
     """Convert --source into a training dataset at --dest (see the module docstring)."""
+    if source_b is not None or source == 'builtin:shapes2colors':  # CycleGAN's two domains.
+        import dataset_tool_unpaired
+        return dataset_tool_unpaired.convert_unpaired(source, source_b, dest, max_images, transform, resolution, rgba,
+                                                      force)
     check_options(transform, resolution)
     try:
         opened = dataset_sources.open_source(source, builtin_count=max_images,

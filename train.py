@@ -593,8 +593,8 @@ Examples:
 @click.command(context_settings=dict(max_content_width=120), epilog=EXAMPLES)
 # Required.
 @click.option('--outdir', help='Where to make the run directory', metavar='DIR', required=True)
-@click.option('--cfg', help='Base configuration', required=True,
-              type=click.Choice(['stylegan1', 'stylegan2', 'stylegan3-t', 'stylegan3-r', 'dcgan']))
+@click.option('--cfg', help='Base configuration (cyclegan: its own options, see --cfg=cyclegan --help)', required=True,
+              type=click.Choice(['stylegan1', 'stylegan2', 'stylegan3-t', 'stylegan3-r', 'dcgan', 'cyclegan']))
 @click.option('--data', help='Training data (zip or folder from dataset_tool.py)', metavar='[ZIP|DIR]', type=str,
               required=True)
 @click.option('--gpus', help='Number of GPUs (processes) to use', metavar='INT', type=click.IntRange(min=1),
@@ -727,4 +727,5 @@ def launch_or_explain(options, outdir, dry_run=False, run_start_time=None, warni
 #----------------------------------------------------------------------------
 
 if __name__ == '__main__':
-    main()
+    import train_cyclegan  # --cfg=cyclegan has its own options and loop (train_cyclegan.py).
+    train_cyclegan.main() if train_cyclegan.wants_cyclegan(sys.argv[1:]) else main()

@@ -478,12 +478,13 @@ FAMILY_MODULES = {
     'augment':          'training.augment',             # AugmentPipe of either official repo (and ours).
     'stylegan1':        'training.networks_stylegan1',  # Ours only (the official StyleGAN1 was TensorFlow).
     'dcgan':            'training.networks_dcgan',      # Ours only (Radford et al. 2016).
+    'cyclegan':         'training.networks_cyclegan',   # Ours only (Zhu et al. 2017: ResnetGenerator, PatchGAN).
 }
 
 
 def detect_family(module_src):
-    """'stylegan3', 'stylegan2', 'stylegan2-ada', 'stylegan1', 'dcgan', 'augment' or None for a persistent object's module
-    source."""
+    """'stylegan3', 'stylegan2', 'stylegan2-ada', 'stylegan1', 'dcgan', 'cyclegan', 'augment' or None for a
+    persistent object's module source."""
     def defines(class_name):
         return re.search(rf'^class\s+{class_name}\b', module_src, flags=re.MULTILINE) is not None
     if defines('SynthesisInput'):
@@ -494,6 +495,8 @@ def detect_family(module_src):
         return 'stylegan1'
     if defines('LatentInput') and defines('UpBlock'):
         return 'dcgan'
+    if defines('ResnetGenerator') and defines('PatchDiscriminator'):
+        return 'cyclegan'
     if defines('SynthesisBlock') or defines('DiscriminatorBlock'):
         # The SG2-ADA module predates the `update_emas` argument (it had `skip_w_avg_update`).
         return 'stylegan2' if 'update_emas' in module_src else 'stylegan2-ada'

@@ -237,6 +237,7 @@ class ImageFolderDataset(Dataset):
         max_size    = None,     # See Dataset.
         xflip       = False,    # See Dataset.
         random_seed = 0,        # See Dataset.
+        subfolder   = None,     # Read only the images under this top-level folder (e.g. 'A': one CycleGAN domain).
         **super_kwargs,         # Further Dataset arguments (name may be overridden).
     ):
         self._path = path
@@ -252,12 +253,15 @@ class ImageFolderDataset(Dataset):
             raise IOError(f'Dataset {path} is neither a folder nor a .zip file')
         else:
             raise IOError(f'Dataset {path} does not exist')
+        if subfolder is not None:
+            all_fnames = [fname for fname in all_fnames if fname.startswith(subfolder.strip('/') + '/')]
         self._all_fnames = set(all_fnames)
 
         extensions = image_file_extensions()
         self._image_fnames = sorted(f for f in all_fnames if os.path.splitext(f)[1].lower() in extensions)
         if len(self._image_fnames) == 0:
-            raise IOError(f'Dataset {path} contains no image files (.png, .jpg, ... that PIL can read); '
+            where = f'{path}' if subfolder is None else f'{path} (folder {subfolder}/)'
+            raise IOError(f'Dataset {where} contains no image files (.png, .jpg, ... that PIL can read); '
                           'make one with dataset_tool.py')
 
         num_channels, height, width = self._check_image_headers()

@@ -1,0 +1,270 @@
+"""Train a CycleGAN (Zhu et al. 2017) on an unpaired dataset: `train.py --cfg=cyclegan` lands here.
+
+    python dataset_tool.py --source=builtin:shapes2colors --dest=datasets/shapes2colors-32x32.zip
+    python train.py --cfg=cyclegan --outdir=training-runs --data=datasets/shapes2colors-32x32.zip \\
+        --batch=4 --ngf=8 --ndf=8 --blocks=3 --kimg=4 --tick=1 --snap=1 --workers=0
+
+CycleGAN has its own options (no --gamma, --aug, --cbase ...), so train.py hands the whole command line to this
+click command when it sees --cfg=cyclegan. `build_cyclegan_options()` is the pure config builder; its dict is
+training_options.json and the keyword arguments of training.cyclegan_loop.cyclegan_loop(). The run directory,
+process launching (--gpus, torchrun) and --resume=<run dir> work as for StyleGAN (they are train.py's).
+"""
+
+import copy
+import json
+import os
+import sys
+import tempfile
+
+import click
+
+import dnnlib
+
+OPTION_DEFAULTS = dict(
+    outdir=None, cfg='cyclegan', data=None, gpus=1, batch=1, kimg=200, decay_kimg=None, tick=1, snap=10, seed=0,
+    ngf=64, ndf=64, blocks=None, lr=0.0002, lambda_cycle=10.0, lambda_identity=0.5, pool=50, mirror=False,
+    workers=3, threads=0, device='cpu', resume=None, desc=None, max_minutes=None, snap_keep=None, nobench=False,
+    dry_run=False)
+
+#----------------------------------------------------------------------------
+# The pure config builder.
+
+def wants_cyclegan(argv):
+    """True when a train.py command line asks for --cfg=cyclegan (either spelling)."""
+    return '--cfg=cyclegan' in argv or any(a == '--cfg' and b == 'cyclegan' for a, b in zip(argv, argv[1:]))
+
+
+def run_desc(opts, dataset_name):
+    """cyclegan-<dataset>-gpus<G>-batch<B>-ngf<n>[-<desc>]."""
+    desc = f'cyclegan-{dataset_name}-gpus{opts.gpus}-batch{opts.batch}-ngf{opts.ngf}'
+    return desc + (f'-{opts.desc}' if opts.desc else '')
+
+
+def build_cyclegan_options(dataset_info, **opts):
+    """Options (python names) -> JSON-serialisable keyword arguments of cyclegan_loop(). Pure; raises UsageError.
+
+    dataset_info: dict(name, folders, resolution, image_shape, sizes) from unpaired_dataset.describe_unpaired()."""
+    from train import UsageError
+    from training import cyclegan_loss, networks_cyclegan, unpaired_dataset
+    opts = dnnlib.EasyDict({**OPTION_DEFAULTS, **opts})
+    if opts.batch % opts.gpus != 0:
+        raise UsageError(f'--batch={opts.batch} must be a multiple of --gpus={opts.gpus}')
+    decay_kimg = opts.kimg / 2 if opts.decay_kimg is None else opts.decay_kimg
+    if decay_kimg > opts.kimg:
+        raise UsageError(f'--decay-kimg={decay_kimg:g} is longer than the whole run (--kimg={opts.kimg:g})')
+    folders = dataset_info['folders']
+    c = dnnlib.EasyDict()
+    c.training_set_kwargs = {
+        name: unpaired_dataset.domain_dataset_kwargs(opts.data, folder, xflip=opts.mirror, random_seed=opts.seed)
+        for name, folder in zip('AB', folders)}
+    c.data_loader_kwargs = dict(pin_memory=True, prefetch_factor=2, num_workers=opts.workers)
+    num_blocks = opts.blocks or networks_cyclegan.default_num_blocks(dataset_info['resolution'])
+    c.G_kwargs = dict(class_name='training.networks_cyclegan.ResnetGenerator', ngf=opts.ngf, num_blocks=num_blocks)
+    c.D_kwargs = dict(class_name='training.networks_cyclegan.PatchDiscriminator', ndf=opts.ndf)
+    c.update(lr=opts.lr, betas=list(cyclegan_loss.PAPER_BETAS), lambda_cycle=opts.lambda_cycle,
+             identity_ratio=opts.lambda_identity, pool_size=opts.pool, random_seed=opts.seed, num_gpus=opts.gpus,
+             batch_size=opts.batch, total_kimg=opts.kimg, decay_kimg=decay_kimg, kimg_per_tick=opts.tick,
+             image_snapshot_ticks=opts.snap, network_snapshot_ticks=opts.snap, resume_pkl=opts.resume,
+             snap_keep=opts.snap_keep, max_minutes=opts.max_minutes, cudnn_benchmark=not opts.nobench,
+             device=opts.device, num_threads=opts.threads, run_desc=run_desc(opts, dataset_info['name']))
+    return json.loads(json.dumps(c))
+
+#----------------------------------------------------------------------------
+# Processes: as train.py, with the CycleGAN loop.
+
+def subprocess_fn(rank, options, init_method, local_rank=None):
+    """One training process: join the process group (if several), tee rank 0's output to log.txt, train."""
+    import torch
+    from torch_utils import training_stats
+    from training import cyclegan_loop
+    num_gpus = options['num_gpus']
+    device = f'cuda:{rank if local_rank is None else local_rank}' if options['device'] == 'cuda' else options['device']
+    if num_gpus > 1 and not torch.distributed.is_initialized():
+        torch.distributed.init_process_group(backend='nccl' if options['device'] == 'cuda' else 'gloo',
+                                             init_method=init_method, rank=rank, world_size=num_gpus)
+    sync_device = torch.device(device) if num_gpus > 1 and options['device'] == 'cuda' else None
+    training_stats.init_multiprocessing(rank=rank, sync_device=sync_device)
+    logger = dnnlib.util.Logger(os.path.join(options['run_dir'], 'log.txt'), 'a') if rank == 0 else None
+    try:
+        kwargs = {k: v for k, v in options.items() if k != 'run_desc'}
+        cyclegan_loop.cyclegan_loop(rank=rank, **dict(kwargs, device=device))
+    finally:
+        if logger is not None:
+            logger.close()
+        if num_gpus > 1 and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
+
+
+def launch(options, outdir, dry_run, run_start_time):
+    """Run directory + training_options.json (rank 0), then one process per GPU (spawned or from torchrun)."""
+    import torch
+    import train
+    if train._launched_by_torchrun():
+        rank, world_size = int(os.environ['RANK']), int(os.environ['WORLD_SIZE'])
+        local_rank = int(os.environ.get('LOCAL_RANK', rank))
+        if world_size != options['num_gpus']:
+            raise train.UsageError(f'launched by torchrun with WORLD_SIZE={world_size} but --gpus='
+                                   f'{options["num_gpus"]}')
+        if options['device'] == 'cuda':
+            torch.cuda.set_device(local_rank)
+        if world_size > 1:
+            torch.distributed.init_process_group(backend='nccl' if options['device'] == 'cuda' else 'gloo',
+                                                 init_method='env://')
+        run_dir = [train.make_run_dir(outdir, options['run_desc']) if rank == 0 and not dry_run else None]
+        if world_size > 1:
+            torch.distributed.broadcast_object_list(run_dir, src=0)
+        options['run_dir'] = run_dir[0]
+        if rank == 0:
+            _print_summary(options, dry_run)
+            if not dry_run:
+                train._write_options(options)
+        if not dry_run:
+            subprocess_fn(rank, dict(options, run_start_time=run_start_time), 'env://', local_rank)
+        return
+    if not dry_run:
+        options['run_dir'] = train.make_run_dir(outdir, options['run_desc'])
+    _print_summary(options, dry_run)
+    if dry_run:
+        return
+    train._write_options(options)
+    options = dict(options, run_start_time=run_start_time)
+    if options['num_gpus'] == 1:
+        subprocess_fn(0, options, init_method=None)
+        return
+    with tempfile.TemporaryDirectory() as temp_dir:
+        init_method = f'file://{os.path.abspath(os.path.join(temp_dir, ".torch_distributed_init"))}'
+        torch.multiprocessing.spawn(fn=subprocess_fn, args=(options, init_method), nprocs=options['num_gpus'])
+
+
+def _print_summary(options, dry_run):
+    print('\nTraining options:')
+    print(json.dumps(options, indent=2))
+    print()
+    print(f'Output directory:    {options.get("run_dir") or "<next id>-" + options["run_desc"]}')
+    print(f'Number of GPUs:      {options["num_gpus"]} ({options["device"]})')
+    print(f'Batch size:          {options["batch_size"]} images of each domain')
+    print(f'Training duration:   {options["total_kimg"]:g} kimg (lr decays over the last {options["decay_kimg"]:g})')
+    print(f'Dataset path:        {options["training_set_kwargs"]["A"]["path"]}')
+    print()
+    if dry_run:
+        print('Dry run; exiting.')
+
+#----------------------------------------------------------------------------
+# The command line.
+
+EXAMPLES = """\b
+Examples:
+  # The built-in pair on CPU (a few minutes): warm shapes (A) <-> cool shapes (B).
+  python dataset_tool.py --source=builtin:shapes2colors --dest=datasets/shapes2colors-32x32.zip
+  python train.py --cfg=cyclegan --outdir=training-runs --data=datasets/shapes2colors-32x32.zip \\
+      --batch=4 --ngf=8 --ndf=8 --blocks=3 --kimg=4 --tick=1 --snap=1 --workers=0
+  # The paper's setting on horse2zebra at 256 px (200 epochs of 1334 images = 267 kimg, decay over the last half):
+  python train.py --cfg=cyclegan --outdir=training-runs --data=datasets/horse2zebra-256x256.zip --kimg=267 \\
+      --mirror=1
+  # Continue a run exactly:
+  python train.py --cfg=cyclegan ... --resume=training-runs/00000-cyclegan-shapes2colors-32x32-gpus1-batch4-ngf8"""
+
+
+@click.command(context_settings=dict(max_content_width=120), epilog=EXAMPLES)
+@click.option('--cfg', type=click.Choice(['cyclegan']), default='cyclegan', show_default=True,
+              help='Must be cyclegan (train.py dispatches here)')
+@click.option('--outdir', help='Where to make the run directory', metavar='DIR', required=True)
+@click.option('--data', help='Unpaired dataset: zip or folder with A/ and B/ (dataset_tool.py --source-b) or '
+              'trainA/ and trainB/', metavar='[ZIP|DIR]', required=True)
+@click.option('--gpus', help='Number of GPUs (processes)', metavar='INT', type=click.IntRange(min=1), default=1,
+              show_default=True)
+@click.option('--batch', help='Images of each domain per iteration, all GPUs (paper: 1)', metavar='INT',
+              type=click.IntRange(min=1), default=1, show_default=True)
+@click.option('--kimg', help='Training length in thousands of images of each domain', metavar='KIMG',
+              type=click.FloatRange(min=0, min_open=True), default=200, show_default=True)
+@click.option('--decay-kimg', help='The lr falls linearly to zero over the last this many kimg  [default: half of '
+              '--kimg, as the paper]', metavar='KIMG', type=click.FloatRange(min=0))
+@click.option('--tick', help='How often to print progress', metavar='KIMG', type=click.FloatRange(min=0,
+              min_open=True), default=1, show_default=True)
+@click.option('--snap', help='How often to save snapshots and fakes grids', metavar='TICKS',
+              type=click.IntRange(min=1), default=10, show_default=True)
+@click.option('--seed', help='Random seed', metavar='INT', type=click.IntRange(min=0), default=0, show_default=True)
+@click.option('--ngf', help='Generator width (paper: 64)', metavar='INT', type=click.IntRange(min=1), default=64,
+              show_default=True)
+@click.option('--ndf', help='Discriminator width (paper: 64)', metavar='INT', type=click.IntRange(min=1), default=64,
+              show_default=True)
+@click.option('--blocks', help='Residual blocks  [default: 6 below 256 px, 9 from 256 px]', metavar='INT',
+              type=click.IntRange(min=1))
+@click.option('--lr', help='Adam learning rate of G and D', metavar='FLOAT', type=click.FloatRange(min=0),
+              default=0.0002, show_default=True)
+@click.option('--lambda-cycle', help='Cycle-consistency weight', metavar='FLOAT', type=click.FloatRange(min=0),
+              default=10.0, show_default=True)
+@click.option('--lambda-identity', help='Identity weight as a fraction of --lambda-cycle (0 = off)',
+              metavar='FLOAT', type=click.FloatRange(min=0), default=0.5, show_default=True)
+@click.option('--pool', help='History of generated images for D (0 = off)', metavar='INT',
+              type=click.IntRange(min=0), default=50, show_default=True)
+@click.option('--mirror', help='Random x-flips of both domains', metavar='BOOL', type=bool, default=False,
+              show_default=True)
+@click.option('--workers', help='DataLoader worker processes per domain', metavar='INT', type=click.IntRange(min=0),
+              default=3, show_default=True)
+@click.option('--threads', help='CPU threads per process; 0 = OMP_NUM_THREADS or the physical cores, fewer when '
+              'other processes starve the run', metavar='INT', type=click.IntRange(min=0), default=0,
+              show_default=True)
+@click.option('--device', help='Where to train: auto = CUDA if available, else CPU',
+              type=click.Choice(['auto', 'cpu', 'cuda', 'mps']), default='auto', show_default=True)
+@click.option('--resume', help='Resume from a CycleGAN snapshot or a run directory (its latest snapshot)',
+              metavar='[PATH|DIR]')
+@click.option('--desc', help='String to include in the run directory name', metavar='STR')
+@click.option('--max-minutes', help='Wall-clock limit of the run, ending with a final snapshot', metavar='MINUTES',
+              type=click.FloatRange(min=0))
+@click.option('--snap-keep', help='Keep only the newest N snapshots', metavar='N', type=click.IntRange(min=1))
+@click.option('--nobench', help='Disable cuDNN benchmarking', metavar='BOOL', type=bool, default=False)
+@click.option('-n', '--dry-run', help='Print training options and exit', is_flag=True)
+def cli(**opts):
+    """Train a CycleGAN (unpaired image-to-image translation, Zhu et al. 2017)."""
+    import train
+    from training import training_loop, unpaired_dataset
+    try:
+        opts['device'] = train.resolve_device(opts['device'])
+        if opts['resume'] is not None:
+            opts['resume'] = training_loop.find_latest_snapshot(opts['resume'])
+        try:
+            dataset_info = unpaired_dataset.describe_unpaired(opts['data'])
+        except (IOError, OSError, ValueError) as err:
+            raise train.UsageError(f'--data={opts["data"]}: {err}') from err
+        options = build_cyclegan_options(dataset_info, **opts)
+        if opts['resume'] is not None:
+            _check_resume(opts['resume'], options, dataset_info['image_shape'][0])
+    except (train.UsageError, FileNotFoundError, RuntimeError) as err:
+        raise click.ClickException(str(err)) from err
+    launch(copy.deepcopy(options), opts['outdir'], opts['dry_run'], train.process_start_time())
+
+
+def _check_resume(path, options, img_channels):
+    """Fail at start, in one line, when --resume is not a readable CycleGAN snapshot, has other network widths than
+    this run, or has reached --kimg."""
+    import train
+    from torch_utils import pickle_checks
+    from training import cyclegan_snapshot
+    try:
+        data = cyclegan_snapshot.load_cyclegan_snapshot(path)
+    except (cyclegan_snapshot.NotCycleGANError, pickle_checks.UnsafePickleError,
+            pickle_checks.CorruptPickleError) as err:
+        raise train.UsageError(f'--resume: {err}') from err
+    G, D = data['G_AB'], data['D_A']
+    saved = dict(ngf=G.ngf, blocks=G.num_blocks, ndf=D.ndf, channels=G.img_channels)
+    wanted = dict(ngf=options['G_kwargs']['ngf'], blocks=options['G_kwargs']['num_blocks'],
+                  ndf=options['D_kwargs']['ndf'], channels=img_channels)
+    diffs = [f'{key} {saved[key]} (run: {wanted[key]})' for key in saved if saved[key] != wanted[key]]
+    if diffs:
+        raise train.UsageError(f'--resume={path} has {", ".join(diffs)}; use the --ngf, --ndf, --blocks and '
+                               'image mode of the run that wrote it')
+    cur_nimg = (data.get(cyclegan_snapshot.RESUME_STATE_KEY) or {}).get('cur_nimg', 0)
+    if cur_nimg >= round(options['total_kimg'] * 1000):
+        raise train.UsageError(f'--kimg={options["total_kimg"]:g} is already reached: {path} is at '
+                               f'{cur_nimg / 1000:g} kimg (--kimg counts from the start of the original run)')
+
+
+def main(argv=None):
+    """Entry point for train.py's dispatch: parse argv (default sys.argv[1:]) with the CycleGAN options."""
+    cli.main(args=list(sys.argv[1:] if argv is None else argv), prog_name='train.py --cfg=cyclegan')
+
+#----------------------------------------------------------------------------
+
+if __name__ == '__main__':
+    main()
