@@ -144,7 +144,7 @@ def test_truncated_file_is_a_clear_cli_error(tmp_path):
     (tmp_path / 'cut.safetensors').write_bytes(payload[:len(payload) // 2])
     result = CliRunner().invoke(gen_images.main, ['--network', str(tmp_path / 'cut.safetensors'), '--seeds', '0',
                                                   '--outdir', str(tmp_path / 'o'), '--device', 'cpu'])
-    assert result.exit_code == 2 and 'cut.safetensors' in result.output and 'Traceback' not in result.output
+    assert result.exit_code == 1 and 'cut.safetensors' in result.output and 'Traceback' not in result.output
     assert not os.path.exists(tmp_path / 'o' / 'seed0000.png')
 
 
