@@ -54,11 +54,18 @@ MAX_LATENT_DIM = 1 << 16      # z_dim / w_dim / c_dim above this are not network
 MAX_RESOLUTION = 1 << 14      # Output side in pixels.
 
 
+def refuse_network(network_pkl, reason):
+    """Refuse a --network file: a one-line message naming it, exit code 1 (a bad file, not a usage error)."""
+    source = f'{network_pkl}: '
+    reason = reason[len(source):] if reason.startswith(source) else reason  # The loader's errors name it too.
+    raise click.ClickException(f'--network={network_pkl}: {reason}')
+
+
 def check_generator(G, network_pkl):
-    """Fail with a message (click.BadParameter on --network) when G is not a generator we can run: a wrong kind
+    """Fail with a message (refuse_network: exit code 1) when G is not a generator we can run: a wrong kind
     of network (e.g. a Discriminator stored as G_ema) or dimensions far outside any real network."""
     def refuse(reason):
-        raise click.BadParameter(f'{network_pkl}: G_ema {reason}', param_hint='--network')
+        refuse_network(network_pkl, f'G_ema {reason}')
     if not isinstance(G, torch.nn.Module):
         refuse(f'is a {type(G).__name__}, not a network')
     missing = [name for name in ('z_dim', 'c_dim', 'w_dim', 'img_resolution', 'img_channels', 'mapping', 'synthesis')
@@ -81,24 +88,25 @@ def run_generator(G, network_pkl, fn):
         return fn()
     except (RuntimeError, ValueError, TypeError, IndexError, AttributeError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise click.ClickException(f'{network_pkl}: G_ema cannot run ({type(err).__name__}: {first_line}); the '
+        raise click.ClickException(f'--network={network_pkl}: G_ema cannot run ({type(err).__name__}: {first_line}); the '
                                    'pickle holds weights that do not fit its network (damaged or edited file)') from err
 
 
 def load_generator(network_pkl, device, allow_exec=False):
-    """Load G_ema from a pickle path or URL through the safe loader, check it, and move it to device."""
+    """Load G_ema from a pickle path or URL through the safe loader, check it, and move it to device. Every
+    refusal is a click.ClickException `--network=PATH: ...` (exit code 1), for all tools that load a generator."""
     kind = cli.describe_non_pickle(network_pkl) if os.path.isfile(network_pkl) else None
     if kind is not None:
-        raise click.BadParameter(f'{network_pkl} is {kind}', param_hint='--network')
+        refuse_network(network_pkl, f'it is {kind}')
     try:
         with dnnlib.util.open_url(network_pkl) as f:
             G = legacy.load_network_pkl(f, allow_exec=allow_exec)['G_ema']
     except (OSError, pickle.UnpicklingError) as e:  # Missing, corrupt, or refused by the safe loader.
-        raise click.BadParameter(f'cannot load {network_pkl}: {e}', param_hint='--network')
+        refuse_network(network_pkl, f'cannot load it: {e}')
     except KeyError:
-        raise click.BadParameter(f'{network_pkl} holds no G_ema network', param_hint='--network')
+        refuse_network(network_pkl, 'holds no G_ema network')
     if G is None:
-        raise click.BadParameter(f'{network_pkl} holds no G_ema network (it is None)', param_hint='--network')
+        refuse_network(network_pkl, 'holds no G_ema network (it is None)')
     check_generator(G, network_pkl)
     return G.eval().requires_grad_(False).to(device)
 

@@ -24,6 +24,7 @@ from torch_utils import persistence
 from torch_utils import safe_pickle
 from torch_utils import safetensors_io
 from torch_utils.safe_pickle import CorruptPickleError, UnsafePickleError  # noqa: F401 (re-exported)
+from training import network_families
 from training import tf_legacy
 from training.tf_legacy import convert_tf_discriminator, convert_tf_generator  # noqa: F401 (official names)
 
@@ -37,7 +38,7 @@ def load_network_pkl(f, force_fp16=False, allow_exec=False):
     Raises UnsafePickleError (refused content) or CorruptPickleError (truncated, corrupt, not a network pickle).
     """
     return safe_pickle.load_network_pkl(f, force_fp16=force_fp16, allow_exec=allow_exec,
-                                        convert_tf=tf_legacy.convert_tf_snapshot)
+                                        convert_tf=tf_legacy.convert_tf_snapshot, families=network_families.FAMILIES)
 
 
 def clean_snapshot(data):
@@ -65,7 +66,7 @@ def convert_network_pickle(source, dest, force_fp16=False, allow_exec=False):
     with dnnlib.util.open_url(source) as f:
         data = load_network_pkl(f, force_fp16=force_fp16, allow_exec=allow_exec)
     if str(dest).lower().endswith('.safetensors'):
-        safetensors_io.save_network_safetensors(clean_snapshot(data), dest)
+        safetensors_io.save_network_safetensors(clean_snapshot(data), dest, network_families.FAMILIES)
     else:
         safe_pickle.save_network_pkl(clean_snapshot(data), dest)
 

@@ -103,12 +103,13 @@ def check_complete_files(run_dir):
     """Load every named file of the run directory; raise AssertionError naming a partial one."""
     import PIL.Image
     from torch_utils import safe_pickle
+    from training.network_families import FAMILIES
     for name in sorted(os.listdir(run_dir)):
         path = os.path.join(run_dir, name)
         if TEMP_REGEX.fullmatch(name):
             continue
         if name.endswith('.pkl'):
-            safe_pickle.load_network_pkl(path)
+            safe_pickle.load_network_pkl(path, families=FAMILIES)
         elif name.endswith('.png'):
             with PIL.Image.open(path) as image:
                 image.load()
@@ -136,10 +137,9 @@ def assert_same_networks(reference, result):
 
 
 def latest_snapshot(run_dir):
-    from torch_utils import safe_pickle
     from training import training_loop
     try:
-        return safe_pickle.load_network_pkl(training_loop.find_latest_snapshot(run_dir))
+        return training_loop.load_snapshot(training_loop.find_latest_snapshot(run_dir))
     except FileNotFoundError:
         return None
 

@@ -52,8 +52,8 @@ def _assert_message(result, exit_code, *fragments):
 def test_a_discriminator_stored_as_G_ema_is_named(nets, tmp_path):
     G, D = nets
     pkl = _save(tmp_path / 'd.pkl', D, D)
-    _assert_message(_gen_images('--network', pkl, '--seeds', '0', '--outdir', tmp_path / 'o'), 2,
-                    'G_ema is a Discriminator', 'not a generator')
+    _assert_message(_gen_images('--network', pkl, '--seeds', '0', '--outdir', tmp_path / 'o'), 1,
+                    f'--network={pkl}: G_ema is a Discriminator', 'not a generator')
 
 
 def test_a_weight_of_the_wrong_shape_is_named(nets, tmp_path):
@@ -70,15 +70,15 @@ def test_absurd_dimensions_are_refused_before_any_allocation(nets, tmp_path, nam
     G = copy.deepcopy(nets[0])
     setattr(G, name, value)
     pkl = _save(tmp_path / 'absurd.pkl', G)
-    _assert_message(_gen_images('--network', pkl, '--seeds', '0', '--outdir', tmp_path / 'o'), 2,
-                    f'{name}={value!r}')
+    _assert_message(_gen_images('--network', pkl, '--seeds', '0', '--outdir', tmp_path / 'o'), 1,
+                    f'--network={pkl}: ', f'{name}={value!r}')
 
 
 def test_a_torch_save_zip_says_what_it_is(tmp_path):
     path = tmp_path / 'weights.pt'
     torch.save({'w': torch.zeros(3)}, path)
-    _assert_message(_gen_images('--network', path, '--seeds', '0', '--outdir', tmp_path / 'o'), 2,
-                    'is a zip archive (a torch.save() file')
+    _assert_message(_gen_images('--network', path, '--seeds', '0', '--outdir', tmp_path / 'o'), 1,
+                    f'--network={path}: it is a zip archive (a torch.save() file')
 
 
 @pytest.mark.parametrize('seeds', ['4294967296', '0,99999999999'])

@@ -21,6 +21,7 @@ from training import loss as loss_module
 from training import loss_classic
 from training import networks_dcgan
 from training import training_loop as tl
+from training.network_families import FAMILIES
 
 import training_helpers as th
 
@@ -114,7 +115,7 @@ def test_snapshot_round_trip_through_the_safe_loader_is_exact():
     G.eval(), D.eval()
     buffer = io.BytesIO()
     pickle.dump(dict(G=G, D=D, G_ema=G, augment_pipe=None, training_set_kwargs=None), buffer)
-    data = safe_pickle.load_network_pkl(io.BytesIO(buffer.getvalue()))
+    data = safe_pickle.load_network_pkl(io.BytesIO(buffer.getvalue()), families=FAMILIES)
     assert safe_pickle.detect_family(networks_dcgan.Weight._orig_module_src) == 'dcgan'
     z, c, img = torch.randn([3, 20]), torch.eye(2)[[0, 1, 1]], torch.randn([3, 1, 16, 16])
     assert torch.equal(data['G_ema'](z, c), G(z, c))
@@ -236,7 +237,7 @@ def test_tiny_run_learns_and_renders_with_the_tools(shapes16, tmp_path, loss, sn
     result = CliRunner().invoke(gen_images.main, ['--network', pkl, '--seeds=0-1', '--outdir', str(tmp_path / 'img'),
                                                   '--device=cpu'], catch_exceptions=False)
     assert result.exit_code == 0, result.output
-    G = safe_pickle.load_network_pkl(pkl)['G_ema']
+    G = safe_pickle.load_network_pkl(pkl, families=FAMILIES)['G_ema']
     z = torch.from_numpy(np.random.RandomState(1).randn(1, G.z_dim)).float()
     expected = (G(z, torch.zeros([1, 0]))[0].permute(1, 2, 0) * 127.5 + 128).clamp(0, 255).to(torch.uint8).numpy()
     written = np.asarray(PIL.Image.open(tmp_path / 'img' / 'seed0001.png'))

@@ -28,6 +28,7 @@ from torch_utils import persistence  # noqa: E402
 from torch_utils import safe_pickle  # noqa: E402
 from torch_utils.safe_pickle import CorruptPickleError, UnsafePickleError  # noqa: E402
 from training import networks_stylegan2 as nets2  # noqa: E402
+from training.network_families import FAMILIES
 
 STANDIN_SRC = '\n'.join([
     'import torch',
@@ -75,7 +76,7 @@ def _bases():
 def _load(kind, blob):
     """The loader of each file kind: network snapshots, pickled detectors, CIFAR-10 batches."""
     if kind == 'network':
-        return safe_pickle.load_network_pkl(io.BytesIO(blob))
+        return safe_pickle.load_network_pkl(io.BytesIO(blob), families=FAMILIES)
     if kind == 'detector':
         allowed, classes = metric_utils._detector_allow_list()
         return safe_pickle.load_pickle(io.BytesIO(blob), allowed=allowed, module_classes=classes)

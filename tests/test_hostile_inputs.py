@@ -5,9 +5,11 @@ outside the output folder, no crash signal (returncode >= 0), a refusal exit cod
 the file, within a time bound and under a 4 GiB address-space limit (RLIMIT_AS in the child).
 
 The loader's verdict on every payload is checked in-process first (fast). The process matrix: a fast subset (one
-case per hole) and the full matrix (marked slow): the representative case of each hole through gen_images, gen_video,
-calc_metrics, train --resume and legacy.py; every other network case through legacy.py; every detector case through
-calc_metrics --detector-dir; every steering case through calc_metrics without --data.
+case per hole, plus the viewer) and the full matrix (marked slow): the representative case of each hole through
+gen_images, gen_video, calc_metrics, train --resume and legacy.py; a few of them (LATE_ENTRY_CASES) through the
+other tools that load a network (viewer, onnx_export, style_mixing, projector: all through gen_images.load_generator);
+every other network case through legacy.py; every detector case through calc_metrics --detector-dir; every
+steering case through calc_metrics without --data.
 """
 
 import os
@@ -16,6 +18,7 @@ import subprocess
 import sys
 import time
 
+import PIL.Image
 import pytest
 import torch
 
@@ -31,10 +34,11 @@ TIME_LIMIT_S = 240          # Generous: CI machines are shared; a hang or a huge
 REPRESENTATIVES = ['exec-dotted-torch-os.system', 'dtype-void-field-out-of-range', 'state-compiled-call-impl',
                    'resource-dag-submodules', 'resource-z-dim-1e12']
 ENTRY_POINTS = ['gen_images', 'gen_video', 'calc_metrics', 'train', 'legacy']
-# Exit codes of a refusal: click reports a bad option value with 2 (gen_images/gen_video say "Invalid value for
-# --network"), other errors with 1.
-# 2 = a click usage error naming --network (gen_images, gen_video); 1 = any other refusal.
-REFUSAL_CODES = dict(gen_images={1, 2}, gen_video={1, 2}, calc_metrics={1}, train={1}, legacy={1})
+# Tools that load a network through gen_images.load_generator too: a few representative cases each.
+LATE_ENTRY_POINTS = ['viewer', 'onnx_export', 'style_mixing', 'projector']
+LATE_ENTRY_CASES = ['exec-dotted-torch-os.system', 'dtype-void-field-out-of-range', 'state-compiled-call-impl']
+# A refused file is a bad input, not a usage error: exit code 1 everywhere (2 is click's code for bad usage).
+REFUSAL_CODES = {entry: {1} for entry in ENTRY_POINTS + LATE_ENTRY_POINTS}
 MESSAGE_WORDS = ('refused', 'refusing', 'not a size', 'shared with another', 'nesting deeper', 'allocate more',
                  'objects counting', 'cannot load', 'not an existing dataset', 'not one of')
 
@@ -144,6 +148,7 @@ def shared(tmp_path_factory):
     write_dataset_zip(root / 'data.zip', num_images=8, seed=0)
     save_tiny_detector(str(root / 'detectors'))
     (root / 'valid.pkl').write_bytes(hp.tiny_snapshot_bytes())
+    PIL.Image.new('RGB', (16, 16), (200, 30, 30)).save(root / 'target.png')  # projector --target.
     return root
 
 
@@ -162,6 +167,17 @@ def _command(entry, network, out, shared, detector_dir=None, data=True):
         return [python, 'train.py', f'--outdir={out}', '--cfg=stylegan2', f'--data={shared / "data.zip"}', '--gpus=1',
                 '--batch=4', '--gamma=1', '--kimg=1', '--metrics=none', '--cbase=256', '--cmax=16', '--workers=0',
                 '--device=cpu', f'--resume={network}']
+    if entry == 'viewer':  # Loads the network before it binds: a refusal exits 1 without serving.
+        return [python, 'viewer.py', f'--network={network}', '--port=0', '--device=cpu']
+    if entry == 'onnx_export':  # TorchScript: the refusal must not depend on onnx being installed.
+        return [python, 'onnx_export.py', f'--network={network}', f'--output={out}/g.pt', '--format=torchscript',
+                '--device=cpu']
+    if entry == 'style_mixing':
+        return [python, 'style_mixing.py', f'--network={network}', '--rows=0', '--cols=1', f'--outdir={out}',
+                '--device=cpu']
+    if entry == 'projector':
+        return [python, 'projector.py', f'--network={network}', f'--target={shared / "target.png"}',
+                '--num-steps=1', '--distance=pixel', '--save-video=0', f'--outdir={out}', '--device=cpu']
     assert entry == 'legacy'
     return [python, 'legacy.py', f'--source={network}', f'--dest={out}/converted.pkl']
 
@@ -192,6 +208,9 @@ def _run_case(entry, blob, tmp_path, shared, file_name='network.pkl', as_detecto
     assert elapsed < TIME_LIMIT_S
     assert 'Traceback' not in output, f'{entry} printed a traceback:\n{output[-3000:]}'
     assert any(word in output for word in MESSAGE_WORDS), f'{entry}: no refusal message:\n{output[-2000:]}'
+    errors = [line for line in result.stderr.splitlines() if line.startswith('Error: ')]
+    assert len(errors) == 1 and result.stderr.rstrip().endswith(errors[0]), \
+        f'{entry}: the refusal is not one "Error: ..." line at the end:\n{result.stderr[-2000:]}'
     return output
 
 
@@ -199,6 +218,9 @@ def _network_case(entry, case, tmp_path, shared):
     blob = hp.network_payloads(str(tmp_path / 'MARKER'))[case]
     output = _run_case(entry, blob, tmp_path, shared)
     assert 'network.pkl' in output
+    if entry != 'legacy':
+        assert f'--network={tmp_path / "work" / "network.pkl"}' in output or entry in ('calc_metrics', 'train')
+    return output
 
 
 def _detector_case(case, tmp_path, shared):
@@ -223,6 +245,11 @@ def test_hostile_network_in_a_process_fast_subset(entry, case, tmp_path, shared)
     _network_case(entry, case, tmp_path, shared)
 
 
+def test_the_viewer_refuses_a_hostile_network_before_serving_fast_subset(tmp_path, shared):
+    output = _network_case('viewer', 'exec-dotted-torch-os.system', tmp_path, shared)
+    assert 'Viewer on http' not in output
+
+
 def test_hostile_detector_in_a_process_fast_subset(tmp_path, shared):
     _detector_case('exec-dotted-torch-os.system', tmp_path, shared)
 
@@ -234,6 +261,7 @@ def test_steering_snapshot_in_a_process_fast_subset(tmp_path, shared):
 # The full matrix (slow).
 
 _MATRIX = [(entry, case) for case in REPRESENTATIVES for entry in ENTRY_POINTS] + \
+    [(entry, case) for case in LATE_ENTRY_CASES for entry in LATE_ENTRY_POINTS] + \
     [('legacy', case) for case in NETWORK_CASES if case not in REPRESENTATIVES]
 
 

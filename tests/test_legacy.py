@@ -8,6 +8,7 @@ Hostile pickles are written opcode by opcode; each would do something observable
 
 import collections
 import copyreg
+import importlib
 import io
 import os
 import pickle
@@ -26,8 +27,10 @@ import legacy
 from torch_utils import misc
 from torch_utils import persistence
 from torch_utils import safe_pickle
+from torch_utils.network_families import MissingFamiliesError, NetworkFamilies
 from torch_utils.safe_pickle import CorruptPickleError, UnsafePickleError
 from training import networks_stylegan2 as nets2
+from training.network_families import FAMILIES
 
 TINY_G = dict(z_dim=8, c_dim=0, w_dim=8, img_resolution=16, img_channels=3, channel_base=128, channel_max=8,
               mapping_kwargs=dict(num_layers=2))
@@ -311,14 +314,36 @@ def test_official_augment_pipe_maps_onto_ours():
         assert torch.equal(tensor, original), name
 
 
-def test_augment_pipe_is_dropped_with_a_warning_when_our_module_is_missing(monkeypatch):
-    monkeypatch.setitem(safe_pickle.FAMILY_MODULES, 'augment', 'training.no_such_augment_module')
+def test_augment_pipe_is_dropped_with_a_warning_when_our_module_is_missing():
+    families = NetworkFamilies(dict(FAMILIES.modules, augment='training.no_such_augment_module'),
+                               importlib.import_module)
     meta = dict(type='class', version=6, module_src='import torch\nclass AugmentPipe(torch.nn.Module): pass\n',
                 class_name='AugmentPipe', state=dict(_init_args=(), _init_kwargs={}))
     G, _ = _tiny_pair()
     with pytest.warns(UserWarning, match='training/augment.py'):
-        data = legacy.load_network_pkl(io.BytesIO(pickle.dumps(dict(G_ema=G, augment_pipe=_MetaOnly(meta)))))
+        data = safe_pickle.load_network_pkl(io.BytesIO(pickle.dumps(dict(G_ema=G, augment_pipe=_MetaOnly(meta)))),
+                                            families=families)
     assert data['augment_pipe'] is None and type(data['G_ema']) is nets2.Generator
+
+
+def test_a_file_that_needs_the_family_table_says_so_when_the_caller_passes_none():
+    # An official SG2 pickle: its source differs from ours, so its classes are found only through the table.
+    G, D = _tiny_pair()
+    blob = _official_bytes(_snapshot(G, D))
+    with pytest.raises(MissingFamiliesError, match=r'stylegan2 network .*pass families=training.network_families'):
+        safe_pickle.load_network_pkl(io.BytesIO(blob))
+    assert type(safe_pickle.load_network_pkl(io.BytesIO(blob), families=FAMILIES)['G_ema']) is nets2.Generator
+
+
+def test_a_family_missing_from_the_table_is_refused_and_the_table_is_read_only():
+    G, D = _tiny_pair()
+    families = NetworkFamilies({k: v for k, v in FAMILIES.modules.items() if k != 'stylegan2'}, importlib.import_module)
+    with pytest.raises(UnsafePickleError, match='a stylegan2 network .* a family the given table does not list'):
+        safe_pickle.load_network_pkl(io.BytesIO(_official_bytes(_snapshot(G, D))), families=families)
+    with pytest.raises(AttributeError, match='read-only'):
+        FAMILIES._modules = {}
+    with pytest.raises(TypeError):
+        FAMILIES.modules['stylegan2'] = 'os'
 
 
 #----------------------------------------------------------------------------

@@ -15,6 +15,7 @@ from torch_utils.ops import upfirdn2d
 from training import loss as loss_module
 from training import networks_stylegan1 as nets
 from training import networks_stylegan2
+from training.network_families import FAMILIES
 
 # A laptop-sized configuration: small channels so that every forward/backward takes milliseconds.
 TINY = dict(z_dim=16, w_dim=16, img_channels=3, channel_base=256, channel_max=32, mapping_kwargs=dict(num_layers=2))
@@ -335,7 +336,7 @@ def test_safe_loader_rebuilds_a_snapshot_with_these_classes():
     from torch_utils import safe_pickle
     G = _randomize_zero_initialised_params(_tiny_G(8))
     data = pickle.dumps(dict(G=G, D=_tiny_D(8), G_ema=G, augment_pipe=None, training_set_kwargs=None))
-    loaded = safe_pickle.load_network_pkl(io.BytesIO(data))
+    loaded = safe_pickle.load_network_pkl(io.BytesIO(data), families=FAMILIES)
     assert type(loaded['G_ema']) is nets.Generator and type(loaded['G_ema'].synthesis.b8) is nets.AdaINBlock
     z, c = _inputs(G)
     assert torch.equal(loaded['G_ema'](z, c, noise_mode='const'), G(z, c, noise_mode='const'))

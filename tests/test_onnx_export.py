@@ -198,7 +198,7 @@ def test_cli_bad_combinations_are_usage_errors(sg2_pkl, tmp_path):
     result = _run('--network', sg2_pkl, '--output', tmp_path / 'g.onnx', '--fp16', '--quantize', 'int8')
     assert result.exit_code == 2 and 'exclude each other' in result.output
     result = _run('--network', tmp_path / 'missing.pkl', '--output', tmp_path / 'g.onnx', '--device', 'cpu')
-    assert result.exit_code == 2 and 'missing.pkl' in result.output
+    assert result.exit_code == 1 and f'--network={tmp_path / "missing.pkl"}: cannot load it' in result.output
 
 
 def test_missing_onnxruntime_names_the_extra(sg2_pkl, tmp_path, monkeypatch):

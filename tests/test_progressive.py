@@ -15,6 +15,7 @@ from torch_utils import misc
 from torch_utils import safe_pickle
 from training import networks_stylegan1 as nets1
 from training import progressive
+from training.network_families import FAMILIES
 
 import training_helpers as th
 
@@ -174,7 +175,7 @@ def test_mid_fade_snapshot_resumes_bit_exactly(reference_run, shapes16, tmp_path
 
 def test_mid_growth_snapshot_renders_at_its_lod_with_gen_images_and_gen_video(reference_run, tmp_path):
     pkl = str(reference_run['run_dir'] / 'network-snapshot-000000.pkl')
-    data = safe_pickle.load_network_pkl(pkl)
+    data = safe_pickle.load_network_pkl(pkl, families=FAMILIES)
     G = data['G_ema']
     G.synthesis.lod.fill_(1)  # As in the first stage: 8x8 content, upsampled to 16x16.
     safe_pickle.save_network_pkl(dict(data, G=None, D=None), str(tmp_path / 'lod1.pkl'))

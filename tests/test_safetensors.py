@@ -20,6 +20,7 @@ from torch_utils import safe_pickle  # noqa: E402
 from torch_utils import safetensors_io  # noqa: E402
 from torch_utils.safe_pickle import CorruptPickleError  # noqa: E402
 from training import augment  # noqa: E402
+from training.network_families import FAMILIES as TABLE  # noqa: E402
 
 
 def _assert_bit_identical(a, b):
@@ -36,8 +37,8 @@ def test_round_trip_is_bit_exact_for_G_D_G_ema_and_augment_pipe(family, tmp_path
     pipe.p.fill_(0.37)
     data = dict(G=G, D=D, G_ema=G_ema, augment_pipe=pipe,
                 training_set_kwargs=dict(class_name='training.dataset.ImageFolderDataset', path='data.zip'))
-    safetensors_io.save_network_safetensors(data, tmp_path / 'net.safetensors')
-    back = safe_pickle.load_network_pkl(str(tmp_path / 'net.safetensors'))
+    safetensors_io.save_network_safetensors(data, tmp_path / 'net.safetensors', TABLE)
+    back = safe_pickle.load_network_pkl(str(tmp_path / 'net.safetensors'), families=TABLE)
     for key in ['G', 'D', 'G_ema', 'augment_pipe']:
         assert type(back[key]) is type(data[key])
         _assert_bit_identical(back[key], data[key])
@@ -49,7 +50,7 @@ def test_round_trip_is_bit_exact_for_G_D_G_ema_and_augment_pipe(family, tmp_path
 
 def test_one_object_under_two_keys_is_stored_once_and_comes_back_shared(tmp_path):
     G = tiny_generator('stylegan2')
-    safetensors_io.save_network_safetensors(dict(G=G, G_ema=G), tmp_path / 'net.safetensors')
+    safetensors_io.save_network_safetensors(dict(G=G, G_ema=G), tmp_path / 'net.safetensors', TABLE)
     names = safetensors_torch.load_file(str(tmp_path / 'net.safetensors')).keys()
     assert all(name.startswith('G.') for name in names)
     back = legacy.load_network_pkl(str(tmp_path / 'net.safetensors'))
@@ -75,7 +76,7 @@ def test_safetensors_network_renders_the_same_seeds_as_its_pickle(family, tmp_pa
 
 def test_safetensors_converts_back_to_a_pickle_with_legacy_py(tmp_path):
     G = tiny_generator('stylegan2', seed=7)
-    safetensors_io.save_network_safetensors(dict(G=G, G_ema=G), tmp_path / 'a.safetensors')
+    safetensors_io.save_network_safetensors(dict(G=G, G_ema=G), tmp_path / 'a.safetensors', TABLE)
     result = CliRunner().invoke(legacy.main, ['--source', str(tmp_path / 'a.safetensors'), '--dest',
                                               str(tmp_path / 'b.pkl')])
     assert result.exit_code == 0, result.output
@@ -93,7 +94,7 @@ def _write_crafted(path, networks, tensors=None, training_set_kwargs=None, fmt=s
 
 def _valid_record():
     G = tiny_generator('stylegan2')
-    record = safetensors_io.describe_network(G)
+    record = safetensors_io.describe_network(G, TABLE)
     tensors = {f'G_ema.{k}': v.contiguous() for k, v in G.state_dict().items()}
     return record, tensors
 
@@ -138,16 +139,16 @@ def test_refuses_missing_tensors_and_foreign_safetensors_files(tmp_path):
 
 def test_truncated_file_is_a_clear_cli_error(tmp_path):
     G = tiny_generator('stylegan2')
-    safetensors_io.save_network_safetensors(dict(G_ema=G), tmp_path / 'ok.safetensors')
+    safetensors_io.save_network_safetensors(dict(G_ema=G), tmp_path / 'ok.safetensors', TABLE)
     payload = (tmp_path / 'ok.safetensors').read_bytes()
     (tmp_path / 'cut.safetensors').write_bytes(payload[:len(payload) // 2])
     result = CliRunner().invoke(gen_images.main, ['--network', str(tmp_path / 'cut.safetensors'), '--seeds', '0',
                                                   '--outdir', str(tmp_path / 'o'), '--device', 'cpu'])
-    assert result.exit_code == 2 and 'cut.safetensors' in result.output and 'Traceback' not in result.output
+    assert result.exit_code == 1 and 'cut.safetensors' in result.output and 'Traceback' not in result.output
     assert not os.path.exists(tmp_path / 'o' / 'seed0000.png')
 
 
 def test_writer_refuses_classes_that_are_not_ours(tmp_path):
     with pytest.raises(safetensors_io.SafetensorsFormatError, match='not a network class of ours'):
-        safetensors_io.save_network_safetensors(dict(G=torch.nn.Linear(2, 2)), tmp_path / 'x.safetensors')
+        safetensors_io.save_network_safetensors(dict(G=torch.nn.Linear(2, 2)), tmp_path / 'x.safetensors', TABLE)
     assert not os.listdir(tmp_path)

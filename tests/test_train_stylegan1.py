@@ -18,6 +18,7 @@ from torch_utils import safe_pickle
 from training import networks_stylegan1
 from training import training_loop as tl
 from training.shapes_dataset import render_shape_image
+from training.network_families import FAMILIES
 
 TICK_KIMG = 0.016  # 4 iterations of batch 4 per tick.
 
@@ -58,7 +59,7 @@ def test_stylegan1_run_learns_loss_stats_move_and_fakes_change(sg1_run):
 
 def test_stylegan1_snapshot_renders_with_gen_images(sg1_run, tmp_path):
     snapshot = tl.find_latest_snapshot(str(sg1_run['run_dir']))
-    G_ema = safe_pickle.load_network_pkl(snapshot)['G_ema']
+    G_ema = safe_pickle.load_network_pkl(snapshot, families=FAMILIES)['G_ema']
     assert type(G_ema) is networks_stylegan1.Generator
     result = CliRunner().invoke(gen_images.main, ['--network', snapshot, '--seeds', '3', '--outdir', str(tmp_path),
                                                   '--device', 'cpu'], catch_exceptions=False)

@@ -21,6 +21,7 @@ from training import loss as loss_module
 from training import networks_stylegan3
 from training import training_loop as tl
 from training.shapes_dataset import render_shape_image
+from training.network_families import FAMILIES
 
 TICK_KIMG = 0.008   # 2 iterations of batch 4 per tick (tick 0 is a single iteration).
 TOTAL_TICKS = 2     # Iterations 0 | 1-2: three in all, a snapshot after each tick.
@@ -109,13 +110,13 @@ def test_snapshot_written_at_the_last_tick_without_temporaries(sg3_run):
     assert [os.path.basename(path) for path in sg3_run['snapshots']] == ['network-snapshot-000000.pkl']
     assert {'fakes_init.png', 'fakes000000.png', 'reals.png'} <= set(names)
     assert not any('.tmp' in name for name in names)
-    resume_state = safe_pickle.load_network_pkl(sg3_run['snapshots'][-1])[tl.RESUME_STATE_KEY]
+    resume_state = safe_pickle.load_network_pkl(sg3_run['snapshots'][-1], families=FAMILIES)[tl.RESUME_STATE_KEY]
     assert resume_state['cur_tick'] == TOTAL_TICKS and resume_state['cur_nimg'] == 12
     assert set(resume_state['optimizers']) == {'G', 'D'}
 
 
 def test_snapshot_reloads_into_our_classes_and_renders_like_the_in_memory_G_ema(sg3_run):
-    data = safe_pickle.load_network_pkl(sg3_run['snapshots'][-1])
+    data = safe_pickle.load_network_pkl(sg3_run['snapshots'][-1], families=FAMILIES)
     G_ema = data['G_ema']
     assert type(G_ema) is networks_stylegan3.Generator  # Our class, not a pickled stand-in.
     assert type(G_ema.synthesis) is networks_stylegan3.SynthesisNetwork

@@ -40,7 +40,7 @@ Entry points: `load_network_pkl(f)` -> snapshot dict (what `legacy.load_network_
 import codecs
 import collections
 import contextlib
-import importlib
+import functools
 import io
 import os
 import pickle
@@ -52,6 +52,7 @@ import torch
 
 import dnnlib
 from torch_utils import misc
+from torch_utils import network_families
 from torch_utils import persistence
 from torch_utils import pickle_checks
 from torch_utils import safetensors_io
@@ -471,17 +472,6 @@ class _TrustedUnpickler(pickle.Unpickler):
 #----------------------------------------------------------------------------
 # Network families, told apart by the embedded module source (read as text, never executed).
 
-FAMILY_MODULES = {
-    'stylegan3':        'training.networks_stylegan3',  # Official StyleGAN3 (and ours).
-    'stylegan2':        'training.networks_stylegan2',  # Official SG2 of the StyleGAN3 repo (and ours).
-    'stylegan2-ada':    'training.networks_stylegan2',  # Official SG2-ADA `training/networks.py`.
-    'augment':          'training.augment',             # AugmentPipe of either official repo (and ours).
-    'stylegan1':        'training.networks_stylegan1',  # Ours only (the official StyleGAN1 was TensorFlow).
-    'dcgan':            'training.networks_dcgan',      # Ours only (Radford et al. 2016).
-    'cyclegan':         'training.networks_cyclegan',   # Ours only (Zhu et al. 2017: ResnetGenerator, PatchGAN).
-}
-
-
 def detect_family(module_src):
     """'stylegan3', 'stylegan2', 'stylegan2-ada', 'stylegan1', 'dcgan', 'cyclegan', 'augment' or None for a
     persistent object's module source."""
@@ -519,11 +509,15 @@ def _exact_registered_class(meta):
     return None
 
 
-def _family_class(meta, family):
-    """Our class for `meta.class_name` in the module of `family`."""
-    module_name = FAMILY_MODULES[family]
+def _family_class(meta, family, families):
+    """Our class for `meta.class_name` in the module of `family` (from the caller's table `families`)."""
+    families = network_families.require(families, f'the pickle holds a {family} network ({meta.class_name})')
+    if family not in families.modules:
+        raise UnsafePickleError(f'the pickle holds a {family} network ({meta.class_name}), a family the given '
+                                f'table does not list ({", ".join(sorted(families.modules))})')
+    module_name = families.modules[family]
     try:
-        importlib.import_module(module_name)
+        families.import_family(family)
     except ImportError as err:
         if family == 'augment':
             return MissingAugmentPipe
@@ -562,11 +556,11 @@ def upgrade_ada_state(meta):
     meta.state['_init_kwargs'] = init_kwargs
 
 
-def _safe_resolver(meta):
+def _safe_resolver(meta, families):
     """Class resolver of safe loads: always a class of ours, or an error; never executes anything. The state is
-    reduced to what the class may have restored (module_state), in place."""
+    reduced to what the class may have restored (module_state), in place. `families`: see load_pickle."""
     check_persistent_state(meta.class_name, meta.state)
-    cls = _resolve_safe_class(meta)
+    cls = _resolve_safe_class(meta, families)
     if isinstance(cls, type) and issubclass(cls, torch.nn.Module):
         kept = check_module_state(cls, meta.class_name, meta.state)
         meta.state.clear()
@@ -576,7 +570,7 @@ def _safe_resolver(meta):
     return cls
 
 
-def _resolve_safe_class(meta):
+def _resolve_safe_class(meta, families):
     cls = _exact_registered_class(meta)
     if cls is not None:
         return cls
@@ -591,7 +585,7 @@ def _resolve_safe_class(meta):
                                     f'{_allow_exec_hint()}.') from None
     if family == 'stylegan2-ada':
         upgrade_ada_state(meta)
-    return _family_class(meta, family)
+    return _family_class(meta, family, families)
 
 #----------------------------------------------------------------------------
 # Loading.
@@ -607,13 +601,16 @@ def _opened(f):
 
 
 def load_pickle(f, allow_exec=False, max_bytes=DEFAULT_MAX_BYTES, allowed=None, module_classes=(), hint=None,
-                encoding='ASCII'):
+                encoding='ASCII', families=None):
     """Unpickle any object from `f` (path or binary file) with the restricted unpickler (see module doc).
 
     allow_exec:     True = trusted file: the ordinary unpickler, and embedded sources of unknown classes run.
     allowed:        AllowList of globals (default ALLOWED_GLOBALS: network snapshots; CIFAR_GLOBALS, ...).
     module_classes: torch.nn classes of `allowed` that may be created and filled (see RestrictedUnpickler).
     hint:           text appended to refusals (how to load a trusted file); encoding: for Python 2 strings.
+    families:       torch_utils.network_families.NetworkFamilies (training.network_families.FAMILIES): where the
+                    classes of network families live. Needed only when the file holds a network whose class is not
+                    already loaded with byte-identical source; without it such a file raises MissingFamiliesError.
     The result's structure is checked before it is returned (no shared or cyclic submodules, bounded depth and
     size: pickle_checks.check_module_graph), so walking its modules cannot hang or recurse without end.
     Raises UnsafePickleError for anything refused, CorruptPickleError for a truncated/corrupt/oversized file.
@@ -623,12 +620,15 @@ def load_pickle(f, allow_exec=False, max_bytes=DEFAULT_MAX_BYTES, allowed=None, 
             with persistence.allow_exec():
                 return _TrustedUnpickler(file).load()
         reader = _bounded(file, max_bytes, source)
-        with persistence.allow_exec(False), persistence.class_resolver(_safe_resolver):
+        resolver = functools.partial(_safe_resolver, families=families)
+        with persistence.allow_exec(False), persistence.class_resolver(resolver):
             try:
                 data = RestrictedUnpickler(reader, source=source, allowed=allowed, module_classes=module_classes,
                                            hint=hint, encoding=encoding).load()
                 pickle_checks.check_module_graph(data, source)
                 return data
+            except network_families.MissingFamiliesError as err:  # The caller's mistake, not the file's.
+                raise network_families.MissingFamiliesError(f'{source}: {err}') from None
             except (UnsafePickleError, CorruptPickleError) as err:
                 if source not in str(err):
                     raise type(err)(f'{source}: {err}') from None
@@ -640,7 +640,8 @@ def load_pickle(f, allow_exec=False, max_bytes=DEFAULT_MAX_BYTES, allowed=None, 
                                          f'({type(err).__name__}: {str(err)[:300]})') from err
 
 
-def load_network_pkl(f, force_fp16=False, allow_exec=False, max_bytes=DEFAULT_MAX_BYTES, convert_tf=None):
+def load_network_pkl(f, force_fp16=False, allow_exec=False, max_bytes=DEFAULT_MAX_BYTES, convert_tf=None,
+                     families=None):
     """Load a network pickle (ours, official StyleGAN2-ADA/StyleGAN3, or TF-era StyleGAN2) or a safetensors snapshot
     of ours (told apart by the file's first bytes; see safetensors_io) as a snapshot dict.
 
@@ -649,14 +650,17 @@ def load_network_pkl(f, force_fp16=False, allow_exec=False, max_bytes=DEFAULT_MA
     allow_exec: trusted files only: execute embedded sources of unknown classes (never needed for official files).
     convert_tf: TF-era (G, D, Gs) records -> snapshot dict, i.e. training.tf_legacy.convert_tf_snapshot (passed in:
                 it builds training/ networks, which torch_utils does not import); None refuses TF-era pickles.
+    families:   training.network_families.FAMILIES (passed in for the same reason): where our classes of each network
+                family live. None works only for files whose classes are already loaded with identical source;
+                otherwise MissingFamiliesError (a TypeError) says to pass it.
     Returns a dict with at least G, D, G_ema, augment_pipe (networks on CPU, or None) and training_set_kwargs,
     plus any extra keys of the file (e.g. our resume state).
     """
     with _opened(f) as (file, source):
         file = _seekable(file, max_bytes)
         if _peek_is_safetensors(file):
-            return _load_safetensors_snapshot(file, source, force_fp16, max_bytes)
-        data = load_pickle(file, allow_exec=allow_exec, max_bytes=max_bytes)
+            return _load_safetensors_snapshot(file, source, force_fp16, max_bytes, families)
+        data = load_pickle(file, allow_exec=allow_exec, max_bytes=max_bytes, families=families)
     if tf_records.is_tf_snapshot(data):
         if convert_tf is None:
             raise CorruptPickleError(f'{source}: a TF-era pickle; load it with legacy.load_network_pkl, which '
@@ -697,13 +701,13 @@ def _peek_is_safetensors(file):
     return safetensors_io.is_safetensors_header(head)
 
 
-def _load_safetensors_snapshot(file, source, force_fp16, max_bytes):
+def _load_safetensors_snapshot(file, source, force_fp16, max_bytes, families):
     """load_network_pkl for a `.safetensors` snapshot (see torch_utils/safetensors_io.py): runs nothing from it."""
     payload = file.read(max_bytes + 1)
     if len(payload) > max_bytes:
         raise CorruptPickleError(f'{source}: larger than the {max_bytes}-byte limit for a network file')
     try:
-        data = safetensors_io.load_network_safetensors(payload, source)
+        data = safetensors_io.load_network_safetensors(payload, source, families)
     except safetensors_io.SafetensorsFormatError as err:
         raise CorruptPickleError(str(err)) from None
     except ImportError as err:

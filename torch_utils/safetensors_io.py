@@ -8,12 +8,12 @@ A `.safetensors` snapshot holds every tensor of the networks (`G`, `D`, `G_ema`,
                                      "init_args": [...], "init_kwargs": {...}}  or  {"same_as": "G_ema"}}
     training_set_kwargs  JSON dict or null (what calc_metrics.py uses to find the training data)
 
-Reading it runs nothing from the file: the class comes from our fixed family table (`FAMILY_MODULES` of
-safe_pickle: stylegan1/2/3 networks and the AugmentPipe), the constructor arguments must be plain JSON of bounded
+Reading it runs nothing from the file: the class comes from the caller's fixed family table (`families=`, a
+torch_utils.network_families.NetworkFamilies; the project's is training.network_families.FAMILIES), the constructor arguments must be plain JSON of bounded
 size (identifier keys, no dunders, bounded ints, strings, lists and nesting), and the weights are copied into the
 freshly built network only when every name, shape and dtype matches exactly. `training_set_kwargs` may only name
-our dataset class. Entry points: `is_safetensors_header(head)`, `load_network_safetensors(file, source)`,
-`save_network_safetensors(data, path)` (atomic).
+a dataset class of that table. Entry points: `is_safetensors_header(head)`,
+`load_network_safetensors(payload, source, families)`, `save_network_safetensors(data, path, families)` (atomic).
 """
 
 import json
@@ -21,11 +21,11 @@ import os
 import re
 import struct
 
+from torch_utils import network_families
 from torch_utils import persistence
 
 FORMAT = 'stylegan-networks/1'
 NETWORK_KEYS = ('G', 'D', 'G_ema', 'augment_pipe')
-DATASET_CLASSES = ('training.dataset.ImageFolderDataset',)
 
 # Bounds on what the metadata may hold (ours are far below: a StyleGAN3-R G has ~20 kwargs, depth 2).
 _MAX_HEADER_BYTES = 64 << 20    # The safetensors JSON header (tensor table + metadata).
@@ -42,29 +42,29 @@ class SafetensorsFormatError(ValueError):
 #----------------------------------------------------------------------------
 # Family table (shared with the pickle loader, which detects families from embedded source).
 
-def _family_modules():
-    from torch_utils import safe_pickle  # Imported here: safe_pickle imports this module lazily too.
-    return {family: module for family, module in safe_pickle.FAMILY_MODULES.items() if family != 'stylegan2-ada'}
+def _family_modules(families, what):
+    """{family: module name} of the caller's table, without the SG2-ADA alias (its classes are the stylegan2 ones)."""
+    families = network_families.require(families, what)
+    return {family: module for family, module in families.modules.items() if family != 'stylegan2-ada'}
 
 
-def _family_of(module):
+def _family_of(module, families):
     """Family name of one of our network objects, or a clear error for anything else."""
     module_name = type(module).__module__
-    for family, family_module in _family_modules().items():
+    for family, family_module in _family_modules(families, 'writing a safetensors snapshot').items():
         if module_name == family_module and persistence.is_persistent(module):
             return family
     raise SafetensorsFormatError(f'{type(module).__module__}.{type(module).__qualname__} is not a network class of '
-                                 f'ours (training/networks_stylegan*.py, training/augment.py); convert the pickle '
+                                 f'ours (training/networks_*.py, training/augment.py); convert the pickle '
                                  f'with legacy.py first')
 
 
-def _resolve_class(family, class_name):
-    """Our persistent class `class_name` of `family` (fixed table); never imports anything the file names."""
-    import importlib
-    modules = _family_modules()
+def _resolve_class(family, class_name, families, source):
+    """Our persistent class `class_name` of `family` (caller's fixed table); never imports anything the file names."""
+    modules = _family_modules(families, f'{source}: reading a safetensors snapshot')
     if family not in modules:
         raise SafetensorsFormatError(f'unknown network family {family!r} (known: {", ".join(sorted(modules))})')
-    importlib.import_module(modules[family])
+    families.import_family(family)
     if not isinstance(class_name, str) or not re.fullmatch(r'[A-Z][A-Za-z0-9]*', class_name):
         raise SafetensorsFormatError(f'bad class name {class_name!r}')
     cls = persistence.get_registered_class(modules[family], class_name)
@@ -134,9 +134,9 @@ def _parse_json_entry(metadata, name):
 #----------------------------------------------------------------------------
 # Writing.
 
-def describe_network(module):
+def describe_network(module, families):
     """{"family", "class_name", "init_args", "init_kwargs"} of one of our networks (JSON-ready, checked)."""
-    record = dict(family=_family_of(module), class_name=type(module).__name__,
+    record = dict(family=_family_of(module, families), class_name=type(module).__name__,
                   init_args=to_plain_json(list(module.init_args), 'init_args'),
                   init_kwargs=to_plain_json(dict(module.init_kwargs)))
     check_plain_json(record['init_args'], 'init_args')
@@ -144,8 +144,9 @@ def describe_network(module):
     return record
 
 
-def snapshot_to_safetensors(data):
-    """(tensors {name: contiguous CPU tensor}, metadata {str: str}) for a snapshot dict."""
+def snapshot_to_safetensors(data, families):
+    """(tensors {name: contiguous CPU tensor}, metadata {str: str}) for a snapshot dict; `families`: the
+    NetworkFamilies table (training.network_families.FAMILIES) that names our network modules."""
     tensors, networks, seen = {}, {}, {}
     for key in NETWORK_KEYS:
         module = data.get(key)
@@ -155,7 +156,7 @@ def snapshot_to_safetensors(data):
             networks[key] = dict(same_as=seen[id(module)])
             continue
         seen[id(module)] = key
-        networks[key] = describe_network(module)
+        networks[key] = describe_network(module, families)
         for name, tensor in module.state_dict().items():
             tensors[f'{key}.{name}'] = tensor.detach().to('cpu', copy=True).contiguous()
     if not networks:
@@ -163,15 +164,16 @@ def snapshot_to_safetensors(data):
     training_set_kwargs = data.get('training_set_kwargs')
     if training_set_kwargs is not None:
         training_set_kwargs = to_plain_json(dict(training_set_kwargs), 'training_set_kwargs')
-        _check_training_set_kwargs(training_set_kwargs, 'the snapshot')  # What the reader would refuse.
+        _check_training_set_kwargs(training_set_kwargs, 'the snapshot', families)  # What the reader would refuse.
     metadata = dict(format=FORMAT, networks=json.dumps(networks), training_set_kwargs=json.dumps(training_set_kwargs))
     return tensors, metadata
 
 
-def save_network_safetensors(data, path):
-    """Write a snapshot dict's networks to `path` as safetensors, atomically (temporary file, then rename)."""
+def save_network_safetensors(data, path, families):
+    """Write a snapshot dict's networks to `path` as safetensors, atomically (temporary file, then rename).
+    `families`: training.network_families.FAMILIES (see snapshot_to_safetensors)."""
     from safetensors.torch import save as safetensors_save
-    tensors, metadata = snapshot_to_safetensors(data)
+    tensors, metadata = snapshot_to_safetensors(data, families)
     payload = safetensors_save(tensors, metadata=metadata)
     folder = os.path.dirname(os.path.abspath(path))
     tmp_path = os.path.join(folder, f'.{os.path.basename(path)}.tmp-{os.getpid()}')
@@ -210,11 +212,11 @@ def _read_metadata(payload, source):
     return metadata
 
 
-def _build_network(key, record, tensors, source):
+def _build_network(key, record, tensors, source, families):
     """A fresh network of our class for `record`, holding exactly the file's tensors under `key.`."""
     if not isinstance(record, dict) or set(record) != {'family', 'class_name', 'init_args', 'init_kwargs'}:
         raise SafetensorsFormatError(f'{source}: the record of {key} is malformed')
-    cls = _resolve_class(record['family'], record['class_name'])
+    cls = _resolve_class(record['family'], record['class_name'], families, source)
     if not isinstance(record['init_args'], list) or not isinstance(record['init_kwargs'], dict):
         raise SafetensorsFormatError(f'{source}: {key} init_args must be a list and init_kwargs a dict')
     check_plain_json(record['init_args'], f'{key} init_args')
@@ -239,19 +241,22 @@ def _build_network(key, record, tensors, source):
     return module.eval().requires_grad_(False)
 
 
-def _check_training_set_kwargs(value, source):
+def _check_training_set_kwargs(value, source, families):
     if value is None:
         return None
     check_plain_json(value, 'training_set_kwargs')
-    if not isinstance(value, dict) or value.get('class_name') not in DATASET_CLASSES:
-        raise SafetensorsFormatError(f'{source}: training_set_kwargs may only name {", ".join(DATASET_CLASSES)}')
+    allowed = network_families.require(families, f'{source}: training_set_kwargs').dataset_classes
+    if not isinstance(value, dict) or value.get('class_name') not in allowed:
+        raise SafetensorsFormatError(f'{source}: training_set_kwargs may only name {", ".join(allowed)}')
     import dnnlib
     return dnnlib.EasyDict(value)
 
 
-def load_network_safetensors(payload, source='the network file'):
+def load_network_safetensors(payload, source='the network file', families=None):
     """Snapshot dict (G, D, G_ema, augment_pipe, training_set_kwargs) from the bytes of a safetensors snapshot.
 
+    families: training.network_families.FAMILIES, the only place classes are taken from (MissingFamiliesError
+              without it: every network of such a file is built by family).
     Networks come back on CPU, in eval mode, without gradients, like the pickle loader's.
     Raises SafetensorsFormatError for anything malformed or refused.
     """
@@ -267,14 +272,14 @@ def load_network_safetensors(payload, source='the network file'):
     data = {key: None for key in NETWORK_KEYS}
     for key, record in networks.items():
         if not (isinstance(record, dict) and 'same_as' in record):
-            data[key] = _build_network(key, record, tensors, source)
+            data[key] = _build_network(key, record, tensors, source, families)
     for key, record in networks.items():
         if isinstance(record, dict) and 'same_as' in record:
             if set(record) != {'same_as'} or data.get(record['same_as']) is None:
                 raise SafetensorsFormatError(f'{source}: {key} refers to a network the file does not hold')
             data[key] = data[record['same_as']]
     data['training_set_kwargs'] = _check_training_set_kwargs(
-        _parse_json_entry(metadata, 'training_set_kwargs'), source)
+        _parse_json_entry(metadata, 'training_set_kwargs'), source, families)
     return data
 
 

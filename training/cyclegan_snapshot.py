@@ -8,6 +8,7 @@ import os
 
 from torch_utils import pickle_checks
 from torch_utils import safe_pickle
+from training.network_families import FAMILIES
 
 NETWORK_KEYS = ('G_AB', 'G_BA', 'D_A', 'D_B')
 RESUME_STATE_KEY = 'resume_state'   # Same key as the StyleGAN snapshots; only the newest snapshot keeps it.
@@ -50,7 +51,7 @@ def load_cyclegan_snapshot(path):
     safe loader's UnsafePickleError / CorruptPickleError (all name the file)."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f'{path} does not exist or is not a file')
-    data = safe_pickle.load_pickle(path)
+    data = safe_pickle.load_pickle(path, families=FAMILIES)
     return check_cyclegan_snapshot(data, path)
 
 #----------------------------------------------------------------------------

@@ -62,8 +62,9 @@ def strip_resume_state(path, resume_key):
     """Rewrite snapshot `path` without its `resume_key` entry (no-op if it has none). Read with the safe loader:
     the file is ours, but nothing read from disk is trusted. Returns the number of bytes saved."""
     from torch_utils import safe_pickle
+    from training.network_families import FAMILIES
     with open(path, 'rb') as f:
-        data = safe_pickle.load_pickle(f)
+        data = safe_pickle.load_pickle(f, families=FAMILIES)
     if not isinstance(data, dict) or resume_key not in data:
         return 0
     size_before = os.path.getsize(path)

@@ -258,10 +258,11 @@ def load_snapshot(path):
     """Read a snapshot pickle (ours or official; path or URL) into a dict with the safe loader (DESIGN §4)."""
     from torch_utils import safe_pickle
     from training import tf_legacy
+    from training.network_families import FAMILIES
     if dnnlib.util.is_url(path):
         with dnnlib.util.open_url(path) as f:
-            return safe_pickle.load_network_pkl(f, convert_tf=tf_legacy.convert_tf_snapshot)
-    return safe_pickle.load_network_pkl(path, convert_tf=tf_legacy.convert_tf_snapshot)
+            return safe_pickle.load_network_pkl(f, convert_tf=tf_legacy.convert_tf_snapshot, families=FAMILIES)
+    return safe_pickle.load_network_pkl(path, convert_tf=tf_legacy.convert_tf_snapshot, families=FAMILIES)
 
 
 _CONFIG_FIELDS = [  # (what the user calls it, how to read it from a network's init_kwargs)
