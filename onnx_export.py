@@ -92,23 +92,37 @@ def check_options(fmt, fp16, quantize, what):
         click.echo('warning: quantising the mapping network alone saves little', err=True)
 
 
-@click.command()
-@click.option('--network', 'network_pkl', help='Network pickle filename or URL', required=True)
-@click.option('--output', type=click.Path(dir_okay=False), required=True, help='Output file (.onnx or .pt)')
+EXAMPLES = '''\b
+Examples:
+  # The whole generator with truncation 0.7, checked under onnxruntime:
+  python onnx_export.py --network=network-snapshot-000100.pkl --output=model.onnx --trunc=0.7 --check=1
+  # An int8 (dynamic) copy for CPU inference; prints both sizes, images/s and the PSNR:
+  python onnx_export.py --network=network-snapshot-000100.pkl --output=model-int8.onnx --quantize=int8
+  # TorchScript instead of ONNX:
+  python onnx_export.py --network=network-snapshot-000100.pkl --output=model.pt --format=torchscript'''
+
+
+@click.command(epilog=EXAMPLES)
+@click.option('--network', 'network_pkl', help='Network pickle filename or URL', required=True, metavar='PATH|URL')
+@click.option('--output', type=click.Path(dir_okay=False), required=True, help='Output file (.onnx or .pt)',
+              metavar='FILE')
 @click.option('--what', type=click.Choice(['G', 'mapping', 'synthesis']), default='G', show_default=True,
               help='Whole generator (z -> image), mapping (z -> ws) or synthesis (ws -> image)')
-@click.option('--trunc', 'truncation_psi', type=float, default=1, show_default=True, help='Truncation psi (baked in)')
-@click.option('--trunc-cutoff', 'truncation_cutoff', type=int, default=None, help='Truncate only the first N ws')
+@click.option('--trunc', 'truncation_psi', type=float, default=1, show_default=True, help='Truncation psi (baked in)',
+              metavar='PSI')
+@click.option('--trunc-cutoff', 'truncation_cutoff', type=int, default=None, help='Truncate only the first N ws',
+              metavar='N')
 @click.option('--format', 'fmt', type=click.Choice(['onnx', 'torchscript']), default='onnx', show_default=True)
 @click.option('--fp16', type=bool, default=False, is_flag=False, flag_value=True, metavar='BOOL', show_default=True,
               help='Store weights and activations as float16 (inputs/outputs stay float32)')
 @click.option('--quantize', type=click.Choice(['none', 'int8', 'int8-static']), default='none', show_default=True,
               help='int8: dynamic (activation ranges per run); int8-static: QDQ calibrated on random z')
 @click.option('--calib-samples', type=click.IntRange(min=1), default=32, show_default=True,
-              help='Random inputs for --quantize=int8-static calibration')
+              help='Random inputs for --quantize=int8-static calibration', metavar='N')
 @click.option('--check', type=bool, default=False, is_flag=False, flag_value=True, metavar='BOOL', show_default=True,
               help='Compare the exported file with PyTorch on random inputs (onnxruntime or torch.jit.load)')
-@click.option('--device', default='auto', show_default=True, help='Device to trace on: auto, cpu, cuda, mps')
+@click.option('--device', default='auto', show_default=True, help='Device to trace on: auto, cpu, cuda, mps',
+              metavar='DEVICE')
 @click.option('--allow-exec', is_flag=True, help='Execute the source code embedded in an unknown pickle (unsafe)')
 def main(network_pkl, output, what, truncation_psi, truncation_cutoff, fmt, fp16, quantize, calib_samples, check,
          device, allow_exec):

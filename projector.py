@@ -108,22 +108,33 @@ def write_video(G, ws, target_uint8, outdir, device):
 
 #----------------------------------------------------------------------------
 
-@click.command()
-@click.option('--network', 'network_pkl', help='Network pickle or .safetensors filename or URL', required=True)
+EXAMPLES = '''\b
+Examples:
+  # Find the w of a photo (VGG16 distance; vgg16.pkl in --detector-dir or downloaded):
+  python projector.py --network=network-snapshot-000100.pkl --target=face.png --outdir=out --num-steps=1000
+  # Offline, pixel distance, one w per layer, no video:
+  python projector.py --network=network-snapshot-000100.pkl --target=face.png --outdir=out --distance=pixel \\
+      --w-plus=1 --save-video=0'''
+
+
+@click.command(epilog=EXAMPLES)
+@click.option('--network', 'network_pkl', help='Network pickle or .safetensors filename or URL', required=True,
+              metavar='PATH|URL')
 @click.option('--target', 'target_fname', help='Target image file to project to', required=True, metavar='FILE')
 @click.option('--num-steps', type=click.IntRange(min=1), default=1000, show_default=True,
-              help='Number of optimization steps')
-@click.option('--seed', type=int, default=303, show_default=True, help='Random seed')
+              help='Number of optimization steps', metavar='N')
+@click.option('--seed', type=int, default=303, show_default=True, help='Random seed', metavar='INT')
 @click.option('--save-video', type=bool, default=True, is_flag=False, flag_value=True, show_default=True,
               metavar='BOOL', help='Save an mp4 video of optimization progress')
 @click.option('--w-plus', type=bool, default=False, is_flag=False, flag_value=True, show_default=True,
               metavar='BOOL', help='Optimize one w per layer (W+) instead of a single w')
 @click.option('--distance', type=click.Choice(['vgg', 'pixel']), default='vgg', show_default=True,
               help='vgg: VGG16 feature distance (needs vgg16.pkl); pixel: mean squared error')
-@click.option('--detector-dir', type=click.Path(file_okay=False), help='Folder holding vgg16.pkl')
-@click.option('--class', 'class_idx', type=int, help='Class label (required for conditional networks)')
-@click.option('--outdir', type=click.Path(file_okay=False), required=True, help='Where to save the output files')
-@click.option('--device', default='auto', show_default=True, help='auto, cpu, cuda, cuda:1, mps')
+@click.option('--detector-dir', type=click.Path(file_okay=False), help='Folder holding vgg16.pkl', metavar='DIR')
+@click.option('--class', 'class_idx', type=int, help='Class label (required for conditional networks)', metavar='INT')
+@click.option('--outdir', type=click.Path(file_okay=False), required=True, help='Where to save the output files',
+              metavar='DIR')
+@click.option('--device', default='auto', show_default=True, help='auto, cpu, cuda, cuda:1, mps', metavar='DEVICE')
 @click.option('--allow-exec', is_flag=True, help='Execute the source code embedded in an unknown pickle (unsafe)')
 def main(network_pkl, target_fname, num_steps, seed, save_video, w_plus, distance, detector_dir, class_idx, outdir,
          device, allow_exec):

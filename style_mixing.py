@@ -49,19 +49,31 @@ def assemble_mixing_grid(row_images, col_images, cell_images):
 
 #----------------------------------------------------------------------------
 
-@click.command()
-@click.option('--network', 'network_pkl', help='Network pickle or .safetensors filename or URL', required=True)
-@click.option('--rows', 'row_seeds', type=cli.parse_range, required=True, help="Row seeds, e.g. '85,100,75'")
-@click.option('--cols', 'col_seeds', type=cli.parse_range, required=True, help="Column seeds, e.g. '55,821,1789'")
+EXAMPLES = '''\b
+Examples:
+  # Coarse styles (layers 0-6) of the column seeds on the row seeds:
+  python style_mixing.py --network=network-snapshot-000100.pkl --rows=85,100,75 --cols=55,821,1789 \\
+      --styles=0-6 --outdir=out'''
+
+
+@click.command(epilog=EXAMPLES)
+@click.option('--network', 'network_pkl', help='Network pickle or .safetensors filename or URL', required=True,
+              metavar='PATH|URL')
+@click.option('--rows', 'row_seeds', type=cli.parse_seeds, required=True, help="Row seeds, e.g. '85,100,75'",
+              metavar='SEEDS')
+@click.option('--cols', 'col_seeds', type=cli.parse_seeds, required=True, help="Column seeds, e.g. '55,821,1789'",
+              metavar='SEEDS')
 @click.option('--styles', 'col_styles', type=cli.parse_range, default='0-6', show_default=True,
-              help='Layers (ws indices) taken from the column seeds')
-@click.option('--trunc', 'truncation_psi', type=float, default=1, show_default=True, help='Truncation psi')
-@click.option('--class', 'class_idx', type=int, help='Class label (required for conditional networks)')
+              help='Layers (ws indices) taken from the column seeds', metavar='LAYERS')
+@click.option('--trunc', 'truncation_psi', type=cli.parse_finite_float, default=1, show_default=True,
+              help='Truncation psi', metavar='PSI')
+@click.option('--class', 'class_idx', type=int, help='Class label (required for conditional networks)', metavar='INT')
 @click.option('--noise-mode', type=click.Choice(['const', 'random', 'none']), default='const', show_default=True)
 @click.option('--batch', 'batch_size', type=click.IntRange(min=1), default=8, show_default=True,
-              help='Images synthesized per forward pass')
-@click.option('--outdir', type=click.Path(file_okay=False), required=True, help='Where to save the output images')
-@click.option('--device', default='auto', show_default=True, help='auto, cpu, cuda, cuda:1, mps')
+              help='Images synthesized per forward pass', metavar='INT')
+@click.option('--outdir', type=click.Path(file_okay=False), required=True, help='Where to save the output images',
+              metavar='DIR')
+@click.option('--device', default='auto', show_default=True, help='auto, cpu, cuda, cuda:1, mps', metavar='DEVICE')
 @click.option('--allow-exec', is_flag=True, help='Execute the source code embedded in an unknown pickle (unsafe)')
 def main(network_pkl, row_seeds, col_seeds, col_styles, truncation_psi, class_idx, noise_mode, batch_size, outdir,
          device, allow_exec):

@@ -205,12 +205,22 @@ def is_loopback(host):
 
 #----------------------------------------------------------------------------
 
-@click.command()
-@click.option('--network', 'network_pkl', help='Network pickle filename or URL', required=True)
-@click.option('--port', type=click.IntRange(0, 65535), default=8888, show_default=True, help='Port (0 = any free one)')
+EXAMPLES = '''\b
+Examples:
+  # Serve the viewer on this machine, then open http://127.0.0.1:8888/ (or /?seed=42&trunc=0.7) in a browser:
+  python viewer.py --network=network-snapshot-000100.pkl
+  # On a GPU server, reachable from other machines (no authentication: trusted networks only):
+  python viewer.py --network=network-snapshot-000100.pkl --device=cuda --host=0.0.0.0 --port=8080'''
+
+
+@click.command(epilog=EXAMPLES)
+@click.option('--network', 'network_pkl', help='Network pickle filename or URL', required=True, metavar='PATH|URL')
+@click.option('--port', type=click.IntRange(0, 65535), default=8888, show_default=True, help='Port (0 = any free one)',
+              metavar='PORT')
 @click.option('--host', default='127.0.0.1', show_default=True,
-              help='Address to bind; anything but loopback exposes the viewer (no authentication) to the network')
-@click.option('--device', default='auto', show_default=True, help='auto, cpu, cuda, cuda:1, mps')
+              help='Address to bind; anything but loopback exposes the viewer (no authentication) to the network',
+              metavar='ADDRESS')
+@click.option('--device', default='auto', show_default=True, help='auto, cpu, cuda, cuda:1, mps', metavar='DEVICE')
 @click.option('--allow-exec', is_flag=True, help='Execute the source code embedded in an unknown pickle (unsafe)')
 def main(network_pkl, port, host, device, allow_exec):
     """Serve a page that renders images of a generator on request."""

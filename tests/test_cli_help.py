@@ -12,11 +12,17 @@ import dataset_tool
 import gen_images
 import gen_video
 import legacy
+import onnx_export
+import projector
+import style_mixing
 import train
+import translate
+import viewer
 
 COMMANDS = {'train.py': train.main, 'gen_images.py': gen_images.main, 'gen_video.py': gen_video.main,
             'dataset_tool.py': dataset_tool.main, 'calc_metrics.py': calc_metrics.calc_metrics,
-            'legacy.py': legacy.main}
+            'legacy.py': legacy.main, 'style_mixing.py': style_mixing.main, 'projector.py': projector.main,
+            'onnx_export.py': onnx_export.main, 'viewer.py': viewer.main, 'translate.py': translate.main}
 
 
 def _help(command):

@@ -24,6 +24,14 @@ def test_default_threads_respects_omp_num_threads_else_physical_cores(monkeypatc
     assert 1 <= threads.physical_cores_available() <= threads.available_cpus()
 
 
+def test_cpu_ranks_of_one_run_share_the_cores(monkeypatch):
+    monkeypatch.delenv('OMP_NUM_THREADS', raising=False)
+    monkeypatch.setattr(threads, 'physical_cores_available', lambda: 8)
+    assert [threads.default_threads(n) for n in (1, 2, 3, 8, 16)] == [8, 4, 2, 1, 1]
+    monkeypatch.setenv('OMP_NUM_THREADS', '3')  # The user's setting is per process, as for OpenMP itself.
+    assert threads.default_threads(2) == 3
+
+
 def test_set_threads_sets_torch_and_rejects_negative(monkeypatch):
     assert threads.set_threads(1) == 1 and torch.get_num_threads() == 1
     monkeypatch.setenv('OMP_NUM_THREADS', '2')

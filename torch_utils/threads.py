@@ -36,19 +36,21 @@ def physical_cores_available():
     return max(1, logical // per_core)
 
 
-def default_threads():
-    """OMP_NUM_THREADS when set (a valid positive integer), else the physical cores available to the process."""
+def default_threads(processes_per_machine=1):
+    """OMP_NUM_THREADS when set (a valid positive integer), else the physical cores available to the process,
+    shared evenly by `processes_per_machine` processes (e.g. CPU ranks of one run; at least 1 each)."""
     value = os.environ.get('OMP_NUM_THREADS', '').strip()
     if value.isdigit() and int(value) > 0:
         return int(value)
-    return physical_cores_available()
+    return max(1, physical_cores_available() // max(1, processes_per_machine))
 
 
-def set_threads(threads=None):
-    """Set torch's intra-op thread count: `threads` (>= 1) or default_threads() for None/0. Returns the count."""
+def set_threads(threads=None, processes_per_machine=1):
+    """Set torch's intra-op thread count: `threads` (>= 1) or default_threads(processes_per_machine) for None/0.
+    Returns the count."""
     if threads is not None and threads < 0:
         raise ValueError(f'--threads={threads}: must be >= 1 (0 = automatic)')
-    count = int(threads) if threads else default_threads()
+    count = int(threads) if threads else default_threads(processes_per_machine)
     torch.set_num_threads(count)
     return count
 
@@ -105,9 +107,9 @@ class ThreadController:
 
     ADAPT_WINDOW_SEC = 3.0
 
-    def __init__(self, threads=None):
+    def __init__(self, threads=None, processes_per_machine=1):
         self.adaptive = threads == 0
-        self.count = torch.get_num_threads() if threads is None else set_threads(threads)
+        self.count = torch.get_num_threads() if threads is None else set_threads(threads, processes_per_machine)
         self.meter = StarvationMeter()          # Per tick, for the status line.
         self.window = StarvationMeter()         # Per adaptation window.
         self.window_start = time.perf_counter()

@@ -396,7 +396,8 @@ def cyclegan_loop(
     ctx.data_loader_kwargs = dict(data_loader_kwargs or {})
     ctx.log = base._make_log_fn(rank)
     ctx.device = base.setup_environment(rank, num_gpus, random_seed, device, cudnn_benchmark)
-    ctx.threads = threads.ThreadController(num_threads)
+    # CPU ranks of one run share the machine's cores (a GPU rank's CPU work is light: leave it the default).
+    ctx.threads = threads.ThreadController(num_threads, num_gpus if ctx.device.type == 'cpu' else 1)
     if 'num_workers' in ctx.data_loader_kwargs and ctx.device.type == 'cpu':
         # On a CPU, the two loaders (A and B) share the cores that the training threads leave free.
         ctx.data_loader_kwargs['num_workers'] = threads.cpu_loader_workers(

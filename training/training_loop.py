@@ -1031,7 +1031,8 @@ def training_loop(
     # A minibatch per resolution (progressive growing) reads the data in chunks of batch_gpu per process.
     ctx.loader_batch = batch_gpu * num_gpus if (progressive_kwargs or {}).get('batch_per_resolution') else batch_size
     ctx.device = setup_environment(rank, num_gpus, random_seed, device, cudnn_benchmark)
-    ctx.threads = threads.ThreadController(num_threads)
+    # CPU ranks of one run share the machine's cores (a GPU rank's CPU work is light: leave it the default).
+    ctx.threads = threads.ThreadController(num_threads, num_gpus if ctx.device.type == 'cpu' else 1)
     if 'num_workers' in ctx.data_loader_kwargs:  # On a CPU, loader workers get only the cores training leaves free.
         ctx.data_loader_kwargs['num_workers'] = threads.cpu_loader_workers(
             ctx.data_loader_kwargs['num_workers'], ctx.threads.count, ctx.device.type)
