@@ -40,7 +40,7 @@ _DOMAIN_SEED_OFFSET = {'A': 0, 'B': 1_000_003}  # Independent shuffles of A and 
 
 class CycleGANState:
     """Networks, optimizers, history pools and counters. Saving: snapshot_data(resume_state(...)); loading:
-    load_weights() then load_resume_state() (see training_loop.TrainingState for the same pattern)."""
+    load_weights() then load_resume_state() (see training_state.TrainingState for the same pattern)."""
 
     def __init__(self, nets, G_opt, D_opt, pools, training_set_kwargs):
         self.nets = nets                    # {'G_AB', 'G_BA', 'D_A', 'D_B'}: torch modules on the device.
