@@ -78,10 +78,11 @@ def child_main(data, run_dir, pause):
     """Entry point of the killed process: train from scratch, optionally pausing inside one file write."""
     import torch
     torch.set_num_threads(1)
-    from training import training_loop
-    if pause:
+    from training import run_outputs, training_loop
+    if pause:  # Snapshots are written by training_loop, images by run_outputs: one counting writer for both.
         kind, index = pause.split(':')
-        training_loop.write_file_atomic = _pausing_writer(dnnlib.util.write_file_atomic, kind, int(index))
+        training_loop.write_file_atomic = run_outputs.write_file_atomic = _pausing_writer(
+            dnnlib.util.write_file_atomic, kind, int(index))
     setup_outputs = training_loop.setup_outputs
 
     def setup_outputs_then_ready(*args):  # Random kill delays count from the first training iteration.

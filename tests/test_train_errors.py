@@ -103,11 +103,11 @@ def test_a_full_disk_while_writing_run_files_names_the_file(tmp_path, monkeypatc
     import errno
 
     import click
-    from training import training_loop
+    from training import run_outputs  # Writes reals.png and fakes*.png (snapshots: training_loop).
     from training_helpers import tiny_options
     (tmp_path / 'data').mkdir()
     data = write_shapes_folder(tmp_path / 'data', count=8, resolution=16)
-    real_write = training_loop.write_file_atomic
+    real_write = run_outputs.write_file_atomic
 
     def full_disk(f):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
@@ -115,7 +115,7 @@ def test_a_full_disk_while_writing_run_files_names_the_file(tmp_path, monkeypatc
     def full_disk_for_images(path, write_fn, mode='wb'):
         return real_write(path, full_disk if path.endswith('.png') else write_fn, mode)
 
-    monkeypatch.setattr(training_loop, 'write_file_atomic', full_disk_for_images)
+    monkeypatch.setattr(run_outputs, 'write_file_atomic', full_disk_for_images)
     options = tiny_options(data, tmp_path / 'unused', total_ticks=1, network_snapshot_ticks=1)
     options.pop('run_dir')
     options['run_desc'] = 'tiny'

@@ -35,10 +35,12 @@ the official ones.
 
 Entry points: `load_network_pkl(f)` -> snapshot dict (what `legacy.load_network_pkl` returns), `load_pickle(f)`
 -> any object, `save_network_pkl(data, path)` (atomic), `rebuild_network(module, **kwargs)`.
+
+Where things are: the allow-list and its stand-ins in torch_utils/pickle_globals.py, the unpickler and the bounded
+reader in torch_utils/restricted_unpickler.py, the checks of what a load produced in pickle_checks.py and
+module_state.py; family detection, class mapping and the entry points here.
 """
 
-import codecs
-import collections
 import contextlib
 import functools
 import io
@@ -47,7 +49,6 @@ import pickle
 import re
 import warnings
 
-import numpy as np
 import torch
 
 import dnnlib
@@ -58,416 +59,15 @@ from torch_utils import pickle_checks
 from torch_utils import safetensors_io
 from torch_utils import tf_records
 from torch_utils.module_state import check_module_state
-from torch_utils.pickle_checks import AllowList, CorruptPickleError, UnsafePickleError
+# The errors live in pickle_checks, the allow-list in pickle_globals, the unpickler in restricted_unpickler; their
+# names stay importable from here (legacy.py, the CLIs and the tests use safe_pickle.<name>).
+from torch_utils.pickle_checks import AllowList, CorruptPickleError, UnsafePickleError  # noqa: F401
+from torch_utils.pickle_globals import (  # noqa: F401
+    ALLOWED_GLOBALS, CIFAR_GLOBALS, TENSOR_GLOBALS, module_class_globals, torch_nn_module_classes)
+from torch_utils.restricted_unpickler import (  # noqa: F401
+    RestrictedUnpickler, TrustedUnpickler, allow_exec_hint, bounded_reader)
 
 DEFAULT_MAX_BYTES = 16 << 30    # Official pickles are < 1 GiB; anything near this is not a network pickle.
-_MAX_LINE_BYTES = 1 << 20       # Longest text line (protocol-0 opcodes) read at once.
-
-#----------------------------------------------------------------------------
-# Errors (UnsafePickleError, CorruptPickleError) live in pickle_checks and are re-exported here.
-
-def _allow_exec_hint():
-    return ('If you trust this file completely, load it with --allow-exec (allow_exec=True), which runs code '
-            'from the file')
-
-#----------------------------------------------------------------------------
-# Stand-ins for the callables that official pickles name. Each checks its arguments, then does the real work.
-
-def _load_storage_from_bytes(payload):
-    """`torch.storage._load_from_bytes`: a legacy `torch.save` of one storage, read with weights_only=True."""
-    if not isinstance(payload, (bytes, bytearray)):
-        raise UnsafePickleError(f'torch.storage._load_from_bytes got a {type(payload).__name__}, not bytes')
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter('ignore')  # TypedStorage deprecation notices.
-            storage = torch.load(io.BytesIO(bytes(payload)), map_location='cpu', weights_only=True)
-    except Exception as err:
-        raise UnsafePickleError(f'a tensor storage record (torch.storage._load_from_bytes) is not plain weights '
-                                f'data; refusing it: {str(err).splitlines()[0]}') from None
-    if not isinstance(storage, torch.storage.TypedStorage):
-        raise UnsafePickleError(f'a tensor storage record holds a {type(storage).__name__}, not a storage')
-    return storage
-
-
-def _is_int_tuple(value):
-    return isinstance(value, (tuple, list)) and all(type(v) is int and v >= 0 for v in value)
-
-
-def _rebuild_tensor(storage, storage_offset, size, stride, requires_grad, backward_hooks, metadata=None):
-    """`torch._utils._rebuild_tensor_v2` without hooks or metadata, and only inside its storage."""
-    if not isinstance(storage, torch.storage.TypedStorage):
-        raise UnsafePickleError(f'torch._utils._rebuild_tensor_v2 got a {type(storage).__name__}, not a storage')
-    if type(storage_offset) is not int or storage_offset < 0 or not _is_int_tuple(size) or not _is_int_tuple(stride) \
-            or len(size) != len(stride) or type(requires_grad) is not bool:
-        raise CorruptPickleError('malformed tensor record (offset, size, stride or requires_grad)')
-    if backward_hooks or metadata:
-        raise UnsafePickleError('a tensor record carries backward hooks or metadata; network pickles hold none')
-    numel = int(np.prod(size, dtype=np.int64)) if len(size) else 1
-    extent = storage_offset + (sum((n - 1) * s for n, s in zip(size, stride)) + 1 if numel > 0 else 0)
-    with warnings.catch_warnings():
-        warnings.simplefilter('ignore')  # TypedStorage deprecation notices.
-        storage_numel = storage.size()
-        if extent > storage_numel or numel > storage_numel:
-            raise CorruptPickleError(f'a tensor of size {list(size)} does not fit its storage of {storage_numel} '
-                                     f'elements')
-        return torch._utils._rebuild_tensor_v2(storage, storage_offset, tuple(size), tuple(stride), requires_grad,
-                                               collections.OrderedDict())
-
-
-def _rebuild_parameter(data, requires_grad, backward_hooks):
-    """`torch._utils._rebuild_parameter` without hooks."""
-    if type(data) is not torch.Tensor or type(requires_grad) is not bool:
-        raise CorruptPickleError('malformed parameter record')
-    if backward_hooks:
-        raise UnsafePickleError('a parameter record carries backward hooks; network pickles hold none')
-    return torch.nn.Parameter(data, requires_grad=requires_grad)
-
-
-_np_reconstruct_impl = np.zeros(0).__reduce__()[0]   # numpy's own _reconstruct, whatever module it lives in.
-_np_scalar_impl = np.float32(0).__reduce__()[0]      # numpy's own scalar().
-
-
-def _np_reconstruct(subtype, shape, typecode):
-    """numpy `_reconstruct`: an empty plain ndarray that a following BUILD fills."""
-    if subtype is not np.ndarray or not _is_int_tuple(shape) or np.prod(shape) != 0:
-        raise UnsafePickleError('numpy _reconstruct may only create an empty numpy.ndarray')
-    if not isinstance(typecode, (bytes, str)):
-        raise CorruptPickleError('malformed numpy array record')
-    return _np_reconstruct_impl(subtype, tuple(shape), typecode)
-
-
-def _np_scalar(dtype, payload=None):
-    """numpy `scalar`: a number of a plain dtype from its raw bytes."""
-    if not pickle_checks.is_plain_dtype(dtype) or not isinstance(payload, bytes):
-        raise UnsafePickleError('numpy scalar records must hold raw bytes of a plain numeric dtype (no fields, '
-                                'no subarrays, no objects)')
-    if len(payload) != dtype.itemsize:
-        raise CorruptPickleError('malformed numpy scalar record')
-    return _np_scalar_impl(dtype, payload)
-
-
-def _np_dtype(spec, align=False, copy=False):
-    """numpy `dtype(spec, align, copy)` for a plain numeric type string; the byte order arrives by BUILD."""
-    if not isinstance(spec, str) or align not in (0, 1) or copy not in (0, 1) \
-            or type(align) not in (bool, int) or type(copy) not in (bool, int):
-        raise UnsafePickleError('numpy dtype records must be dtype(str, bool, bool)')  # Python 2 numpy: 0/1.
-    if spec not in pickle_checks.PLAIN_DTYPE_SPECS:
-        raise UnsafePickleError(f'the numpy dtype {spec[:20]!r} is not a plain number type (bool, int, float, '
-                                f'complex); structured, string and object dtypes are refused')
-    return np.dtype(spec, align=bool(align), copy=True)  # Always a private copy: BUILD must never touch numpy's own.
-
-
-def _reconstruct_persistent_obj(meta):
-    """`torch_utils.persistence._reconstruct_persistent_obj` under the family resolver of `load_pickle`."""
-    if not isinstance(meta, dict):
-        raise CorruptPickleError('a persistent object record is not a dict')
-    return persistence._reconstruct_persistent_obj(meta)
-
-#----------------------------------------------------------------------------
-# The allow-list: (module, name) -> object. Exactly the globals of DESIGN.md §4, nothing walked or imported.
-
-def _codecs_encode(text, encoding='latin1'):
-    """`_codecs.encode`: how Python 2 era pickles (protocol 2) spell bytes, e.g. the arrays of CIFAR-10 batches."""
-    if not isinstance(text, str) or encoding not in ('latin1', 'latin-1'):
-        raise UnsafePickleError('_codecs.encode records must encode a string as latin1')
-    return codecs.encode(text, 'latin1')
-
-
-_NUMPY_GLOBALS = {}
-for _np_module in ['numpy', 'numpy.core.multiarray', 'numpy._core.multiarray']:
-    _NUMPY_GLOBALS[(_np_module, 'ndarray')] = np.ndarray
-    _NUMPY_GLOBALS[(_np_module, 'dtype')] = _np_dtype
-for _np_module in ['numpy.core.multiarray', 'numpy._core.multiarray']:
-    _NUMPY_GLOBALS[(_np_module, '_reconstruct')] = _np_reconstruct
-    _NUMPY_GLOBALS[(_np_module, 'scalar')] = _np_scalar
-
-_TENSOR_GLOBALS = {
-    ('collections', 'OrderedDict'): collections.OrderedDict,
-    ('builtins', 'set'): set,
-    ('torch._utils', '_rebuild_tensor_v2'): _rebuild_tensor,
-    ('torch._utils', '_rebuild_parameter'): _rebuild_parameter,
-    ('torch.storage', '_load_from_bytes'): _load_storage_from_bytes,
-}
-
-# Network snapshots: exactly the globals of DESIGN.md §4.
-ALLOWED_GLOBALS = AllowList({
-    ('torch_utils.persistence', '_reconstruct_persistent_obj'): _reconstruct_persistent_obj,
-    ('dnnlib.util', 'EasyDict'): dnnlib.EasyDict,
-    ('dnnlib.tflib.network', 'Network'): tf_records.TFNetworkRecord,
-    **_TENSOR_GLOBALS, **_NUMPY_GLOBALS})
-
-# CIFAR-10 python batches: dicts of numpy arrays and lists (Python 2 era bytes through _codecs.encode).
-CIFAR_GLOBALS = AllowList({('_codecs', 'encode'): _codecs_encode, **_NUMPY_GLOBALS})
-
-# Tensors and numpy arrays only; other file kinds extend it (pickled detectors add torch.nn classes).
-TENSOR_GLOBALS = AllowList({**_TENSOR_GLOBALS, **_NUMPY_GLOBALS})
-
-
-def module_class_globals(classes):
-    """{(module, name): class} for torch.nn.Module subclasses (e.g. those of a pickled detector), by the
-    classes' own names; used to extend an AllowList, never resolved by walking."""
-    return {(cls.__module__, cls.__name__): cls for cls in classes}
-
-
-def torch_nn_module_classes():
-    """The torch.nn.Module subclasses that torch.nn.modules exports (what a pickled torch model names)."""
-    classes = [getattr(torch.nn.modules, name, None) for name in torch.nn.modules.__all__]
-    return [cls for cls in classes if isinstance(cls, type) and issubclass(cls, torch.nn.Module)] + [torch.nn.Module]
-
-
-# What NEWOBJ may instantiate besides the torch.nn classes an unpickler is given (REDUCE may call any allowed
-# global except numpy.ndarray, which is only ever an argument, and those module classes).
-_NEWOBJ_CLASSES = (dnnlib.EasyDict, collections.OrderedDict, tf_records.TFNetworkRecord)
-
-#----------------------------------------------------------------------------
-# Reading that never goes past the end of the file.
-
-class _BoundedReader:
-    """read/readinto/readline over a binary file with a known number of remaining bytes."""
-
-    def __init__(self, file, num_bytes, source):
-        self._file = file
-        self._remaining = num_bytes
-        self._total = num_bytes
-        self._source = source
-
-    def _reserve(self, num_bytes):
-        if num_bytes > self._remaining:
-            raise CorruptPickleError(f'{self._source}: truncated or corrupt pickle: a record at byte '
-                                     f'{self._total - self._remaining} needs {num_bytes} bytes but the file has '
-                                     f'{self._remaining} left')
-        self._remaining -= num_bytes
-
-    def read(self, num_bytes=-1):
-        if num_bytes is None or num_bytes < 0:
-            num_bytes = self._remaining
-        self._reserve(num_bytes)
-        chunks = []
-        while num_bytes > 0:  # Raw streams may return fewer bytes than asked for.
-            chunk = self._file.read(num_bytes)
-            if not chunk:
-                raise CorruptPickleError(f'{self._source}: the file ended early (still being written?)')
-            chunks.append(chunk)
-            num_bytes -= len(chunk)
-        return b''.join(chunks) if len(chunks) != 1 else chunks[0]
-
-    def readinto(self, buffer):
-        view = memoryview(buffer).cast('B')
-        view[:] = self.read(view.nbytes)
-        return view.nbytes
-
-    def readline(self):
-        line = self._file.readline(min(self._remaining, _MAX_LINE_BYTES))
-        self._remaining -= len(line)
-        return line
-
-
-def _bounded(file, max_bytes, source):
-    """A `_BoundedReader` over the rest of `file` (read into memory first if it cannot seek)."""
-    seekable = getattr(file, 'seekable', None)
-    if callable(seekable) and seekable():
-        start = file.tell()
-        num_bytes = file.seek(0, io.SEEK_END) - start
-        file.seek(start)
-    else:
-        data = file.read(max_bytes + 1)
-        file, num_bytes = io.BytesIO(data), len(data)
-    if num_bytes > max_bytes:
-        raise CorruptPickleError(f'{source}: {num_bytes} bytes is larger than the {max_bytes}-byte limit for a '
-                                 f'network pickle (pass max_bytes to raise it)')
-    if num_bytes == 0:
-        raise CorruptPickleError(f'{source}: the file is empty')
-    return _BoundedReader(file, num_bytes, source)
-
-#----------------------------------------------------------------------------
-# The restricted unpickler. It extends Python's own pure-Python unpickler, whose opcode table can be
-# overridden one opcode at a time (the C unpickler cannot intercept BUILD, APPENDS or SETITEMS).
-
-def _is_empty_state(state):
-    """None, {} or a (state, slotstate) pair of those: what older Pythons pickle for a dict with no attributes."""
-    def empty(part):
-        return part is None or (type(part) is dict and len(part) == 0)
-    return empty(state) or (type(state) is tuple and len(state) == 2 and empty(state[0]) and empty(state[1]))
-
-
-class RestrictedUnpickler(pickle._Unpickler):
-    """Unpickler that resolves only the globals of an `AllowList` and restricts every opcode with side effects.
-
-    allowed:        the AllowList (default: network snapshots, `ALLOWED_GLOBALS`).
-    module_classes: torch.nn.Module classes of that list that NEWOBJ may create and BUILD may fill, once each,
-                    with a checked state (pickled detectors); network snapshots have none (persistent objects).
-    hint:           how a user may load a refused file they trust (appended to refusals).
-    """
-
-    dispatch = dict(pickle._Unpickler.dispatch)
-
-    def __init__(self, file, source='<pickle>', allowed=None, module_classes=(), hint=None, encoding='ASCII'):
-        super().__init__(file, encoding=encoding)
-        self._source = source
-        self._allowed = ALLOWED_GLOBALS if allowed is None else allowed
-        self._module_classes = tuple(module_classes)
-        self._callables = frozenset(id(obj) for obj in self._allowed.values()
-                                    if obj is not np.ndarray and not any(obj is cls for cls in self._module_classes))
-        self._hint = _allow_exec_hint() if hint is None else hint
-        self._awaiting_state = {}  # id -> object created by this load whose one BUILD is still to come.
-
-    def _refuse(self, what):
-        raise UnsafePickleError(f'{self._source}: refused: {what}. {self._hint}.')
-
-    def load(self):
-        result = super().load()
-        if any(isinstance(obj, torch.nn.Module) for obj in self._awaiting_state.values()):
-            self._refuse('a torch module created without its state (NEWOBJ without BUILD)')
-        return result
-
-    def find_class(self, module, name):
-        obj = self._allowed.resolve(module, name, self.proto)
-        if obj is None:
-            self._refuse(f'the pickle asks for the global {str(module)[:100]}.{str(name)[:100]}, which is not '
-                         f'on the allow-list for this kind of file')
-        return obj
-
-    def persistent_load(self, pid):
-        self._refuse(f'persistent id {str(pid)[:80]!r} (network pickles contain none)')
-
-    def _load_persid(self):
-        # Refused before the id is read or decoded. A zip archive (torch.save, TorchScript) starts with 'PK', which
-        # reads as this opcode.
-        self._refuse('a persistent id (network pickles contain none; a zip archive such as a torch.save or '
-                     'TorchScript file also starts this way, and is not a network pickle)')
-
-    def _load_ext(self):
-        self._refuse('a copyreg extension code (network pickles contain none)')
-
-    def _load_inst_or_obj(self):
-        self._refuse('a protocol-0/1 object instruction (INST/OBJ)')
-
-    def _load_reduce(self):
-        args = self.stack.pop()
-        func = self.stack[-1]
-        if id(func) not in self._callables or type(args) is not tuple:
-            self._refuse(f'a call of {_describe(func)}')
-        result = func(*args)
-        if func is _np_reconstruct or func is _np_dtype:
-            self._awaiting_state[id(result)] = result
-        self.stack[-1] = result
-
-    def _load_newobj(self):
-        args = self.stack.pop()
-        cls = self.stack.pop()
-        is_module = any(cls is allowed for allowed in self._module_classes)
-        if not (is_module or any(cls is allowed for allowed in _NEWOBJ_CLASSES)) or type(args) is not tuple:
-            self._refuse(f'creating an instance of {_describe(cls)}')
-        if is_module and args:
-            self._refuse(f'arguments to {_describe(cls)}.__new__')
-        obj = cls.__new__(cls, *args)
-        if cls is tf_records.TFNetworkRecord or is_module:
-            self._awaiting_state[id(obj)] = obj
-        self.append(obj)
-
-    def _load_newobj_ex(self):
-        kwargs = self.stack.pop()
-        if kwargs:
-            self._refuse('keyword arguments to a constructor (NEWOBJ_EX)')
-        self._load_newobj()
-
-    def _load_build(self):
-        # numpy arrays, dtypes and TF records get their state once, right after this load created them: setting
-        # the state of an object already in use (say a dtype shared by an array) could break memory safety.
-        state = self.stack.pop()
-        inst = self.stack[-1]
-        fresh = self._awaiting_state.pop(id(inst), None) is inst
-        is_module = any(type(inst) is cls for cls in self._module_classes)
-        if not fresh and (isinstance(inst, (np.ndarray, np.dtype)) or type(inst) is tf_records.TFNetworkRecord
-                          or is_module):
-            self._refuse(f'setting the state of {_describe(inst)} twice (BUILD)')
-        if type(inst) is np.ndarray:
-            if not (isinstance(state, tuple) and len(state) == 5 and type(state[0]) is int and _is_int_tuple(state[1])
-                    and pickle_checks.is_plain_dtype(state[2]) and type(state[3]) is bool
-                    and isinstance(state[4], bytes)):
-                self._refuse('a numpy array that is not plain numbers (bool, int, float, complex)')
-            np.ndarray.__setstate__(inst, state)
-        elif isinstance(inst, np.dtype):
-            # Checked before numpy sees it: a structured layout (fields, offsets, object pointers) must never be
-            # installed, as using it can crash the process.
-            pickle_checks.check_dtype_state(inst.str[1:], state)
-            np.dtype.__setstate__(inst, state)
-            if not pickle_checks.is_plain_dtype(inst):
-                self._refuse(f'the numpy dtype {inst}')
-        elif type(inst) is tf_records.TFNetworkRecord:
-            tf_records.TFNetworkRecord.restore(inst, state)
-        elif is_module:
-            if not isinstance(state, dict):
-                self._refuse(f'a non-dict state for {_describe(inst)}')
-            state = check_module_state(type(inst), type(inst).__name__, state)
-            torch.nn.Module.__setstate__(inst, state)  # The base method: the class's own is never called.
-        elif type(inst) in (dict, dnnlib.EasyDict, collections.OrderedDict, set, list) and _is_empty_state(state):
-            pass  # An empty __dict__ pickled by older Pythons: nothing to do.
-        else:
-            self._refuse(f'setting the state of {_describe(inst)} (BUILD)')
-
-    def _load_append(self):
-        value = self.stack.pop()
-        if type(self.stack[-1]) is not list:
-            self._refuse(f'appending to {_describe(self.stack[-1])}')
-        self.stack[-1].append(value)
-
-    def _load_appends(self):
-        items = self.pop_mark()
-        if type(self.stack[-1]) is not list:
-            self._refuse(f'appending to {_describe(self.stack[-1])}')
-        self.stack[-1].extend(items)
-
-    def _load_setitem(self):
-        value = self.stack.pop()
-        key = self.stack.pop()
-        self._setitems(self.stack[-1], [key, value])
-
-    def _load_setitems(self):
-        items = self.pop_mark()
-        self._setitems(self.stack[-1], items)
-
-    def _setitems(self, target, items):
-        if type(target) not in (dict, dnnlib.EasyDict, collections.OrderedDict):
-            self._refuse(f'setting items of {_describe(target)}')
-        setitem = type(target).__setitem__  # One of the three types above, never an override from the file.
-        for idx in range(0, len(items), 2):
-            setitem(target, items[idx], items[idx + 1])
-
-    def _load_additems(self):
-        items = self.pop_mark()
-        if type(self.stack[-1]) is not set:
-            self._refuse(f'adding items to {_describe(self.stack[-1])}')
-        self.stack[-1].update(items)
-
-    for _opcodes, _handler in [
-            ([pickle.EXT1, pickle.EXT2, pickle.EXT4], _load_ext), ([pickle.PERSID, pickle.BINPERSID], _load_persid),
-            ([pickle.INST, pickle.OBJ], _load_inst_or_obj),
-            ([pickle.REDUCE], _load_reduce), ([pickle.NEWOBJ], _load_newobj), ([pickle.NEWOBJ_EX], _load_newobj_ex),
-            ([pickle.BUILD], _load_build), ([pickle.APPEND], _load_append), ([pickle.APPENDS], _load_appends),
-            ([pickle.SETITEM], _load_setitem), ([pickle.SETITEMS], _load_setitems),
-            ([pickle.ADDITEMS], _load_additems)]:
-        for _opcode in _opcodes:
-            dispatch[_opcode[0]] = _handler
-    del _opcodes, _handler, _opcode
-
-
-def _describe(obj):
-    """Short description of an object for error messages (never its repr, which could be huge)."""
-    if isinstance(obj, type):
-        return f'the class {obj.__module__}.{obj.__qualname__}'
-    if callable(obj) and hasattr(obj, '__qualname__'):
-        return f'{getattr(obj, "__module__", "?")}.{obj.__qualname__}'
-    return f'a {type(obj).__module__}.{type(obj).__qualname__} object'
-
-
-class _TrustedUnpickler(pickle.Unpickler):
-    """The ordinary unpickler (allow_exec=True), with TF-era network records mapped onto their stand-in."""
-
-    def find_class(self, module, name):
-        if (module, name) == ('dnnlib.tflib.network', 'Network'):
-            return tf_records.TFNetworkRecord
-        return super().find_class(module, name)
 
 #----------------------------------------------------------------------------
 # Network families, told apart by the embedded module source (read as text, never executed).
@@ -582,7 +182,7 @@ def _resolve_safe_class(meta, families):
             return persistence.resolve_class(meta)
         except RuntimeError as err:
             raise UnsafePickleError(f'the pickle holds a class {meta.class_name!r} of unknown code ({err}). '
-                                    f'{_allow_exec_hint()}.') from None
+                                    f'{allow_exec_hint()}.') from None
     if family == 'stylegan2-ada':
         upgrade_ada_state(meta)
     return _family_class(meta, family, families)
@@ -618,8 +218,8 @@ def load_pickle(f, allow_exec=False, max_bytes=DEFAULT_MAX_BYTES, allowed=None, 
     with _opened(f) as (file, source):
         if allow_exec:
             with persistence.allow_exec():
-                return _TrustedUnpickler(file).load()
-        reader = _bounded(file, max_bytes, source)
+                return TrustedUnpickler(file).load()
+        reader = bounded_reader(file, max_bytes, source)
         resolver = functools.partial(_safe_resolver, families=families)
         with persistence.allow_exec(False), persistence.class_resolver(resolver):
             try:

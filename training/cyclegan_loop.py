@@ -40,7 +40,7 @@ _DOMAIN_SEED_OFFSET = {'A': 0, 'B': 1_000_003}  # Independent shuffles of A and 
 
 class CycleGANState:
     """Networks, optimizers, history pools and counters. Saving: snapshot_data(resume_state(...)); loading:
-    load_weights() then load_resume_state() (see training_loop.TrainingState for the same pattern)."""
+    load_weights() then load_resume_state() (see training_state.TrainingState for the same pattern)."""
 
     def __init__(self, nets, G_opt, D_opt, pools, training_set_kwargs):
         self.nets = nets                    # {'G_AB', 'G_BA', 'D_A', 'D_B'}: torch modules on the device.
@@ -325,7 +325,7 @@ def end_tick(ctx, state, done):
         ctx.budget.note_cost('snapshot', time.time() - start)
     ctx.stats_collector.update()
     stats_dict = ctx.stats_collector.as_dict()
-    base._warn_nonfinite_gradients(ctx.log, stats_dict)
+    base.warn_nonfinite_gradients(ctx.log, stats_dict)
     ctx.outputs.write_tick(stats_dict, {}, state.cur_nimg, ctx.timer.total_sec(state))
     if ctx.progress_fn is not None:
         ctx.progress_fn(state.cur_nimg / 1000, ctx.total_kimg)
@@ -394,7 +394,7 @@ def cyclegan_loop(
     ctx = dnnlib.EasyDict(locals())
     ctx.budget = TimeBudget(max_minutes, run_start_time)
     ctx.data_loader_kwargs = dict(data_loader_kwargs or {})
-    ctx.log = base._make_log_fn(rank)
+    ctx.log = base.make_log_fn(rank)
     ctx.device = base.setup_environment(rank, num_gpus, random_seed, device, cudnn_benchmark)
     # CPU ranks of one run share the machine's cores (a GPU rank's CPU work is light: leave it the default).
     ctx.threads = threads.ThreadController(num_threads, num_gpus if ctx.device.type == 'cpu' else 1)

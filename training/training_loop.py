@@ -1,30 +1,27 @@
 """The StyleGAN training loop: a short driver (`training_loop`) over named steps.
 
-    setup        devices and seeds, data, networks, phases (optimizers), loss, resume
+    setup        devices and seeds, data (training/data_feed.py), networks, phases (optimizers), loss, resume
     phases       one iteration: each phase (Gmain, Greg, Dmain, Dreg or Gboth, Dboth) accumulates gradients,
                  averages them over processes and steps its optimizer (StyleGAN2 App. B: lazy regularisation)
-    maintenance  G_ema, ADA p, and at the end of each tick: status line, stats, images, snapshot, metrics
+    maintenance  G_ema, ADA p, and at the end of each tick: status line, stats, images (training/run_outputs.py),
+                 snapshot, metrics
     snapshot     `network-snapshot-<kimg>.pkl` in the official layout plus `resume_state` for exact resume (only
                  the newest snapshot keeps it; rotation and the best snapshot: training/snapshots.py)
-    resume       from such a snapshot (everything) or from an official pickle (weights only)
+    resume       from such a snapshot (everything) or from an official pickle (weights only): training/resume.py
 
-Everything a resumed run needs lives in `TrainingState`, which saves and loads itself; the random number
-generators are set aside during maintenance, so that a run that stops at a tick and resumes produces the same
-weights as one that never stopped (bit-exact on CPU).
+Everything a resumed run needs lives in `TrainingState` (training/training_state.py), which saves and loads
+itself; the random number generators are set aside during maintenance, so that a run that stops at a tick and
+resumes produces the same weights as one that never stopped (bit-exact on CPU).
 """
 
 import copy
-import json
 import os
 import pickle
 import random
-import re
-import sys
 import time
 import zipfile
 
 import numpy as np
-import PIL.Image
 import torch
 
 import dnnlib
@@ -37,68 +34,23 @@ from training.phase_timing import PhaseTimer
 from training.snapshots import SnapshotKeeper, snapshot_name
 from training.time_budget import TimeBudget, estimate_snapshot_sec
 from training import accel
+# The named steps live in their own modules; their names stay importable from here (train.py, tests, tools and
+# training/cyclegan_loop.py use training_loop.<name>).
+from training.data_feed import setup_data, fetch_batch
+from training.resume import (  # noqa: F401
+    SetupError, find_latest_snapshot, load_snapshot, network_family, describe_config_differences,
+    check_resume_compatible, load_resume, exact_resume_blocker, augment_options, apply_weights_only_resume_overrides,
+    recorded_augment_options, augment_changed)
+from training.run_outputs import (  # noqa: F401
+    make_log_fn, save_image_grid, setup_image_grid, ImageGrid, format_status_line, TickTimer, RunOutputs,
+    warn_nonfinite_gradients, _cpu_mem_gb)
+from training.training_state import (  # noqa: F401
+    RESUME_STATE_KEY, RESUME_STATE_VERSION, TrainingState, capture_rng_state, restore_rng_state)
 
-class SetupError(Exception):
-    """An expected failure while a run starts (unreadable or mismatched --resume, unreadable data, --kimg already
-    reached): the message says what and how to fix it; train.py prints only the message, no traceback."""
-
-
-RESUME_STATE_KEY = 'resume_state'   # Extra snapshot key; official tools ignore it.
-RESUME_STATE_VERSION = 1
-_EMA_BUFFER_REGEX = r'.*\.[^.]+_(avg|ema)'  # Buffers that legitimately differ between processes (w_avg, ...).
-
-#----------------------------------------------------------------------------
-# Small helpers: logging, random number generator state, atomic writes.
-
-def _make_log_fn(rank):
-    """Rank 0 writes progress lines to stdout (which train.py tees into log.txt); other ranks stay quiet."""
-    def log(message=''):
-        if rank == 0:
-            sys.stdout.write(message + '\n')
-            sys.stdout.flush()
-    return log
-
-
-def capture_rng_state(device):
-    """Every random number generator the loop draws from: torch (CPU and `device`'s CUDA), numpy, python.
-
-    Returns plain picklable data (no numpy arrays) so that a safe unpickler accepts it."""
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
-    state = dict(torch=torch.get_rng_state(), python=random.getstate(),
-                 numpy=(np_name, [int(k) for k in np_keys], int(np_pos), int(np_has_gauss), float(np_gauss)))
-    if device.type == 'cuda':
-        state['cuda'] = torch.cuda.get_rng_state(device)
-    return state
-
-
-def restore_rng_state(state, device):
-    """Inverse of capture_rng_state()."""
-    torch.set_rng_state(state['torch'].cpu())
-    random.setstate(tuple(x if not isinstance(x, list) else tuple(x) for x in state['python']))
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = state['numpy']
-    np.random.set_state((np_name, np.asarray(np_keys, dtype=np.uint32), np_pos, np_has_gauss, np_gauss))
-    if device.type == 'cuda' and 'cuda' in state:
-        torch.cuda.set_rng_state(state['cuda'].cpu(), device)
-
-
+_make_log_fn = make_log_fn                              # Old private names, kept for callers that used them.
+_warn_nonfinite_gradients = warn_nonfinite_gradients
 write_file_atomic = dnnlib.util.write_file_atomic  # Temporary file + rename: readers never see half a file.
-
-
-def save_image_grid(img, path, drange, grid_size):
-    """img: [gw * gh, C, H, W] float in `drange` -> one PNG of gh rows by gw columns (C = 1, 3 or 4; other C: the
-    first three channels, or the first). Returns the grid [gh * H, gw * W, C'] uint8 as written."""
-    lo, hi = drange
-    img = (np.asarray(img, dtype=np.float32) - lo) * (255 / (hi - lo))
-    img = np.rint(img).clip(0, 255).astype(np.uint8)
-    gw, gh = grid_size
-    _N, C, H, W = img.shape
-    img = img.reshape(gh, gw, C, H, W).transpose(0, 3, 1, 4, 2).reshape(gh * H, gw * W, C)
-    if C not in (1, 3, 4):  # N-channel data: show the first three channels (the first one if fewer).
-        img = np.ascontiguousarray(img[:, :, :3] if C > 3 else img[:, :, :1])
-    mode = {1: 'L', 3: 'RGB', 4: 'RGBA'}[img.shape[2]]
-    pil_img = PIL.Image.fromarray(img[:, :, 0] if img.shape[2] == 1 else img, mode)
-    write_file_atomic(path, lambda f: pil_img.save(f, format='PNG'))
-    return img
+_EMA_BUFFER_REGEX = r'.*\.[^.]+_(avg|ema)'  # Buffers that legitimately differ between processes (w_avg, ...).
 
 #----------------------------------------------------------------------------
 # Setup: devices and seeds.
@@ -123,62 +75,6 @@ def setup_environment(rank, num_gpus, random_seed, device, cudnn_benchmark):
     conv2d_gradfix.enabled = True        # Needed for no_weight_gradients() and double backward through convs.
     grid_sample_gradfix.enabled = True
     return device
-
-#----------------------------------------------------------------------------
-# Setup: data.
-
-class _WorkerSeeder:
-    """DataLoader worker_init_fn: seeds each worker from (seed, rank, start image, worker id), so a resumed run's
-    workers are seeded the same way for the same start. (Our datasets do not draw random numbers; this guards
-    datasets that do.)"""
-
-    def __init__(self, random_seed, rank, start_nimg):
-        self.base = [random_seed, rank, start_nimg]
-
-    def __call__(self, worker_id):
-        seed = int(np.random.SeedSequence(self.base + [worker_id]).generate_state(1)[0])
-        np.random.seed(seed)
-        random.seed(seed)
-        torch.manual_seed(seed)
-
-
-def setup_data(training_set_kwargs, data_loader_kwargs, rank, num_gpus, batch_size, random_seed, start_nimg, device):
-    """Dataset, and an endless iterator of per-process batches [batch_size // num_gpus, C, H, W] uint8 + labels
-    that starts at global image number `start_nimg` of the shuffled stream (exact resume)."""
-    training_set = dnnlib.util.construct_class_by_name(**training_set_kwargs)
-    sampler = misc.InfiniteSampler(dataset=training_set, rank=rank, num_replicas=num_gpus, seed=random_seed,
-                                   start_index=start_nimg)
-    loader_kwargs = dict(data_loader_kwargs)
-    if device.type != 'cuda':
-        loader_kwargs['pin_memory'] = False  # Pinned memory only helps copies to a GPU (and warns without one).
-    if loader_kwargs.get('num_workers', 0) == 0:
-        loader_kwargs.pop('prefetch_factor', None)  # Only meaningful (and only allowed) with worker processes.
-        loader_kwargs.pop('persistent_workers', None)
-    else:
-        loader_kwargs['worker_init_fn'] = _WorkerSeeder(random_seed, rank, start_nimg)
-    loader = torch.utils.data.DataLoader(dataset=training_set, sampler=sampler, batch_size=batch_size // num_gpus,
-                                         **loader_kwargs)
-    return training_set, iter(loader)
-
-
-def fetch_batch(training_set_iterator, training_set, num_phases, batch_gpu, z_dim, device, num_chunks=1):
-    """One iteration's inputs for this process (num_chunks loader batches), split into rounds of batch_gpu.
-
-    Returns real_img [rounds][batch_gpu, C, H, W] float in [-1, 1], real_c [rounds][batch_gpu, c_dim],
-    gen_z [phase][round][batch_gpu, z_dim], gen_c [phase][round][batch_gpu, c_dim]. Latents and fake labels are
-    drawn for every phase, active or not, so that the random streams do not depend on the iteration number.
-    """
-    chunks = [next(training_set_iterator) for _ in range(num_chunks)]
-    real_img, real_c = [torch.cat(parts) for parts in zip(*chunks)]
-    per_gpu = real_img.shape[0]
-    real_img = (real_img.to(device).to(torch.float32) / 127.5 - 1).split(batch_gpu)
-    real_c = real_c.to(device).split(batch_gpu)
-    gen_z = torch.randn([num_phases * per_gpu, z_dim], device=device)
-    gen_z = [phase_z.split(batch_gpu) for phase_z in gen_z.split(per_gpu)]
-    label_idx = np.random.randint(len(training_set), size=num_phases * per_gpu)
-    gen_c = torch.from_numpy(np.stack([training_set.get_label(int(i)) for i in label_idx])).to(device)
-    gen_c = [phase_c.split(batch_gpu) for phase_c in gen_c.split(per_gpu)]
-    return real_img, real_c, gen_z, gen_c
 
 #----------------------------------------------------------------------------
 # Setup: networks, phases, loss.
@@ -236,173 +132,6 @@ def build_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interva
                        Phase(name + 'reg', module, opt, reg_interval * every, gain=reg_interval)]
         optimizers[name] = opt
     return phases, optimizers
-
-#----------------------------------------------------------------------------
-# Resume: reading a snapshot and checking that it fits the new run.
-
-def find_latest_snapshot(path):
-    """`path` itself if it is a file or URL, else the snapshot with the highest kimg in the run directory `path`."""
-    if dnnlib.util.is_url(path):
-        return path
-    if not os.path.isdir(path):
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f'--resume: {path} is neither a snapshot file nor a run directory')
-        return path
-    snapshots = [name for name in os.listdir(path) if re.fullmatch(r'network-snapshot-\d+\.pkl', name)]
-    if not snapshots:
-        raise FileNotFoundError(f'--resume: run directory {path} holds no network-snapshot-<kimg>.pkl')
-    return os.path.join(path, max(snapshots, key=lambda name: (int(re.findall(r'\d+', name)[0]), name)))
-
-
-def load_snapshot(path):
-    """Read a snapshot pickle (ours or official; path or URL) into a dict with the safe loader (DESIGN §4)."""
-    from torch_utils import safe_pickle
-    from training import tf_legacy
-    from training.network_families import FAMILIES
-    if dnnlib.util.is_url(path):
-        with dnnlib.util.open_url(path) as f:
-            return safe_pickle.load_network_pkl(f, convert_tf=tf_legacy.convert_tf_snapshot, families=FAMILIES)
-    return safe_pickle.load_network_pkl(path, convert_tf=tf_legacy.convert_tf_snapshot, families=FAMILIES)
-
-
-_CONFIG_FIELDS = [  # (what the user calls it, how to read it from a network's init_kwargs)
-    ('resolution', lambda kw: kw.get('img_resolution')),
-    ('img_channels', lambda kw: kw.get('img_channels')),
-    ('c_dim (--cond)', lambda kw: kw.get('c_dim')),
-    ('cbase', lambda kw: kw.get('channel_base')),
-    ('cmax', lambda kw: kw.get('channel_max')),
-    ('map depth', lambda kw: (kw.get('mapping_kwargs') or {}).get('num_layers')),
-    ('z_dim', lambda kw: kw.get('z_dim')),
-    ('w_dim', lambda kw: kw.get('w_dim')),
-    ('conv_kernel', lambda kw: kw.get('conv_kernel')),
-    ('use_radial_filters', lambda kw: kw.get('use_radial_filters')),
-]
-
-
-def network_family(module):
-    """'networks_stylegan2', 'networks_stylegan3', ...: the module a network class comes from."""
-    return type(module).__module__.split('.')[-1]
-
-
-def describe_config_differences(resume_data, G, D):
-    """Differences between the networks of a resume pickle and of the new run, as readable lines."""
-    diffs = []
-    for name, new_module in [('G', G), ('D', D)]:
-        old_module = resume_data.get(name if name in resume_data else 'G_ema')
-        if old_module is None:
-            continue
-        if network_family(old_module) != network_family(new_module):
-            diffs.append(f'{name} family: pickle {network_family(old_module)}, run {network_family(new_module)}')
-            continue
-        old_kwargs = dict(getattr(old_module, 'init_kwargs', {}) or {})
-        new_kwargs = dict(getattr(new_module, 'init_kwargs', {}) or {})
-        for label, read in _CONFIG_FIELDS:
-            old, new = read(old_kwargs), read(new_kwargs)
-            if old is not None and new is not None and old != new:
-                diffs.append(f'{name} {label}: pickle {old}, run {new}')
-        old_shapes = {k: tuple(v.shape) for k, v in misc.named_params_and_buffers(old_module)}
-        new_shapes = {k: tuple(v.shape) for k, v in misc.named_params_and_buffers(new_module)}
-        mismatched = [k for k in new_shapes if k in old_shapes and old_shapes[k] != new_shapes[k]]
-        if mismatched and not any(d.startswith(name + ' ') for d in diffs):
-            diffs.append(f'{name} parameter shapes differ: {", ".join(mismatched[:5])}'
-                         + (' ...' if len(mismatched) > 5 else ''))
-    return diffs
-
-
-def check_resume_compatible(resume_pkl, resume_data, G, D):
-    """Raise ValueError listing every difference that makes the pickle's weights unusable for this run."""
-    diffs = describe_config_differences(resume_data, G, D)
-    if diffs:
-        raise ValueError(f'--resume={resume_pkl} does not match this run\'s configuration:\n  '
-                         + '\n  '.join(diffs) + '\nUse the same --cfg, --cbase, --cmax, --map-depth, --cond and '
-                         'a dataset of the same resolution as the run that wrote the snapshot.')
-
-#----------------------------------------------------------------------------
-# The state that survives a resume.
-
-class TrainingState:
-    """Networks, optimizers, loss, counters and ADA statistics: everything a resumed run needs.
-
-    Saving: `snapshot_data(resume_state(rank_states, ...))` -> the pickled dict (official keys + RESUME_STATE_KEY),
-    with `rank_state()` gathered from every process. Loading: `load_weights()` (any snapshot, official ones
-    included), then `load_resume_state()` (ours: counters, optimizers, this rank's state) for an exact resume."""
-
-    def __init__(self, G, D, G_ema, augment_pipe, loss, phases, optimizers, training_set_kwargs):
-        self.G, self.D, self.G_ema, self.augment_pipe = G, D, G_ema, augment_pipe
-        self.loss = loss
-        self.phases = phases
-        self.optimizers = optimizers
-        self.training_set_kwargs = training_set_kwargs
-        self.cur_nimg = 0           # Images shown to D so far (all processes together).
-        self.cur_tick = 0           # Index of the tick in progress.
-        self.batch_idx = 0          # Iterations done; decides which lazy-regularisation phases run.
-        self.tick_start_nimg = 0    # cur_nimg at the start of the current tick.
-        self.elapsed_sec = 0.0      # Training time before this process started (for the status line).
-        self.ada = None             # training.augment.AdaController tuning augment_pipe.p (--aug=ada), or None.
-        self.augment_options = None # augment_options() of this run: tells a resumed run whether --aug/--p changed.
-
-    def modules(self):
-        return dict(G=self.G, D=self.D, G_ema=self.G_ema, augment_pipe=self.augment_pipe)
-
-    def rank_state(self, rng_state):
-        """What differs between processes: RNGs (as captured at the tick boundary), the loss state (pl_mean) and
-        the networks' buffers (w_avg, magnitude_ema are updated from each process's own fakes)."""
-        loss_state = self.loss.state_dict() if hasattr(self.loss, 'state_dict') else {}
-        return dict(rng=rng_state, loss=loss_state,
-                    buffers={name: {k: v.detach().cpu().clone() for k, v in module.named_buffers()}
-                             for name, module in [('G', self.G), ('D', self.D)]})
-
-    def load_rank_state(self, rank_state, device):
-        """Restore rank_state(); the RNG part is returned for the caller to restore last."""
-        if hasattr(self.loss, 'load_state_dict'):
-            self.loss.load_state_dict(rank_state['loss'])
-        for name, module in [('G', self.G), ('D', self.D)]:
-            saved = rank_state['buffers'][name]
-            for k, v in module.named_buffers():
-                if k in saved:
-                    v.copy_(saved[k].to(v.device))
-        return rank_state['rng']
-
-    def resume_state(self, rank_states, num_gpus, batch_size, elapsed_sec):
-        """The RESUME_STATE_KEY entry: counters as they will be at the start of the next tick."""
-        return dict(version=RESUME_STATE_VERSION, cur_nimg=self.cur_nimg, cur_tick=self.cur_tick + 1,
-                    batch_idx=self.batch_idx, tick_start_nimg=self.cur_nimg, data_position=self.cur_nimg,
-                    elapsed_sec=elapsed_sec, num_gpus=num_gpus, batch_size=batch_size,
-                    ada=self.ada.state_dict() if self.ada is not None else None, augment=self.augment_options,
-                    optimizers={name: opt.state_dict() for name, opt in self.optimizers.items()},
-                    ranks=rank_states)
-
-    def snapshot_data(self, resume_state=None):
-        """Snapshot dict: modules deep-copied to CPU in eval mode without grads, plus the resume state."""
-        data = dict(training_set_kwargs=dict(self.training_set_kwargs))
-        for name, module in self.modules().items():
-            if module is not None:
-                module = copy.deepcopy(module).eval().requires_grad_(False).cpu()
-            data[name] = module
-        if resume_state is not None:
-            data[RESUME_STATE_KEY] = resume_state
-        return data
-
-    def load_weights(self, resume_data, names=('G', 'D', 'G_ema')):
-        """Copy the named modules' parameters and buffers (the augment pipe's: its p) from a snapshot dict."""
-        for name, module in self.modules().items():
-            if name in names and module is not None and resume_data.get(name) is not None:
-                misc.copy_params_and_buffers(resume_data[name], module, require_all=False)
-
-    def load_resume_state(self, resume_state, rank, num_gpus, batch_size, device):
-        """Counters, optimizers and this rank's state (the ADA controller's: setup_ada()); returns the RNG state to
-        restore last (None if the process layout changed, in which case the run continues but not bit-exactly)."""
-        self.cur_nimg = resume_state['cur_nimg']
-        self.cur_tick = resume_state['cur_tick']
-        self.batch_idx = resume_state['batch_idx']
-        self.tick_start_nimg = resume_state['tick_start_nimg']
-        self.elapsed_sec = resume_state['elapsed_sec']
-        for name, opt in self.optimizers.items():
-            opt.load_state_dict(resume_state['optimizers'][name])
-        same_layout = resume_state['num_gpus'] == num_gpus and resume_state['batch_size'] == batch_size
-        if not same_layout:
-            return None
-        return self.load_rank_state(resume_state['ranks'][rank], device)
 
 #----------------------------------------------------------------------------
 # Phases: one training iteration.
@@ -474,147 +203,7 @@ def step_ada(ada, ada_stats):
     ada.step()
 
 #----------------------------------------------------------------------------
-# Maintenance: image grids, status line, stats files, snapshots, metrics.
-
-def setup_image_grid(training_set, random_seed, grid_size=None):
-    """The reals shown in reals.png: gw x gh images (default: about 4K pixels wide) in a random order, or one row
-    per class for conditional datasets. Returns ((gw, gh), images [N, C, H, W] uint8, labels [N, c_dim])."""
-    rnd = np.random.RandomState(random_seed)
-    gw = int(np.clip(7680 // training_set.image_shape[2], 7, 32))
-    gh = int(np.clip(4320 // training_set.image_shape[1], 4, 32))
-    if grid_size is not None:
-        gw, gh = grid_size
-    if not training_set.has_labels:
-        order = rnd.permutation(len(training_set))
-        indices = [order[i % len(order)] for i in range(gw * gh)]
-    else:
-        groups = dict()
-        for idx in range(len(training_set)):
-            groups.setdefault(tuple(training_set.get_label(idx).tolist()), []).append(idx)
-        keys = sorted(groups, reverse=True)
-        for key in keys:
-            rnd.shuffle(groups[key])
-        indices = [groups[keys[y % len(keys)]][x % len(groups[keys[y % len(keys)]])]
-                   for y in range(gh) for x in range(gw)]
-    images, labels = zip(*[training_set[int(idx)] for idx in indices])
-    return (gw, gh), np.stack(images), np.stack(labels)
-
-
-class ImageGrid:
-    """The fixed latents and labels of the fakes grid, and the function that renders it with G_ema."""
-
-    def __init__(self, training_set, random_seed, z_dim, batch_gpu, device, grid_size=None):
-        self.grid_size, self.reals, labels = setup_image_grid(training_set, random_seed, grid_size)
-        chunk = batch_gpu if device.type == 'cuda' else max(batch_gpu, 64)  # CPU: fewer, larger calls are faster.
-        self.grid_z = torch.randn([len(labels), z_dim], device=device).split(chunk)
-        self.grid_c = torch.from_numpy(labels).to(device).split(chunk)
-
-    @torch.no_grad()
-    def save_fakes(self, G_ema, path):
-        images = [G_ema(z=z, c=c, noise_mode='const').cpu() for z, c in zip(self.grid_z, self.grid_c)]
-        return save_image_grid(torch.cat(images).numpy(), path, drange=[-1, 1], grid_size=self.grid_size)
-
-
-def _cpu_mem_gb():
-    """Resident memory (RSS) of this process in GiB, as psutil reads it on Linux, macOS and Windows."""
-    import psutil
-    return psutil.Process().memory_info().rss / 2**30
-
-
-def format_status_line(state, timer, total_kimg, device, deadline=None):
-    """The official per-tick status line (+ ETA, which a deadline (time.time() value) shortens); each value is
-    also reported to training_stats."""
-    r0 = training_stats.report0
-    now = time.time()
-    tick_sec = now - timer.tick_start_time
-    tick_nimg = max(state.cur_nimg - state.tick_start_nimg, 1)
-    sec_per_kimg = tick_sec / tick_nimg * 1e3
-    cuda = device.type == 'cuda'
-    gpu_mem_gb = torch.cuda.max_memory_allocated(device) / 2**30 if cuda else 0
-    gpu_reserved_gb = torch.cuda.max_memory_reserved(device) / 2**30 if cuda else 0
-    p = float(state.augment_pipe.p.cpu()) if state.augment_pipe is not None else 0
-    eta_sec = max(total_kimg * 1e3 - state.cur_nimg, 0) * sec_per_kimg / 1e3
-    if deadline is not None:
-        eta_sec = max(min(eta_sec, deadline - now), 0)
-    fields = [f"tick {r0('Progress/tick', state.cur_tick):<5d}",
-              f"kimg {r0('Progress/kimg', state.cur_nimg / 1e3):<8.1f}",
-              f"time {dnnlib.util.format_time(r0('Timing/total_sec', timer.total_sec(state, now))):<12s}",
-              f"sec/tick {r0('Timing/sec_per_tick', tick_sec):<7.1f}",
-              f"sec/kimg {r0('Timing/sec_per_kimg', sec_per_kimg):<7.2f}",
-              f"maintenance {r0('Timing/maintenance_sec', timer.maintenance_sec):<6.1f}",
-              f"cpumem {r0('Resources/cpu_mem_gb', _cpu_mem_gb()):<6.2f}",
-              f"gpumem {r0('Resources/peak_gpu_mem_gb', gpu_mem_gb):<6.2f}",
-              f"reserved {r0('Resources/peak_gpu_mem_reserved_gb', gpu_reserved_gb):<6.2f}",
-              f"augment {r0('Progress/augment', p):.3f}",
-              f"eta {dnnlib.util.format_time(eta_sec)}"]
-    r0('Timing/total_hours', timer.total_sec(state, now) / (60 * 60))  # Official keys, not printed.
-    r0('Timing/total_days', timer.total_sec(state, now) / (24 * 60 * 60))
-    if cuda:
-        torch.cuda.reset_peak_memory_stats(device)
-    return ' '.join(fields)
-
-
-class TickTimer:
-    """Wall-clock bookkeeping for the status line: this process's start, the current tick, maintenance."""
-
-    def __init__(self):
-        self.start_time = time.time()
-        self.tick_start_time = self.start_time
-        self.maintenance_sec = 0.0
-
-    def total_sec(self, state, now=None):
-        """Training time including the runs this one resumes from."""
-        return state.elapsed_sec + ((now or time.time()) - self.start_time)
-
-    def next_tick(self, tick_end_time):
-        self.tick_start_time = time.time()
-        self.maintenance_sec = self.tick_start_time - tick_end_time
-
-
-class RunOutputs:
-    """Rank 0's per-tick files: stats.jsonl and TensorBoard events (optional: warns once if unavailable)."""
-
-    def __init__(self, run_dir, rank, log):
-        self.run_dir = run_dir
-        self.stats_jsonl = None
-        self.tensorboard = None
-        if rank != 0:
-            return
-        self.stats_jsonl = open(os.path.join(run_dir, 'stats.jsonl'), 'at')
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-            self.tensorboard = SummaryWriter(run_dir)
-        except ImportError as err:
-            log(f'Warning: TensorBoard logging is off ({err}); `pip install tensorboard` to enable it.')
-
-    def write_tick(self, stats_dict, metrics_dict, cur_nimg, elapsed_sec):
-        """One JSON line {name: {num, mean, std}, timestamp} and the same scalars to TensorBoard."""
-        if self.stats_jsonl is None:
-            return
-        timestamp = time.time()
-        try:
-            self.stats_jsonl.write(json.dumps(dict(stats_dict, timestamp=timestamp)) + '\n')
-            self.stats_jsonl.flush()
-        except OSError as err:  # A full disk: name the file (write() errors carry no file name).
-            raise dnnlib.util.named_os_error(err, self.stats_jsonl.name) from err
-        if self.tensorboard is not None:
-            global_step = int(cur_nimg / 1e3)
-            for name, value in stats_dict.items():
-                self.tensorboard.add_scalar(name, value.mean, global_step=global_step, walltime=timestamp)
-            for name, value in metrics_dict.items():
-                self.tensorboard.add_scalar(f'Metrics/{name}', value, global_step=global_step, walltime=timestamp)
-            self.tensorboard.flush()
-
-    def write_fakes_image(self, image_hwc, cur_nimg):
-        if self.tensorboard is not None:
-            self.tensorboard.add_image('Fakes', image_hwc, global_step=int(cur_nimg / 1e3), dataformats='HWC')
-
-    def close(self):
-        if self.stats_jsonl is not None:
-            self.stats_jsonl.close()
-        if self.tensorboard is not None:
-            self.tensorboard.close()
-
+# Maintenance: status line, images, snapshots, metrics (what is shown and written: training/run_outputs.py).
 
 def gather_objects(obj, num_gpus):
     """[obj of rank 0, obj of rank 1, ...] on every rank (collective when num_gpus > 1)."""
@@ -654,16 +243,6 @@ def evaluate_metrics(ctx, snapshot_data, snapshot_pkl):
             metric_main.report_metric(result_dict, run_dir=ctx.run_dir, snapshot_pkl=snapshot_pkl)
         results.update(result_dict.results)
     return results
-
-
-def _warn_nonfinite_gradients(log, stats_dict):
-    """Say so when NaN/Inf gradients were replaced during the tick (they are zeroed, never silently)."""
-    prefix = 'Progress/nonfinite_grads/'
-    counts = {name[len(prefix):]: value.mean * value.num for name, value in stats_dict.items()
-              if name.startswith(prefix) and value.num > 0 and value.mean > 0}
-    if counts:
-        log('Warning: non-finite gradient entries replaced this tick: '
-            + ', '.join(f'{phase} {int(count)}' for phase, count in sorted(counts.items())))
 
 
 def rank0_decides(flag, num_gpus, device):
@@ -748,7 +327,7 @@ def end_tick(ctx, state, done):
     ctx.phase_timer.report()
     ctx.stats_collector.update()
     stats_dict = ctx.stats_collector.as_dict()
-    _warn_nonfinite_gradients(ctx.log, stats_dict)
+    warn_nonfinite_gradients(ctx.log, stats_dict)
     ctx.outputs.write_tick(stats_dict, metrics_dict, state.cur_nimg, ctx.timer.total_sec(state))
     if ctx.progress_fn is not None:
         ctx.progress_fn(state.cur_nimg // 1000, ctx.total_kimg)
@@ -759,7 +338,7 @@ def end_tick(ctx, state, done):
     return done
 
 #----------------------------------------------------------------------------
-# Setup: optional modules, resume, the whole state.
+# Setup: optional modules, the whole state (reading a resume snapshot: training/resume.py).
 
 def check_optional_modules(metrics, augment_kwargs):
     """Fail in the first second, not at the first snapshot, when a requested metric or augment pipe is missing."""
@@ -781,44 +360,6 @@ def check_optional_modules(metrics, augment_kwargs):
                                'train with --aug=noaug') from err
 
 
-def load_resume(resume_pkl, log):
-    """(snapshot path, snapshot dict, resume state or None) for --resume, or (None, None, None).
-
-    Stale temporary files of killed runs in a resumed run directory are removed first."""
-    if resume_pkl is None:
-        return None, None, None
-    path = find_latest_snapshot(resume_pkl)
-    if not dnnlib.util.is_url(path):
-        folder = os.path.dirname(os.path.abspath(path))
-        for name in dnnlib.util.remove_stale_temp_files(folder):
-            log(f'Removed {os.path.join(folder, name)} (a partial file of a killed process)')
-    log(f'Resuming from "{path}"')
-    try:
-        data = load_snapshot(path)
-    except (OSError, pickle.UnpicklingError) as err:
-        raise SetupError(f'--resume={path}: cannot load the snapshot: {err}') from err
-    resume_state = data.get(RESUME_STATE_KEY)
-    if resume_state is None:
-        log('The snapshot has no resume state (an official or older pickle): loading weights only; counters, '
-            'optimizers and random streams start fresh.')
-    elif resume_state.get('version') != RESUME_STATE_VERSION:
-        raise SetupError(f'--resume={path}: resume state version {resume_state.get("version")} is not '
-                         f'{RESUME_STATE_VERSION}; this code cannot continue that run exactly')
-    return path, data, resume_state
-
-
-def exact_resume_blocker(resume_data, D_kwargs):
-    """Why a snapshot's resume state cannot continue this run, or None. --freezed makes D's first layers buffers,
-    so a snapshot that froze a different number of layers holds optimizer state for other parameters (transfer
-    learning: fine-tune the snapshot's weights with some D layers frozen)."""
-    old_kwargs = getattr(resume_data.get('D'), 'init_kwargs', None) or {}
-    old_freeze = (old_kwargs.get('block_kwargs') or {}).get('freeze_layers', 0)
-    new_freeze = (D_kwargs.get('block_kwargs') or {}).get('freeze_layers', 0)
-    if old_freeze != new_freeze:
-        return f'The snapshot froze the first {old_freeze} D layers, this run (--freezed) {new_freeze}'
-    return None
-
-
 @torch.no_grad()
 def broadcast_modules(modules, num_gpus):
     """Make every process start from rank 0's parameters and buffers."""
@@ -828,48 +369,6 @@ def broadcast_modules(modules, num_gpus):
         if module is not None:
             for tensor in misc.params_and_buffers(module):
                 torch.distributed.broadcast(tensor, src=0)
-
-
-def augment_options(augment_kwargs, ada_target, augment_p):
-    """The user's augmentation choice as a resume state records it: dict(mode=noaug|ada|fixed, p=--p or None)."""
-    if augment_kwargs is None:
-        return dict(mode='noaug', p=None)
-    if ada_target is not None:
-        return dict(mode='ada', p=None)
-    return dict(mode='fixed', p=float(augment_p))
-
-
-def apply_weights_only_resume_overrides(ctx, overrides):
-    """Fine-tuning from a pickle (the official --resume): e.g. ada_kimg=100, ema_rampup=None and
-    loss_kwargs=dict(blur_init_sigma=0). Dict values update the option of that name, others replace it."""
-    for key, value in overrides.items():
-        ctx[key] = dict(ctx[key] or {}, **value) if isinstance(value, dict) else value
-    ctx.log(f'Weights-only resume: {overrides}')
-
-
-def recorded_augment_options(resume_state, snapshot_path):
-    """augment_options() of the run that wrote a snapshot: from its resume state or, for snapshots that predate
-    that record, from the training_options.json beside it; None if neither says."""
-    if resume_state.get('augment') is not None:
-        return resume_state['augment']
-    options_path = os.path.join(os.path.dirname(os.path.abspath(snapshot_path)), 'training_options.json')
-    try:
-        with open(options_path, 'rt') as f:
-            old = json.load(f)
-        return augment_options(old['augment_kwargs'], old['ada_target'], old['augment_p'])
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-
-
-def augment_changed(old_options, new_options, log):
-    """Exact resume: whether --aug or --p differs from the snapshot's run (then p starts at the new option's value
-    instead of continuing, and the log says so). Unknown old options (None) count as unchanged."""
-    if old_options is None or old_options == new_options:
-        return False
-    log(f'Augmentation changed since the snapshot (--aug={old_options["mode"]} p={old_options["p"]} -> '
-        f'--aug={new_options["mode"]} p={new_options["p"]}): p starts at the new option\'s value instead of '
-        'continuing.')
-    return True
 
 
 def setup_state(ctx):
@@ -1023,7 +522,7 @@ def training_loop(
     ctx.metrics = list(metrics or [])
     ctx.data_loader_kwargs = dict(data_loader_kwargs or {})
     ctx.loss_kwargs = dict(loss_kwargs or {'class_name': 'training.loss.StyleGAN2Loss'})
-    ctx.log = _make_log_fn(rank)
+    ctx.log = make_log_fn(rank)
     check_optional_modules(ctx.metrics, augment_kwargs)
     if rank == 0:
         for name in dnnlib.util.remove_stale_temp_files(run_dir):
