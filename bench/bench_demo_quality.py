@@ -64,7 +64,8 @@ def run_info(snapshot):
             options = json.load(file)
         info['recipe'] = dict(batch=options.get('batch_size'), glr=options['G_opt_kwargs']['lr'],
                               dlr=options['D_opt_kwargs']['lr'], gamma=options['loss_kwargs'].get('r1_gamma'),
-                              cbase=options['G_kwargs'].get('channel_base'), cmax=options['G_kwargs'].get('channel_max'),
+                              cbase=options['G_kwargs'].get('channel_base'),
+                              cmax=options['G_kwargs'].get('channel_max'),
                               map_depth=options['G_kwargs'].get('mapping_kwargs', {}).get('num_layers'),
                               ema_kimg=options.get('ema_kimg'), ema_rampup=options.get('ema_rampup'),
                               threads=options.get('num_threads'))
@@ -136,7 +137,8 @@ def main():
     parser.add_argument('--network', help='snapshot pickle to score')
     parser.add_argument('--run', action='store_true', help='run demo.py first and score its final snapshot')
     parser.add_argument('--minutes', type=float, default=8, help='demo.py --minutes with --run')
-    parser.add_argument('--demo-outdir', default=os.path.join(ROOT, 'demo-out-bench'), help='demo.py --outdir')
+    parser.add_argument('--demo-outdir', default=os.path.join(ROOT, 'demo-out', 'bench'),
+                        help='demo.py --outdir with --run')
     parser.add_argument('--baseline', action='append', default=[], metavar='PKL',
                         help='another snapshot scored in the same run (e.g. the old demo recipe); repeatable')
     parser.add_argument('--num-fakes', type=int, default=1000, help='fakes (and real/noise images) scored')
