@@ -80,7 +80,8 @@ OPTION_DEFAULTS = dict(
     map_depth=None, mbstd_group=4, desc=None, metrics=(), kimg=25000, tick=4, snap=50, seed=0, fp32=False,
     nobench=False, workers=3, device='cpu', max_minutes=None, snap_keep=None, snap_best=None, detector_dir=None,
     dry_run=False, threads=0, precision=None, compile=False, channels_last=False, grad_clip=None, loss='nsgan',
-    sn=False, progressive=False, lod_kimg=600, lod_batch=None)
+    sn=False, progressive=False, lod_kimg=600, lod_batch=None, pl_weight=None, style_mixing=None, ema_kimg=None,
+    ema_rampup=None, r1_interval=None)
 
 #----------------------------------------------------------------------------
 # The pure config builder.
@@ -171,15 +172,35 @@ def _loss_kwargs(opts, preset, batch_size):
     if preset.get('family') == 'dcgan':
         return dnnlib.EasyDict(class_name='training.loss.ClassicGANLoss', loss=opts.loss, r1_gamma=opts.gamma)
     loss_kwargs = dnnlib.EasyDict(class_name='training.loss.StyleGAN2Loss', r1_gamma=opts.gamma)
-    if preset['style_mixing_prob']:
-        loss_kwargs.style_mixing_prob = preset['style_mixing_prob']
-    if preset['pl_weight']:
-        loss_kwargs.pl_weight = preset['pl_weight']
+    style_mixing_prob = _preset_or_option(preset['style_mixing_prob'], opts.style_mixing)
+    if style_mixing_prob:
+        loss_kwargs.style_mixing_prob = style_mixing_prob
+    pl_weight = _preset_or_option(preset['pl_weight'], opts.pl_weight)
+    if pl_weight:
+        loss_kwargs.pl_weight = pl_weight
         loss_kwargs.pl_no_weight_grad = preset.get('pl_no_weight_grad', False)
     if preset.get('blur_init_sigma'):
         loss_kwargs.blur_init_sigma = preset['blur_init_sigma']
         loss_kwargs.blur_fade_kimg = batch_size * 200 / 32
     return loss_kwargs
+
+
+def _preset_or_option(preset_value, option_value):
+    """The value of a recipe option: the user's when given, else the --cfg preset's."""
+    return preset_value if option_value is None else option_value
+
+
+def _schedule_options(opts, preset):
+    """EMA and lazy-regularisation settings: the --cfg preset's (official), or the user's recipe options."""
+    G_reg_interval = preset['G_reg_interval']
+    if opts.pl_weight == 0:
+        G_reg_interval = None  # No path-length term: no G regularisation phase to schedule.
+    elif opts.pl_weight and G_reg_interval is None:
+        G_reg_interval = 4
+    D_reg_interval = _preset_or_option(preset.get('D_reg_interval', 16), opts.r1_interval)
+    return dict(ema_kimg=_preset_or_option(preset.get('ema_kimg', opts.batch * 10 / 32), opts.ema_kimg),
+                ema_rampup=0.05 if opts.ema_rampup is None else (opts.ema_rampup or None),  # 0 = no ramp-up.
+                G_reg_interval=G_reg_interval, D_reg_interval=D_reg_interval)
 
 
 def _snapshot_options(opts):
@@ -244,8 +265,7 @@ def build_training_options(dataset_info, **opts):
     if opts.aug != 'noaug':
         c.augment_kwargs = dnnlib.EasyDict(ADA_PIPE_KWARGS)
     c.update(metrics=list(opts.metrics or []), random_seed=opts.seed, num_gpus=opts.gpus, batch_size=opts.batch,
-             batch_gpu=batch_gpu, ema_kimg=preset.get('ema_kimg', opts.batch * 10 / 32), ema_rampup=0.05,
-             G_reg_interval=preset['G_reg_interval'], D_reg_interval=preset.get('D_reg_interval', 16),
+             batch_gpu=batch_gpu, **_schedule_options(opts, preset),
              augment_p=opts.p if opts.aug == 'fixed' else 0, ada_target=opts.target if opts.aug == 'ada' else None,
              ada_interval=4, ada_kimg=500, total_kimg=opts.kimg, kimg_per_tick=opts.tick,
              image_snapshot_ticks=opts.snap, network_snapshot_ticks=opts.snap, resume_pkl=opts.resume,
@@ -644,6 +664,16 @@ Examples:
 @click.option('--mbstd-group', help='Minibatch std group size', metavar='INT', type=click.IntRange(min=1),
               default=4, show_default=True)
 # Misc settings.
+@click.option('--pl-weight', help='Path-length regularization weight; 0 = off  [default: 2 for stylegan2, 0 otherwise]',
+              metavar='FLOAT', type=click.FloatRange(min=0))
+@click.option('--style-mixing', help='Style-mixing regularization probability  [default: 0.9 for stylegan1/2, '
+              '0 for stylegan3]', metavar='FLOAT', type=click.FloatRange(min=0, max=1))
+@click.option('--ema-kimg', help='Half-life of G_ema in kimg  [default: batch x 10 / 32]', metavar='KIMG',
+              type=click.FloatRange(min=0))
+@click.option('--ema-rampup', help='G_ema half-life ramp-up: at most this fraction of the images seen so far; '
+              '0 = none  [default: 0.05]', metavar='FLOAT', type=click.FloatRange(min=0))
+@click.option('--r1-interval', help='Lazy R1 regularization: minibatches between R1 steps  [default: 16]',
+              metavar='INT', type=click.IntRange(min=1))
 @click.option('--desc', help='String to include in the run directory name', metavar='STR', type=str)
 @click.option('--metrics', help=f'Quality metrics (see calc_metrics.py --help)  [default: {_DEFAULT_METRICS}]',
               metavar='[NAME|A,B,C|none]',

@@ -96,6 +96,30 @@ def test_stylegan3_presets_drop_pl_and_mixing_and_r_adds_blur_and_doubles_channe
     assert r['loss_kwargs']['blur_init_sigma'] == 10 and r['loss_kwargs']['blur_fade_kimg'] == 64 * 200 / 32
 
 
+def test_recipe_options_override_the_preset_and_default_to_it():
+    assert build('stylegan2', pl_weight=None, style_mixing=None, ema_kimg=None, ema_rampup=None,
+                 r1_interval=None) == build('stylegan2')
+    options = build('stylegan2', pl_weight=0, style_mixing=0, ema_kimg=2.5, ema_rampup=0, r1_interval=4)
+    assert options['loss_kwargs'] == dict(class_name='training.loss.StyleGAN2Loss', r1_gamma=10)
+    assert options['G_reg_interval'] is None and options['D_reg_interval'] == 4
+    assert options['ema_kimg'] == 2.5 and options['ema_rampup'] is None
+    # Path length switched on for a preset without it gets the official SG2 interval; mixing for SG3 is kept.
+    t = build('stylegan3-t', pl_weight=1.5, style_mixing=0.5, ema_rampup=0.1)
+    assert t['loss_kwargs']['pl_weight'] == 1.5 and t['loss_kwargs']['style_mixing_prob'] == 0.5
+    assert t['G_reg_interval'] == 4 and t['ema_rampup'] == 0.1
+
+
+def test_recipe_options_reach_the_cli(shapes_dir, tmp_path):
+    result = CliRunner().invoke(train.main, [f'--outdir={tmp_path}', '--cfg=stylegan2', f'--data={shapes_dir}',
+                                             '--gpus=1', '--batch=4', '--gamma=1', '--pl-weight=0', '--ema-kimg=1.5',
+                                             '--style-mixing=0.25', '--r1-interval=8', '--ema-rampup=0', '-n'])
+    assert result.exit_code == 0, result.output
+    options = json.loads(result.output[result.output.index('{'):result.output.rindex('}') + 1])
+    assert options['loss_kwargs']['style_mixing_prob'] == 0.25 and 'pl_weight' not in options['loss_kwargs']
+    assert (options['G_reg_interval'], options['D_reg_interval'], options['ema_kimg'], options['ema_rampup']) == \
+        (None, 8, 1.5, None)
+
+
 def test_options_map_onto_training_loop_arguments():
     options = build('stylegan2', gpus=2, batch=16, batch_gpu=4, glr=0.001, dlr=0.003, map_depth=3, mbstd_group=2,
                     freezed=2, mirror=True, cond=False, aug='fixed', p=0.3, kimg=100, tick=2, snap=5, seed=7,
