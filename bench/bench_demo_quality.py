@@ -46,10 +46,13 @@ def load_G(path):
 
 @torch.no_grad()
 def generate_fakes(G, num_images, seed, batch_size=100):
-    """num_images fakes [N, 3, R, R] float in [-1, 1] (clamped), z ~ N(0, I) from torch seed `seed`."""
+    """num_images fakes [N, 3, R, R] float in [-1, 1] (clamped), z ~ N(0, I) from torch seed `seed`; a conditional G
+    (c_dim > 0, e.g. demo.py --cond=1) gets classes drawn uniformly, so that entropy still measures what G draws."""
     generator = torch.Generator().manual_seed(seed)
     z = torch.randn([num_images, G.z_dim], generator=generator)
     c = torch.zeros([num_images, G.c_dim])
+    if G.c_dim:
+        c[torch.arange(num_images), torch.randint(G.c_dim, [num_images], generator=generator)] = 1
     return torch.cat([G(z[i:i + batch_size], c[i:i + batch_size], truncation_psi=1, noise_mode='const').clamp(-1, 1)
                       for i in range(0, num_images, batch_size)])
 
