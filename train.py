@@ -113,6 +113,10 @@ def _check_options(opts, dataset_info):
     if opts.progressive and (opts.cfg != 'stylegan1' or dataset_info['resolution'] < 8):
         raise UsageError(f'--progressive=1 grows --cfg=stylegan1 from 8x8 (here --cfg={opts.cfg}, dataset '
                          f'{dataset_info["resolution"]}x{dataset_info["resolution"]})')
+    dcgan_ignores = [f'--{name.replace("_", "-")}' for name in ('pl_weight', 'style_mixing') if opts[name]]
+    if opts.cfg == 'dcgan' and dcgan_ignores:
+        raise UsageError(f'{" ".join(dcgan_ignores)}: path length and style mixing need a style-based G; '
+                         '--cfg=dcgan has none (drop the option)')
     if opts.cond and not dataset_info['has_labels']:
         raise UsageError(f'--cond=1 requires labels in {opts.data}/dataset.json; this dataset has none')
     return batch_gpu
@@ -672,7 +676,8 @@ Examples:
               type=click.FloatRange(min=0))
 @click.option('--ema-rampup', help='G_ema half-life ramp-up: at most this fraction of the images seen so far; '
               '0 = none  [default: 0.05]', metavar='FLOAT', type=click.FloatRange(min=0))
-@click.option('--r1-interval', help='Lazy R1 regularization: minibatches between R1 steps  [default: 16]',
+@click.option('--r1-interval', help='Lazy R1 regularization: minibatches between R1 steps  [default: 16; dcgan: '
+              'R1 every step, within the D step]',
               metavar='INT', type=click.IntRange(min=1))
 @click.option('--desc', help='String to include in the run directory name', metavar='STR', type=str)
 @click.option('--metrics', help=f'Quality metrics (see calc_metrics.py --help)  [default: {_DEFAULT_METRICS}]',

@@ -109,6 +109,14 @@ def test_recipe_options_override_the_preset_and_default_to_it():
     assert t['G_reg_interval'] == 4 and t['ema_rampup'] == 0.1
 
 
+def test_dcgan_refuses_the_style_based_recipe_options():
+    for opts, named in ((dict(pl_weight=1), '--pl-weight'), (dict(pl_weight=1, style_mixing=0.5),
+                                                                '--pl-weight --style-mixing')):
+        with pytest.raises(train.UsageError, match=f'^{named}: .*--cfg=dcgan has none'):
+            build('dcgan', **opts)
+    assert build('dcgan', pl_weight=0, style_mixing=0, ema_kimg=1)['ema_kimg'] == 1
+
+
 def test_recipe_options_reach_the_cli(shapes_dir, tmp_path):
     result = CliRunner().invoke(train.main, [f'--outdir={tmp_path}', '--cfg=stylegan2', f'--data={shapes_dir}',
                                              '--gpus=1', '--batch=4', '--gamma=1', '--pl-weight=0', '--ema-kimg=1.5',
