@@ -11,7 +11,7 @@ What this module implements, with the papers' names:
   Wasserstein GANs", Sec. 4: batch norm breaks the per-sample gradient penalty of WGAN-GP), `norm='none'` drops it.
 - `spectral_norm=True` divides every weight of D by its largest singular value, estimated by one power iteration
   per D step (Miyato et al. 2018, "Spectral Normalization for GANs", Eq. 8 and Alg. 1: the pass with
-  update_emas=True), through torch.nn.utils.parametrizations.spectral_norm.
+  update_emas=True), kept in plain `sn_u`/`sn_v` buffers (see Weight below).
 - Conditional models (c_dim > 0): G takes the label concatenated to z (Mirza and Osindero 2014); D is a projection
   discriminator (Miyato and Koyama 2018, "cGANs with Projection Discriminator", Eq. 3): the logit gains the inner
   product of an embedding of the label with D's last feature map.
