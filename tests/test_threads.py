@@ -1,5 +1,6 @@
 """torch_utils/threads.py: thread counts, CPU loader workers, the starvation measure and the adaptive team."""
 
+import os
 import time
 
 import pytest
@@ -95,3 +96,67 @@ def test_controller_polls_windows_and_narrows_between_ticks(monkeypatch):
     monkeypatch.setattr(fixed.window, 'sample', lambda count: dict(cpu=0.1, wait=0.9, starved=True))
     fixed.poll()
     assert fixed.count == 2
+
+
+def _calm_controller(monkeypatch, count, ceiling, idle_cpus):
+    """An adaptive controller at `count` threads (started at `ceiling`) whose windows are calm, with the machine
+    showing `idle_cpus` idle CPUs; returns (controller, advance) where advance() ends one window and polls."""
+    auto = threads.ThreadController(0)
+    auto.ceiling, auto.count = ceiling, count
+    monkeypatch.setattr(auto.window, 'sample', lambda n: dict(cpu=1.0, wait=0.0, starved=False))
+    monkeypatch.setattr(auto.idle, 'sample', lambda: idle_cpus)
+
+    def advance():
+        auto.window_start -= threads.ThreadController.ADAPT_WINDOW_SEC
+        auto.poll()
+    return auto, advance
+
+
+def test_controller_widens_after_calm_windows_with_an_idle_cpu_up_to_where_it_started(monkeypatch):
+    auto, advance = _calm_controller(monkeypatch, count=1, ceiling=3, idle_cpus=1.5)
+    for _ in range(threads.ThreadController.WIDEN_AFTER_WINDOWS - 1):
+        advance()
+    assert auto.count == 1                      # Not after fewer calm windows than that.
+    advance()
+    assert auto.count == 2 and torch.get_num_threads() == 2
+    for _ in range(5 * threads.ThreadController.WIDEN_AFTER_WINDOWS):
+        advance()
+    assert auto.count == 3 and torch.get_num_threads() == 3   # The ceiling: the team it started with.
+
+
+@pytest.mark.parametrize('idle_cpus', [0.3, None])
+def test_controller_does_not_widen_without_an_idle_cpu(monkeypatch, idle_cpus):
+    auto, advance = _calm_controller(monkeypatch, count=1, ceiling=2, idle_cpus=idle_cpus)
+    for _ in range(4 * threads.ThreadController.WIDEN_AFTER_WINDOWS):
+        advance()
+    assert auto.count == 1
+    fixed = threads.ThreadController(1)         # A fixed --threads=N never changes, calm or not.
+    fixed.ceiling = 4
+    fixed.window_start -= 100
+    fixed.poll()
+    assert fixed.count == 1
+
+
+def test_a_widening_starved_at_once_doubles_the_wait_for_the_next(monkeypatch):
+    auto, advance = _calm_controller(monkeypatch, count=1, ceiling=2, idle_cpus=1.0)
+    for _ in range(threads.ThreadController.WIDEN_AFTER_WINDOWS):
+        advance()
+    assert auto.count == 2
+    monkeypatch.setattr(auto.window, 'sample', lambda n: dict(cpu=0.5, wait=0.5, starved=True))
+    advance()                                   # The CPU that looked idle was not ours (e.g. a CPU quota).
+    assert auto.count == 1 and auto.widen_after == 2 * threads.ThreadController.WIDEN_AFTER_WINDOWS
+    monkeypatch.setattr(auto.window, 'sample', lambda n: dict(cpu=1.0, wait=0.0, starved=False))
+    for _ in range(threads.ThreadController.WIDEN_AFTER_WINDOWS):
+        advance()
+    assert auto.count == 1                      # Backed off: needs twice the calm windows now.
+    for _ in range(threads.ThreadController.WIDEN_AFTER_WINDOWS):
+        advance()
+    assert auto.count == 2
+
+
+@pytest.mark.skipif(not os.path.exists('/proc/stat'), reason='the machine idle meter reads Linux /proc/stat')
+def test_idle_meter_counts_idle_cpus_of_the_machine():
+    meter = threads.IdleMeter()
+    time.sleep(0.3)
+    idle = meter.sample()
+    assert idle is not None and -0.05 <= idle <= os.cpu_count() + 0.5   # Idle CPUs, not seconds.

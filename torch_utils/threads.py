@@ -99,34 +99,92 @@ class StarvationMeter:
         return dict(cpu=cpu, wait=wait, starved=starved)
 
 
+def _machine_idle_seconds():
+    """Idle CPU-seconds of the whole machine since boot, summed over its CPUs (Linux /proc/stat), or None."""
+    try:
+        with open('/proc/stat', encoding='ascii') as file:
+            fields = file.readline().split()
+        if fields[0] != 'cpu':
+            return None
+        return (int(fields[4]) + int(fields[5])) / os.sysconf('SC_CLK_TCK')  # idle + iowait
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
+class IdleMeter:
+    """Between calls of sample(): the machine's idle CPUs (idle CPU-seconds per wall second; None where unknown)."""
+
+    def __init__(self):
+        self._last = (time.perf_counter(), _machine_idle_seconds())
+
+    def sample(self):
+        now = (time.perf_counter(), _machine_idle_seconds())
+        last, self._last = self._last, now
+        if now[1] is None or last[1] is None:
+            return None
+        return (now[1] - last[1]) / max(now[0] - last[0], 1e-9)
+
+
 class ThreadController:
     """The training loop's thread policy: threads=None leaves torch's setting alone, N > 0 uses exactly N, 0 starts
-    at default_threads() and narrows the team (to the CPU time it got, at least one fewer) whenever a window of
-    ADAPT_WINDOW_SEC (checked by poll() between iterations) or a tick was starved. It never widens again: a load
-    that went away costs at most the threads given up, a load that comes back would cost far more."""
+    at default_threads() and adapts between iterations (poll(), every ADAPT_WINDOW_SEC) and at the end of ticks:
+    a starved window or tick narrows the team (to the CPU time it got, at least one fewer); WIDEN_AFTER_WINDOWS calm
+    windows in a row, each with at least IDLE_CPUS_TO_WIDEN of the machine's CPUs idle, widen it by one thread, up
+    to where it started. So a load that came and went (a test, a compile, a second job that ended) costs its
+    duration, not the rest of the run; a widening that is starved at once doubles the calm windows the next one
+    needs, so a machine whose idle CPUs are not ours to use (a CPU quota) is probed ever more rarely."""
 
     ADAPT_WINDOW_SEC = 3.0
+    WIDEN_AFTER_WINDOWS = 3
+    IDLE_CPUS_TO_WIDEN = 0.8
 
     def __init__(self, threads=None, processes_per_machine=1):
         self.adaptive = threads == 0
         self.count = torch.get_num_threads() if threads is None else set_threads(threads, processes_per_machine)
+        self.ceiling = self.count               # Never wider than the team it started with.
         self.meter = StarvationMeter()          # Per tick, for the status line.
         self.window = StarvationMeter()         # Per adaptation window.
+        self.idle = IdleMeter()                 # The machine's idle CPUs per adaptation window.
         self.window_start = time.perf_counter()
+        self.calm_windows = 0
+        self.widen_after = self.WIDEN_AFTER_WINDOWS
+        self.last_widened = None                # perf_counter() of the latest widening.
 
     def poll(self):
-        """Between iterations: when adaptive and a window has passed, narrow the team if it was starved."""
-        if not self.adaptive or self.count <= 1 or time.perf_counter() - self.window_start < self.ADAPT_WINDOW_SEC:
+        """Between iterations: when adaptive and a window has passed, narrow the team if the window was starved,
+        or widen it if the machine has been calm with a CPU to spare for long enough."""
+        if not self.adaptive or time.perf_counter() - self.window_start < self.ADAPT_WINDOW_SEC:
             return
         self.window_start = time.perf_counter()
-        self._narrow_if_starved(self.window.sample(self.count))
+        sample, idle_cpus = self.window.sample(self.count), self.idle.sample()
+        if not self._narrow_if_starved(sample):
+            self._widen_if_calm(sample, idle_cpus)
 
     def _narrow_if_starved(self, sample):
-        if sample['starved'] and self.adaptive and self.count > 1:
-            self.count = narrower_team(self.count, min(sample['cpu'], 1 - (sample['wait'] or 0)))
-            torch.set_num_threads(self.count)
-            return True
-        return False
+        if not (sample['starved'] and self.adaptive and self.count > 1):
+            return False
+        recently_widened = self.last_widened is not None and \
+            time.perf_counter() - self.last_widened < 2.5 * self.ADAPT_WINDOW_SEC
+        if recently_widened:
+            self.widen_after *= 2
+        self.count = narrower_team(self.count, min(sample['cpu'], 1 - (sample['wait'] or 0)))
+        torch.set_num_threads(self.count)
+        self.calm_windows = 0
+        return True
+
+    def _widen_if_calm(self, sample, idle_cpus):
+        calm = not sample['starved'] and idle_cpus is not None and idle_cpus >= self.IDLE_CPUS_TO_WIDEN
+        if not calm or self.count >= self.ceiling:
+            self.calm_windows = 0
+            return False
+        self.calm_windows += 1
+        if self.calm_windows < self.widen_after:
+            return False
+        self.count += 1
+        torch.set_num_threads(self.count)
+        self.calm_windows = 0
+        self.last_widened = time.perf_counter()
+        return True
 
     def end_tick(self):
         """Status-line text for the tick that ended ('cpu 0.93 wait 0.02 threads 2', + ' starved'), and the
