@@ -17,13 +17,21 @@ import time
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
 # The train.py options of each device type (tick = kimg per status line, snap = ticks per snapshot; glr/dlr None =
-# the --cfg default). bench/bench_demo_quality.py scores what the CPU recipe draws in 8 minutes (README, Quickstart):
-# glr=dlr=0.003 beat the default 0.002 at equal kimg; batch 8 did not pay for its extra CPU per kimg.
+# the --cfg default; extra = further train.py options). bench/bench_demo_quality.py scores what the CPU recipe draws
+# in 8 minutes (README, Quickstart; bench/DEMO_RECIPES.md lists every recipe measured): glr=dlr=0.003 beat the default
+# 0.002 at equal kimg; batch 8 did not pay for its extra CPU per kimg; without path-length regularisation and style
+# mixing, with minibatch-std groups of 8 and narrow 32x32 layers (16 channels, 64 at 4x4 and 8x8), a kimg costs 0.78x
+# the CPU of the previous recipe: a timed 8-minute demo trains 49 kimg instead of 38 and scores 0.73 / 1.58 bits
+# instead of 0.71 / 1.52 (still short of issue 15's 0.8 / 1.8).
 PRESETS = {
-    'cpu': dict(batch=16, cbase=2048, cmax=32, glr=0.003, dlr=0.003, gamma=0.05, tick=1, snap=10),
-    'cuda': dict(batch=64, cbase=16384, cmax=256, glr=None, dlr=None, gamma=0.05, tick=20, snap=5),
-    'mps': dict(batch=32, cbase=4096, cmax=64, glr=None, dlr=None, gamma=0.05, tick=2, snap=5),
+    'cpu': dict(batch=16, cbase=512, cmax=64, glr=0.003, dlr=0.003, gamma=0.05, tick=1, snap=10,
+                extra=('--pl-weight=0', '--style-mixing=0', '--mbstd-group=8')),
+    'cuda': dict(batch=64, cbase=16384, cmax=256, glr=None, dlr=None, gamma=0.05, tick=20, snap=5, extra=()),
+    'mps': dict(batch=32, cbase=4096, cmax=64, glr=None, dlr=None, gamma=0.05, tick=2, snap=5, extra=()),
 }
+# The CPU widths above were measured for stylegan2 only; the other configs keep the widths they were tried with
+# (StyleGAN3 derives its channel counts differently, and cbase=512 would leave it a few channels per layer).
+CPU_WIDTHS_OTHER_CFGS = dict(cbase=2048, cmax=32)
 
 #----------------------------------------------------------------------------
 
@@ -54,13 +62,15 @@ def newest_run_dir(runs_dir):
 
 
 def train_args(data, runs_dir, device, minutes, cfg):
-    preset = PRESETS[device]
+    preset = dict(PRESETS[device])
+    if device == 'cpu' and cfg != 'stylegan2':
+        preset.update(CPU_WIDTHS_OTHER_CFGS)
     rates = [f'--{name}={preset[name]:g}' for name in ('glr', 'dlr') if preset[name] is not None]
     return ['train.py', f'--outdir={runs_dir}', f'--cfg={cfg}', f'--data={data}', '--gpus=1',
             f'--batch={preset["batch"]}', f'--gamma={preset["gamma"]:g}', f'--cbase={preset["cbase"]}',
             f'--cmax={preset["cmax"]}', *rates, '--map-depth=2', '--mirror=1', '--aug=noaug', '--metrics=none',
             '--kimg=100000', f'--tick={preset["tick"]}', f'--snap={preset["snap"]}', f'--max-minutes={minutes:g}',
-            f'--workers={0 if device == "cpu" else 2}', f'--device={device}']
+            f'--workers={0 if device == "cpu" else 2}', f'--device={device}', *preset['extra']]
 
 #----------------------------------------------------------------------------
 

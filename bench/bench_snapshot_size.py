@@ -28,7 +28,7 @@ from training import training_loop as tl  # noqa: E402
 
 # name -> (train.py options, resolution). demo-*: demo.py's presets (32x32); sg2-256: the official 256x256 StyleGAN2.
 CONFIGS = {
-    'demo-cpu': (dict(cfg='stylegan2', cbase=2048, cmax=32, map_depth=2, batch=16), 32),
+    'demo-cpu': (dict(cfg='stylegan2', cbase=512, cmax=64, map_depth=2, batch=16), 32),
     'demo-cuda': (dict(cfg='stylegan2', cbase=16384, cmax=256, map_depth=2, batch=64), 32),
     'sg2-256': (dict(cfg='stylegan2', cbase=16384, cmax=512, map_depth=8, batch=64), 256),
 }

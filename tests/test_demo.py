@@ -39,3 +39,21 @@ def test_demo_presets_are_train_py_command_lines(device, shapes_dir, tmp_path):
     expected_glr = preset['glr'] if preset['glr'] is not None else 0.002  # The stylegan2 default.
     assert options['G_opt_kwargs']['lr'] == expected_glr
     assert options['loss_kwargs']['r1_gamma'] == preset['gamma']
+
+
+def test_cpu_demo_drops_path_length_and_mixing_and_uses_groups_of_8(shapes_dir, tmp_path):
+    args = demo.train_args(shapes_dir, str(tmp_path / 'runs'), 'cpu', 8, 'stylegan2')
+    options = _dry_run_options(args[1:])
+    assert options['loss_kwargs'].get('pl_weight', 0) == 0
+    assert options['loss_kwargs'].get('style_mixing_prob', 0) == 0
+    assert options['G_reg_interval'] is None  # No G regularisation phase at all, not one that adds zero.
+    assert options['D_kwargs']['epilogue_kwargs']['mbstd_group_size'] == 8
+    # 16 channels at 32x32, 32 at 16x16, 64 at 8x8 and 4x4: min(cbase / resolution, cmax).
+    assert (options['G_kwargs']['channel_base'], options['G_kwargs']['channel_max']) == (512, 64)
+
+
+@pytest.mark.parametrize('cfg', ['stylegan3-t', 'stylegan1'])
+def test_cpu_demo_keeps_previous_widths_for_other_cfgs(cfg, shapes_dir, tmp_path):
+    options = _dry_run_options(demo.train_args(shapes_dir, str(tmp_path / 'runs'), 'cpu', 8, cfg)[1:])
+    assert (options['G_kwargs']['channel_base'], options['G_kwargs']['channel_max']) == (2048, 32)
+    assert options['D_kwargs']['channel_base'] == 2048
