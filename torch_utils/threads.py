@@ -4,7 +4,8 @@ On a machine whose cores other processes also use, an OpenMP team as wide as the
 for its slowest thread, which the scheduler has just preempted: a tiny CPU run took 14.6 minutes with the default
 threads and 74 s with OMP_NUM_THREADS=1 (issue 15). So: the thread count is an explicit choice (`--threads`),
 DataLoader worker processes on a CPU get only the cores the training threads leave free, and the training loop
-shows when its threads get far less CPU time than wall time (`starved`) and can narrow the team.
+shows when its threads get far less CPU time than wall time (`starved`), narrows the team then and widens it
+again when the load has gone.
 """
 
 import os
