@@ -15,6 +15,7 @@ from torch_utils import misc
 from torch_utils import safe_pickle
 from training import networks_stylegan1 as nets1
 from training import progressive
+from training import train_options
 from training.network_families import FAMILIES
 
 import training_helpers as th
@@ -40,9 +41,9 @@ def test_minibatch_per_resolution_follows_the_resolution_being_trained_or_faded_
     schedule = progressive.ProgressiveSchedule(32, 8, 10, 10, batch_per_resolution={'8': 256, '16': 128})
     sizes = [schedule.batch_size(kimg * 1000, default=32) for kimg in [0, 10, 10.1, 25, 35, 45]]
     assert sizes == [256, 256, 128, 128, 32, 32]
-    assert train._parse_lod_batch('8:256,16:128', 8) == {8: 256, 16: 128}
+    assert train_options.parse_lod_batch('8:256,16:128', 8) == {8: 256, 16: 128}
     with pytest.raises(train.UsageError, match='--lod-batch'):
-        train._parse_lod_batch('8:100', 8)
+        train_options.parse_lod_batch('8:100', 8)
 
 
 def test_reals_at_lod_are_pooled_and_upsampled_and_blended():
