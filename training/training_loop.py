@@ -517,52 +517,13 @@ def training_loop(
 ):
     """Train G and D; write the run directory's images, stats and snapshots. See the module docstring."""
     ctx = dnnlib.EasyDict(locals())
-    ctx.start_time = time.time()
-    ctx.budget = TimeBudget(max_minutes, run_start_time)
-    ctx.metrics = list(metrics or [])
-    ctx.data_loader_kwargs = dict(data_loader_kwargs or {})
-    ctx.loss_kwargs = dict(loss_kwargs or {'class_name': 'training.loss.StyleGAN2Loss'})
-    ctx.log = make_log_fn(rank)
-    check_optional_modules(ctx.metrics, augment_kwargs)
-    if rank == 0:
-        for name in dnnlib.util.remove_stale_temp_files(run_dir):
-            ctx.log(f'Removed {os.path.join(run_dir, name)} (a partial file of a killed process)')
-    # A minibatch per resolution (progressive growing) reads the data in chunks of batch_gpu per process.
-    ctx.loader_batch = batch_gpu * num_gpus if (progressive_kwargs or {}).get('batch_per_resolution') else batch_size
-    ctx.device = setup_environment(rank, num_gpus, random_seed, device, cudnn_benchmark)
-    # CPU ranks of one run share the machine's cores (a GPU rank's CPU work is light: leave it the default).
-    ctx.threads = threads.ThreadController(num_threads, num_gpus if ctx.device.type == 'cpu' else 1)
-    if 'num_workers' in ctx.data_loader_kwargs:  # On a CPU, loader workers get only the cores training leaves free.
-        ctx.data_loader_kwargs['num_workers'] = threads.cpu_loader_workers(
-            ctx.data_loader_kwargs['num_workers'], ctx.threads.count, ctx.device.type)
-    state, rng_state = setup_state(ctx)
-    ctx.accelerator = accel.Accelerator(precision, compile, channels_last, grad_clip)
-    ctx.accelerator.prepare(state.G, state.D, state.G_ema, state.loss)
-    schedule = None
-    if progressive_kwargs is not None:
-        from training.progressive import ProgressiveSchedule
-        schedule = ProgressiveSchedule(ctx.training_set.resolution, **progressive_kwargs)
-        schedule.apply(state.cur_nimg, [state.G, state.D, state.G_ema], [])
-    setup_outputs(ctx, state)
-    if rng_state is not None:
-        restore_rng_state(rng_state, ctx.device)
+    state, schedule = setup_run(ctx)
     total_nimg, tick_nimg = round(total_kimg * 1000), round(kimg_per_tick * 1000)  # Whole images, also for 0.052.
     ctx.log(f'Training for {total_kimg:g} kimg...')
     try:
         done = False
         while not done:
-            iter_batch = schedule.batch_size(state.cur_nimg, batch_size) if schedule is not None else batch_size
-            batch = fetch_batch(ctx.training_set_iterator, ctx.training_set, len(state.phases), batch_gpu,
-                                state.G.z_dim, ctx.device, num_chunks=iter_batch // ctx.loader_batch)
-            if schedule is not None:  # lod from cur_nimg; reals made to match what G draws at that lod.
-                batch = (schedule.apply(state.cur_nimg, [state.G, state.D, state.G_ema], batch[0]),) + batch[1:]
-            run_phases(state, batch, num_gpus, ctx.phase_timer, ctx.accelerator)
-            ctx.threads.poll()
-            update_G_ema(state.G, state.G_ema, state.cur_nimg, iter_batch, ctx.ema_kimg, ctx.ema_rampup)
-            if state.ada is not None:
-                step_ada(state.ada, ctx.ada_stats)
-            state.cur_nimg += iter_batch
-            state.batch_idx += 1
+            train_iteration(ctx, state, schedule)
             done = state.cur_nimg >= total_nimg
             tick_over = done or state.cur_tick == 0 or state.cur_nimg >= state.tick_start_nimg + tick_nimg
             if not tick_over and not time_is_up(ctx.budget, bool(image_snapshot_ticks), num_gpus, ctx.device):
@@ -572,3 +533,55 @@ def training_loop(
         ctx.outputs.close()
     ctx.log('Exiting...')
     return state
+
+
+def setup_run(ctx):
+    """Everything before the first iteration, from training_loop()'s arguments in `ctx`: devices, threads, data,
+    networks, resume state, outputs. Returns (state, progressive schedule or None)."""
+    ctx.start_time = time.time()
+    ctx.budget = TimeBudget(ctx.max_minutes, ctx.run_start_time)
+    ctx.metrics = list(ctx.metrics or [])
+    ctx.data_loader_kwargs = dict(ctx.data_loader_kwargs or {})
+    ctx.loss_kwargs = dict(ctx.loss_kwargs or {'class_name': 'training.loss.StyleGAN2Loss'})
+    ctx.log = make_log_fn(ctx.rank)
+    check_optional_modules(ctx.metrics, ctx.augment_kwargs)
+    if ctx.rank == 0:
+        for name in dnnlib.util.remove_stale_temp_files(ctx.run_dir):
+            ctx.log(f'Removed {os.path.join(ctx.run_dir, name)} (a partial file of a killed process)')
+    # A minibatch per resolution (progressive growing) reads the data in chunks of batch_gpu per process.
+    per_resolution = (ctx.progressive_kwargs or {}).get('batch_per_resolution')
+    ctx.loader_batch = ctx.batch_gpu * ctx.num_gpus if per_resolution else ctx.batch_size
+    ctx.device = setup_environment(ctx.rank, ctx.num_gpus, ctx.random_seed, ctx.device, ctx.cudnn_benchmark)
+    # CPU ranks of one run share the machine's cores (a GPU rank's CPU work is light: leave it the default).
+    ctx.threads = threads.ThreadController(ctx.num_threads, ctx.num_gpus if ctx.device.type == 'cpu' else 1)
+    if 'num_workers' in ctx.data_loader_kwargs:  # On a CPU, loader workers get only the cores training leaves free.
+        ctx.data_loader_kwargs['num_workers'] = threads.cpu_loader_workers(
+            ctx.data_loader_kwargs['num_workers'], ctx.threads.count, ctx.device.type)
+    state, rng_state = setup_state(ctx)
+    ctx.accelerator = accel.Accelerator(ctx.precision, ctx.compile, ctx.channels_last, ctx.grad_clip)
+    ctx.accelerator.prepare(state.G, state.D, state.G_ema, state.loss)
+    schedule = None
+    if ctx.progressive_kwargs is not None:
+        from training.progressive import ProgressiveSchedule
+        schedule = ProgressiveSchedule(ctx.training_set.resolution, **ctx.progressive_kwargs)
+        schedule.apply(state.cur_nimg, [state.G, state.D, state.G_ema], [])
+    setup_outputs(ctx, state)
+    if rng_state is not None:
+        restore_rng_state(rng_state, ctx.device)
+    return state, schedule
+
+
+def train_iteration(ctx, state, schedule):
+    """One minibatch: every phase due, G_ema, ADA; advances state.cur_nimg and state.batch_idx."""
+    iter_batch = schedule.batch_size(state.cur_nimg, ctx.batch_size) if schedule is not None else ctx.batch_size
+    batch = fetch_batch(ctx.training_set_iterator, ctx.training_set, len(state.phases), ctx.batch_gpu,
+                        state.G.z_dim, ctx.device, num_chunks=iter_batch // ctx.loader_batch)
+    if schedule is not None:  # lod from cur_nimg; reals made to match what G draws at that lod.
+        batch = (schedule.apply(state.cur_nimg, [state.G, state.D, state.G_ema], batch[0]),) + batch[1:]
+    run_phases(state, batch, ctx.num_gpus, ctx.phase_timer, ctx.accelerator)
+    ctx.threads.poll()
+    update_G_ema(state.G, state.G_ema, state.cur_nimg, iter_batch, ctx.ema_kimg, ctx.ema_rampup)
+    if state.ada is not None:
+        step_ada(state.ada, ctx.ada_stats)
+    state.cur_nimg += iter_batch
+    state.batch_idx += 1
