@@ -22,7 +22,7 @@ import dnnlib
 
 OPTION_DEFAULTS = dict(
     outdir=None, cfg='cyclegan', data=None, gpus=1, batch=1, kimg=200, decay_kimg=None, tick=1, snap=10, seed=0,
-    ngf=64, ndf=64, blocks=None, lr=0.0002, lambda_cycle=10.0, lambda_identity=0.5, pool=50, mirror=False,
+    ngf=64, ndf=64, blocks=None, lr=0.0002, lambda_cycle=10.0, lambda_identity=0.5, pool=50, mirror=False, load_size=None,
     workers=3, threads=0, device='cpu', resume=None, desc=None, max_minutes=None, snap_keep=None, nobench=False,
     dry_run=False)
 
@@ -52,6 +52,11 @@ def build_cyclegan_options(dataset_info, **opts):
     decay_kimg = opts.kimg / 2 if opts.decay_kimg is None else opts.decay_kimg
     if decay_kimg > opts.kimg:
         raise UsageError(f'--decay-kimg={decay_kimg:g} is longer than the whole run (--kimg={opts.kimg:g})')
+    resolution = dataset_info['resolution']
+    if opts.load_size is not None and not resolution <= opts.load_size <= unpaired_dataset.MAX_LOAD_RATIO * resolution:
+        raise UsageError(f'--load-size={opts.load_size}: the images are {resolution} px (shorter side); give a size '
+                         f'from {resolution} (no jitter) to {unpaired_dataset.MAX_LOAD_RATIO * resolution} '
+                         f'(the paper: 286 for 256 px images)')
     folders = dataset_info['folders']
     c = dnnlib.EasyDict()
     c.training_set_kwargs = {
@@ -67,6 +72,8 @@ def build_cyclegan_options(dataset_info, **opts):
              image_snapshot_ticks=opts.snap, network_snapshot_ticks=opts.snap, resume_pkl=opts.resume,
              snap_keep=opts.snap_keep, max_minutes=opts.max_minutes, cudnn_benchmark=not opts.nobench,
              device=opts.device, num_threads=opts.threads, run_desc=run_desc(opts, dataset_info['name']))
+    if opts.load_size not in (None, resolution):  # Only when it jitters, so that older options files stay as they are.
+        c.load_size = opts.load_size
     return json.loads(json.dumps(c))
 
 #----------------------------------------------------------------------------
@@ -160,7 +167,7 @@ Examples:
       --batch=4 --ngf=8 --ndf=8 --blocks=3 --kimg=4 --tick=1 --snap=1 --workers=0
   # The paper's setting on horse2zebra at 256 px (200 epochs of 1334 images = 267 kimg, decay over the last half):
   python train.py --cfg=cyclegan --outdir=training-runs --data=datasets/horse2zebra-256x256.zip --kimg=267 \\
-      --mirror=1
+      --mirror=1 --load-size=286
   # Continue a run exactly:
   python train.py --cfg=cyclegan ... --resume=training-runs/00000-cyclegan-shapes2colors-32x32-gpus1-batch4-ngf8"""
 
@@ -200,6 +207,9 @@ Examples:
               type=click.IntRange(min=0), default=50, show_default=True)
 @click.option('--mirror', help='Random x-flips of both domains', metavar='BOOL', type=bool, default=False,
               show_default=True)
+@click.option('--load-size', help='Resize the images to this many px (shorter side), then crop a random window of '
+              'their size: the paper\'s jitter (286 for 256 px images)  [default: off]', metavar='PX',
+              type=click.IntRange(min=1))
 @click.option('--workers', help='DataLoader worker processes per domain', metavar='INT', type=click.IntRange(min=0),
               default=3, show_default=True)
 @click.option('--threads', help='CPU threads per process; 0 = OMP_NUM_THREADS or the physical cores, fewer when '

@@ -306,6 +306,45 @@ def test_translate_bad_input_is_one_line_and_exit_1(tmp_path, tiny_snapshot, cas
     assert not (tmp_path / 'out').exists()
 
 #----------------------------------------------------------------------------
+# The paper's resize-and-crop jitter.
+
+def _window_offsets(image, big):
+    """Every (row, col) at which `image` [C, H, W] equals a window of `big` [C, H', W'] to float tolerance."""
+    height, width = image.shape[1:]
+    return [(row, col) for row in range(big.shape[1] - height + 1) for col in range(big.shape[2] - width + 1)
+            if torch.allclose(big[:, row:row + height, col:col + width], image, atol=1e-6)]
+
+
+def test_resize_and_crop_cuts_windows_of_the_bicubic_upscale():
+    images = torch.rand([6, 3, 12, 16], generator=torch.Generator().manual_seed(1)) * 2 - 1  # Non-square.
+    out = unpaired_dataset.resize_and_crop(images, 15, generator=torch.Generator().manual_seed(2))
+    assert out.shape == images.shape
+    big = torch.nn.functional.interpolate(images, size=(15, 20), mode='bicubic', align_corners=False).clamp(-1, 1)
+    offsets = [_window_offsets(img, big_img) for img, big_img in zip(out, big)]
+    assert all(len(found) == 1 for found in offsets), offsets  # Random images: each window is unique.
+    assert len({found[0] for found in offsets}) > 1  # Each image gets its own offset.
+    assert out.min() >= -1 and out.max() <= 1
+    assert unpaired_dataset.resize_and_crop(images, 12) is images  # load_size = image size: no jitter.
+
+
+def test_resize_and_crop_offsets_cover_every_position():
+    images = torch.linspace(-1, 1, 64).reshape(1, 1, 8, 8).repeat(400, 1, 1, 1)
+    big = torch.nn.functional.interpolate(images[:1], size=(10, 10), mode='bicubic', align_corners=False)[0]
+    out = unpaired_dataset.resize_and_crop(images, 10, generator=torch.Generator().manual_seed(0))
+    seen = {_window_offsets(img, big.clamp(-1, 1))[0] for img in out}
+    assert seen == {(row, col) for row in range(3) for col in range(3)}
+
+
+def test_training_reals_are_jittered_when_load_size_is_given():
+    uint8 = torch.randint(256, [2, 3, 32, 32], dtype=torch.uint8, generator=torch.Generator().manual_seed(3))
+    iterators = {name: iter([(uint8, None)] * 2) for name in 'AB'}
+    plain_A, _ = cyclegan_loop.fetch_reals(iterators, torch.device('cpu'))
+    assert torch.equal(plain_A, uint8.float() / 127.5 - 1)
+    jittered_A, _ = cyclegan_loop.fetch_reals(iterators, torch.device('cpu'), load_size=40)
+    big = torch.nn.functional.interpolate(plain_A, size=(40, 40), mode='bicubic', align_corners=False).clamp(-1, 1)
+    assert all(len(_window_offsets(img, big_img)) == 1 for img, big_img in zip(jittered_A, big))
+
+#----------------------------------------------------------------------------
 # Config builder and exact resume.
 
 def test_config_builder_paper_defaults_and_block_count():
@@ -317,6 +356,8 @@ def test_config_builder_paper_defaults_and_block_count():
     assert opts['training_set_kwargs']['B']['subfolder'] == 'trainB' and opts['batch_size'] == 1
     small = train_cyclegan.build_cyclegan_options(dict(info, resolution=128), data='h2z')
     assert small['G_kwargs']['num_blocks'] == 6
+    assert 'load_size' not in opts and 'load_size' not in train_cyclegan.build_cyclegan_options(info, data='h2z', load_size=256)
+    assert train_cyclegan.build_cyclegan_options(info, data='h2z', load_size=286)['load_size'] == 286
     assert train_cyclegan.wants_cyclegan(['--cfg', 'cyclegan']) and not train_cyclegan.wants_cyclegan(['--cfg=x'])
 
 
@@ -354,11 +395,13 @@ def pair_zip(tmp_path_factory):
     return str(dest)
 
 
-def test_exact_resume_on_cpu_is_bit_exact(tmp_path, pair_zip, one_thread):
-    full = _run(_tiny_run_options(pair_zip, tmp_path / 'full'))
-    stopped = _run(_tiny_run_options(pair_zip, tmp_path / 'part', abort_fn=lambda: True))  # Stops after tick 0.
-    assert 0 < stopped.cur_nimg < full.cur_nimg
-    resumed = _run(_tiny_run_options(pair_zip, tmp_path / 'resumed', resume_pkl=str(tmp_path / 'part')))
+@pytest.mark.parametrize('load_size', [None, 36])
+def test_exact_resume_on_cpu_is_bit_exact(tmp_path, pair_zip, one_thread, load_size):
+    full = _run(_tiny_run_options(pair_zip, tmp_path / 'full', load_size=load_size))
+    stopped = _run(_tiny_run_options(pair_zip, tmp_path / 'part', abort_fn=lambda: True, load_size=load_size))
+    assert 0 < stopped.cur_nimg < full.cur_nimg  # Stopped after tick 0.
+    resumed = _run(_tiny_run_options(pair_zip, tmp_path / 'resumed', resume_pkl=str(tmp_path / 'part'),
+                                     load_size=load_size))
     assert resumed.cur_nimg == full.cur_nimg == 16
     for key in cyclegan_snapshot.NETWORK_KEYS:
         for (name, a), (_, b) in zip(full.nets[key].named_parameters(), resumed.nets[key].named_parameters()):
@@ -392,6 +435,8 @@ def test_train_py_dispatches_cfg_cyclegan_dry_run(repo_root, pair_zip, tmp_path)
     (['--data=nowhere.zip'], '--data=nowhere.zip: nowhere.zip does not exist'),
     (['--kimg=1', '--decay-kimg=2'], '--decay-kimg=2 is longer than the whole run'),
     (['--resume=SG'], 'is not a CycleGAN snapshot'),
+    (['--load-size=20'], '--load-size=20: the images are 32 px (shorter side); give a size from 32 (no jitter) to 64'),
+    (['--load-size=65'], '--load-size=65: the images are 32 px'),
     (['--resume=DONE', '--kimg=1', '--ngf=4', '--ndf=4', '--blocks=1'], '--kimg=1 is already reached'),
     (['--resume=DONE', '--ngf=8', '--ndf=4', '--blocks=1'], 'has ngf 4 (run: 8); use the --ngf'),
 ])

@@ -28,6 +28,7 @@ from torch_utils import threads
 from torch_utils import training_stats
 from training import cyclegan_loss
 from training import training_loop as base
+from training import unpaired_dataset
 from training.cyclegan_snapshot import NETWORK_KEYS, RESUME_STATE_KEY, load_cyclegan_snapshot
 from training.snapshots import SnapshotKeeper, snapshot_name
 from training.time_budget import TimeBudget, estimate_snapshot_sec
@@ -173,12 +174,14 @@ def setup_state(ctx):
 #----------------------------------------------------------------------------
 # One iteration.
 
-def fetch_reals(iterators, device):
-    """(real_A, real_B): this process's batches, [batch_gpu, C, H, W] float in [-1, 1]."""
+def fetch_reals(iterators, device, load_size=None):
+    """(real_A, real_B): this process's batches, [batch_gpu, C, H, W] float in [-1, 1]; each image resized to
+    `load_size` and randomly cropped back (unpaired_dataset.resize_and_crop) when load_size is given."""
     reals = []
     for name in ('A', 'B'):
         img, _labels = next(iterators[name])
-        reals.append(img.to(device).to(torch.float32) / 127.5 - 1)
+        img = img.to(device).to(torch.float32) / 127.5 - 1
+        reals.append(img if load_size is None else unpaired_dataset.resize_and_crop(img, load_size))
     return reals[0], reals[1]
 
 
@@ -389,6 +392,7 @@ def cyclegan_loop(
     num_threads             = None,     # CPU threads: None = torch's setting, 0 = automatic (narrowed when starved).
     max_minutes             = None,     # Stop (with a final snapshot) after this much wall time; None = no limit.
     run_start_time          = None,     # time.time() when the whole run began; None = now.
+    load_size               = None,     # Resize reals to this (shorter side) and crop back at random; None = off.
 ):
     """Train G_AB, G_BA, D_A, D_B; write the run directory's images, stats and snapshots (module docstring)."""
     ctx = dnnlib.EasyDict(locals())
@@ -413,7 +417,7 @@ def cyclegan_loop(
         while not done:
             ctx.threads.poll()
             update_learning_rate(ctx, state)
-            real_A, real_B = fetch_reals(ctx.iterators, ctx.device)
+            real_A, real_B = fetch_reals(ctx.iterators, ctx.device, load_size)
             fake_A, fake_B = generators_step(state, real_A, real_B, num_gpus, lambda_cycle, identity_ratio)
             discriminators_step(state, real_A, real_B, fake_A, fake_B, num_gpus)
             state.cur_nimg += batch_size

@@ -76,3 +76,26 @@ def describe_unpaired(path):
                 sizes=[len(domains[0]), len(domains[1])])
 
 #----------------------------------------------------------------------------
+
+# The paper's jitter (CG App. 7.1: images resized to 286x286, then randomly cropped back to 256x256).
+
+MAX_LOAD_RATIO = 2  # --load-size is bounded: at most twice the image size (memory, and beyond it crops lose the image).
+
+
+def resize_and_crop(images, load_size, generator=None):
+    """Random-crop jitter: scale each image so that its shorter side is `load_size` px (bicubic, clamped to
+    [-1, 1]), then cut a window of the original size at a uniformly random integer offset, per image.
+
+    images: [N, C, H, W] float in [-1, 1]; load_size: int >= min(H, W). Offsets are drawn from `generator`
+    (None = torch's default CPU generator, which exact resume restores). Returns [N, C, H, W], same dtype/device."""
+    import torch
+    import torch.nn.functional as F
+    _n, _c, height, width = images.shape
+    ratio = load_size / min(height, width)
+    if ratio == 1:
+        return images
+    big_height, big_width = round(height * ratio), round(width * ratio)
+    big = F.interpolate(images, size=(big_height, big_width), mode='bicubic', align_corners=False).clamp(-1, 1)
+    rows = torch.randint(big_height - height + 1, [len(images)], generator=generator).tolist()
+    cols = torch.randint(big_width - width + 1, [len(images)], generator=generator).tolist()
+    return torch.stack([img[:, row:row + height, col:col + width] for img, row, col in zip(big, rows, cols)])
