@@ -153,6 +153,10 @@ def _remove_failed_run(run_dir, outdir, outdir_existed):
 
 SETUP_ERROR_EXIT_CODE = 3           # A spawned process that stopped on a training_loop.SetupError (message printed).
 PARENT_POLL_SEC = 1.0               # How often spawned processes check that the launcher still runs.
+TRAINING_LOOPS = {                  # What a process runs: the `loop` argument of launch_training() -> module, function.
+    'stylegan': ('training.training_loop', 'training_loop'),
+    'cyclegan': ('training.cyclegan_loop', 'cyclegan_loop'),
+}
 
 
 def _watch_launcher(launcher_pid, rendezvous_dir, rank):
@@ -187,24 +191,29 @@ def _process_device(options, local_rank):
     return f'cuda:{local_rank}' if options['device'] == 'cuda' else options['device']
 
 
-def subprocess_fn(rank, options, init_method, local_rank=None, launcher_pid=None, rendezvous_dir=None):
-    """One training process: join the process group (if several), tee rank 0's output to log.txt, train.
+def subprocess_fn(rank, options, init_method, local_rank=None, launcher_pid=None, rendezvous_dir=None,
+                  loop='stylegan'):
+    """One training process: join the process group (if several), tee rank 0's output to log.txt, train with
+    TRAINING_LOOPS[loop].
 
     launcher_pid: set in processes spawned by launch_training(): they watch it and stop when it is gone, and
     report a training_loop.SetupError by printing it and exiting with SETUP_ERROR_EXIT_CODE."""
     if launcher_pid is not None:
         _watch_launcher(launcher_pid, rendezvous_dir, rank)
         try:
-            return _train_process(rank, options, init_method, local_rank)
+            return _train_process(rank, options, init_method, local_rank, loop)
         except training_loop.SetupError as err:
             sys.stderr.write(f'Error: {cli.without_allow_exec_hint(str(err))}\n')
             sys.stderr.flush()
             sys.exit(SETUP_ERROR_EXIT_CODE)
-    return _train_process(rank, options, init_method, local_rank)
+    return _train_process(rank, options, init_method, local_rank, loop)
 
 
-def _train_process(rank, options, init_method, local_rank=None):
+def _train_process(rank, options, init_method, local_rank=None, loop='stylegan'):
+    import importlib
     import torch
+    module_name, function_name = TRAINING_LOOPS[loop]
+    loop_fn = getattr(importlib.import_module(module_name), function_name)
     from torch_utils import training_stats
     num_gpus = options['num_gpus']
     device = _process_device(options, rank if local_rank is None else local_rank)
@@ -217,7 +226,7 @@ def _train_process(rank, options, init_method, local_rank=None):
     logger = dnnlib.util.Logger(os.path.join(options['run_dir'], 'log.txt'), 'a') if rank == 0 else None
     try:
         kwargs = {k: v for k, v in options.items() if k != 'run_desc'}
-        training_loop.training_loop(rank=rank, **dict(kwargs, device=device))
+        return loop_fn(rank=rank, **dict(kwargs, device=device))
     finally:
         if logger is not None:
             logger.close()
@@ -234,29 +243,32 @@ def process_start_time():
         return _IMPORT_TIME
 
 
-def launch_training(options, outdir, dry_run=False, run_start_time=None):
+def launch_training(options, outdir, dry_run=False, run_start_time=None, loop='stylegan', print_summary=None):
     """Print the options, create the run directory and training_options.json, start the processes.
 
-    run_start_time: time.time() at which the run began, the origin of --max-minutes (default: when training starts)."""
+    run_start_time: time.time() at which the run began, the origin of --max-minutes (default: when training starts).
+    loop: the key of TRAINING_LOOPS the processes run; print_summary(options, outdir, dry_run): what is printed
+    before training (default: the StyleGAN summary). Returns the loop's result in a single process, else None."""
     import torch
+    print_summary = print_summary or _print_summary
     if _launched_by_torchrun():
-        return _launch_under_torchrun(options, outdir, dry_run, run_start_time)
+        return _launch_under_torchrun(options, outdir, dry_run, run_start_time, loop, print_summary)
     if dry_run:
-        _print_summary(options, outdir, dry_run)
+        print_summary(options, outdir, dry_run)
         return None
     outdir_existed = os.path.isdir(outdir)
     options['run_dir'] = make_run_dir(outdir, options['run_desc'])
     try:
-        _print_summary(options, outdir, dry_run)
+        print_summary(options, outdir, dry_run)
         _write_options(options)
         if run_start_time is not None:
             options = dict(options, run_start_time=run_start_time)  # Not an option: kept out of training_options.json.
         if options['num_gpus'] == 1:
-            return subprocess_fn(0, options, init_method=None)
+            return subprocess_fn(0, options, init_method=None, loop=loop)
         with tempfile.TemporaryDirectory(prefix='stylegan-rendezvous-') as temp_dir:
             init_method = f'file://{os.path.abspath(os.path.join(temp_dir, ".torch_distributed_init"))}'
             torch.multiprocessing.spawn(fn=subprocess_fn, nprocs=options['num_gpus'],
-                                        args=(options, init_method, None, os.getpid(), temp_dir))
+                                        args=(options, init_method, None, os.getpid(), temp_dir, loop))
     except torch.multiprocessing.ProcessExitedException as err:
         if err.exit_code != SETUP_ERROR_EXIT_CODE:
             raise
@@ -268,7 +280,7 @@ def launch_training(options, outdir, dry_run=False, run_start_time=None):
     return None
 
 
-def _launch_under_torchrun(options, outdir, dry_run, run_start_time=None):
+def _launch_under_torchrun(options, outdir, dry_run, run_start_time, loop, print_summary):
     """torchrun sets RANK/WORLD_SIZE/LOCAL_RANK: rank 0 makes the run directory and tells the others its name."""
     import torch
     rank, world_size = int(os.environ['RANK']), int(os.environ['WORLD_SIZE'])
@@ -286,14 +298,14 @@ def _launch_under_torchrun(options, outdir, dry_run, run_start_time=None):
         torch.distributed.broadcast_object_list(run_dir, src=0)
     options['run_dir'] = run_dir[0]
     if rank == 0:
-        _print_summary(options, outdir, dry_run)
+        print_summary(options, outdir, dry_run)
         if not dry_run:
             _write_options(options)
     if not dry_run:
         if run_start_time is not None:
             options = dict(options, run_start_time=run_start_time)
         try:
-            subprocess_fn(rank, options, init_method='env://', local_rank=local_rank)
+            subprocess_fn(rank, options, init_method='env://', local_rank=local_rank, loop=loop)
         except training_loop.SetupError:
             if rank == 0:
                 remove_failed_run_dir(options['run_dir'])
@@ -481,11 +493,12 @@ def main(**opts):
                       run_start_time=process_start_time(), warning=warning)
 
 
-def launch_or_explain(options, outdir, dry_run=False, run_start_time=None, warning=None):
-    """launch_training(), with expected failures turned into click errors that print only their message;
-    `warning` (e.g. metric detectors missing in a --dry-run) is printed after the options."""
+def launch_or_explain(options, outdir, dry_run=False, run_start_time=None, warning=None, **launch_kwargs):
+    """launch_training() (launch_kwargs: its loop and print_summary), with expected failures turned into click
+    errors that print only their message; `warning` (e.g. metric detectors missing in a --dry-run) is printed after
+    the options."""
     try:
-        launch_training(options, outdir, dry_run=dry_run, run_start_time=run_start_time)
+        launch_training(options, outdir, dry_run=dry_run, run_start_time=run_start_time, **launch_kwargs)
     except training_loop.SetupError as err:  # The message only; the run directory is gone.
         raise click.ClickException(cli.without_allow_exec_hint(str(err))) from err
     except OSError as err:

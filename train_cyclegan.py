@@ -14,7 +14,6 @@ import copy
 import json
 import os
 import sys
-import tempfile
 
 import click
 
@@ -77,77 +76,21 @@ def build_cyclegan_options(dataset_info, **opts):
     return json.loads(json.dumps(c))
 
 #----------------------------------------------------------------------------
-# Processes: as train.py, with the CycleGAN loop.
-
-def subprocess_fn(rank, options, init_method, local_rank=None):
-    """One training process: join the process group (if several), tee rank 0's output to log.txt, train."""
-    import torch
-    from torch_utils import training_stats
-    from training import cyclegan_loop
-    num_gpus = options['num_gpus']
-    device = f'cuda:{rank if local_rank is None else local_rank}' if options['device'] == 'cuda' else options['device']
-    if num_gpus > 1 and not torch.distributed.is_initialized():
-        torch.distributed.init_process_group(backend='nccl' if options['device'] == 'cuda' else 'gloo',
-                                             init_method=init_method, rank=rank, world_size=num_gpus)
-    sync_device = torch.device(device) if num_gpus > 1 and options['device'] == 'cuda' else None
-    training_stats.init_multiprocessing(rank=rank, sync_device=sync_device)
-    logger = dnnlib.util.Logger(os.path.join(options['run_dir'], 'log.txt'), 'a') if rank == 0 else None
-    try:
-        kwargs = {k: v for k, v in options.items() if k != 'run_desc'}
-        cyclegan_loop.cyclegan_loop(rank=rank, **dict(kwargs, device=device))
-    finally:
-        if logger is not None:
-            logger.close()
-        if num_gpus > 1 and torch.distributed.is_initialized():
-            torch.distributed.destroy_process_group()
-
+# Processes: train.py's launcher (spawn or torchrun, launcher-death watch, failed-run cleanup), the CycleGAN loop.
 
 def launch(options, outdir, dry_run, run_start_time):
-    """Run directory + training_options.json (rank 0), then one process per GPU (spawned or from torchrun)."""
-    import torch
+    """Run directory + training_options.json (rank 0), then one process per GPU running cyclegan_loop(); expected
+    failures end as one-line click errors, as in train.py."""
     import train
-    if train._launched_by_torchrun():
-        rank, world_size = int(os.environ['RANK']), int(os.environ['WORLD_SIZE'])
-        local_rank = int(os.environ.get('LOCAL_RANK', rank))
-        if world_size != options['num_gpus']:
-            raise train.UsageError(f'launched by torchrun with WORLD_SIZE={world_size} but --gpus='
-                                   f'{options["num_gpus"]}')
-        if options['device'] == 'cuda':
-            torch.cuda.set_device(local_rank)
-        if world_size > 1:
-            torch.distributed.init_process_group(backend='nccl' if options['device'] == 'cuda' else 'gloo',
-                                                 init_method='env://')
-        run_dir = [train.make_run_dir(outdir, options['run_desc']) if rank == 0 and not dry_run else None]
-        if world_size > 1:
-            torch.distributed.broadcast_object_list(run_dir, src=0)
-        options['run_dir'] = run_dir[0]
-        if rank == 0:
-            _print_summary(options, dry_run)
-            if not dry_run:
-                train._write_options(options)
-        if not dry_run:
-            subprocess_fn(rank, dict(options, run_start_time=run_start_time), 'env://', local_rank)
-        return
-    if not dry_run:
-        options['run_dir'] = train.make_run_dir(outdir, options['run_desc'])
-    _print_summary(options, dry_run)
-    if dry_run:
-        return
-    train._write_options(options)
-    options = dict(options, run_start_time=run_start_time)
-    if options['num_gpus'] == 1:
-        subprocess_fn(0, options, init_method=None)
-        return
-    with tempfile.TemporaryDirectory() as temp_dir:
-        init_method = f'file://{os.path.abspath(os.path.join(temp_dir, ".torch_distributed_init"))}'
-        torch.multiprocessing.spawn(fn=subprocess_fn, args=(options, init_method), nprocs=options['num_gpus'])
+    train.launch_or_explain(options, outdir, dry_run=dry_run, run_start_time=run_start_time, loop='cyclegan',
+                            print_summary=_print_summary)
 
 
-def _print_summary(options, dry_run):
+def _print_summary(options, outdir, dry_run):
     print('\nTraining options:')
     print(json.dumps(options, indent=2))
     print()
-    print(f'Output directory:    {options.get("run_dir") or "<next id>-" + options["run_desc"]}')
+    print(f'Output directory:    {options.get("run_dir", os.path.join(outdir, "<next id>-" + options["run_desc"]))}')
     print(f'Number of GPUs:      {options["num_gpus"]} ({options["device"]})')
     print(f'Batch size:          {options["batch_size"]} images of each domain')
     print(f'Training duration:   {options["total_kimg"]:g} kimg (lr decays over the last {options["decay_kimg"]:g})')
