@@ -1,6 +1,7 @@
 """CPU speed of whole networks: our default path against our plain reference path and the official figures.
 
-    OMP_NUM_THREADS=2 python bench/run_all.py [--quick] [--reps N] [--only SUBSTR,...] [--batch-scale F] [--out FILE]
+    OMP_NUM_THREADS=2 python bench/run_all.py [--quick] [--reps N] [--only SUBSTR,...] [--batch-scale F] [--profile]
+        [--out FILE]
 
 The configurations of issue 15 (z = w = 512):
   inference, official channels (cbase 32768, cmax 512, -R doubled; mapping 8 for SG2, 2 for SG3; noise_mode='const'):
@@ -17,6 +18,9 @@ The primary figure is plain / ours (same run). The official figures (issue 15: o
 idle, torch 2.14.1, 2 threads) vary by up to 1.6x between runs, so official / ours is indicative only.
 --quick runs a few configurations with the batch scaled by --batch-scale (default 1/8, at least 1) and one timed
 repetition; official figures are then scaled linearly in the batch and marked '~'.
+--profile adds where our path spends its time: one more run of each configuration under torch.profiler, the
+operators with the most self CPU time and the share of all convolution operators (3x3/1x1 layers, transposed
+convolutions and the FIR filters that run as depthwise convolutions), printed and kept in each row's 'profile'.
 Writes JSON (machine, versions, threads, load average, settings, rows) to --out.
 """
 
@@ -152,6 +156,22 @@ def time_config(kind, cfg, resolution, batch, reps):
     return statistics.median(times['ours']), statistics.median(times['plain']), diff
 
 
+def profile_ours(kind, cfg, resolution, batch, top=6):
+    """Where one run of our path spends its CPU time: dict(total_s, conv_share, top=[[operator, seconds, share]])
+    from torch.profiler's self CPU times (a warm-up run first; profiling itself adds some overhead)."""
+    from torch.profiler import ProfilerActivity, profile
+    run = (make_inference if kind == 'inference' else make_training)(cfg, resolution, batch)
+    run()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        run()
+    events = [(event.key, event.self_cpu_time_total / 1e6) for event in prof.key_averages()]
+    total = sum(seconds for _name, seconds in events) or 1e-9
+    conv = sum(seconds for name, seconds in events if 'conv' in name and name.startswith('aten::'))
+    ranked = sorted(events, key=lambda item: -item[1])[:top]
+    return dict(total_s=total, conv_share=conv / total,
+                top=[[name, seconds, seconds / total] for name, seconds in ranked])
+
+
 def machine_info():
     cpu = platform.processor()
     try:
@@ -178,6 +198,7 @@ def main(argv=None):
     parser.add_argument('--reps', type=int, default=None, help='timed repetitions per path (default 3, quick 1)')
     parser.add_argument('--only', default='', help='comma-separated substrings of "kind cfg res": run only those')
     parser.add_argument('--batch-scale', type=float, default=None, help='batch multiplier (default 1, quick 1/8)')
+    parser.add_argument('--profile', action='store_true', help='also profile our path (top operators, conv share)')
     parser.add_argument('--out', default=os.path.join(BENCH_DIR, 'results', 'run_all.json'))
     args = parser.parse_args(argv)
     reps = args.reps or (1 if args.quick else 3)
@@ -203,11 +224,16 @@ def main(argv=None):
         print(f'{kind:9s} {cfg:11s} {resolution:4d} {run_batch:5d} {ours:8.2f} {plain:8.2f} {mark}{official:9.2f} '
               f'{plain / ours:9.2f}x {official / ours:9.2f}x {"-" if diff is None else f"{diff:8.1e}":>8s}',
               flush=True)
+        if args.profile:
+            rows[-1]['profile'] = profiled = profile_ours(kind, cfg, resolution, run_batch)
+            print(f'    profile: convolutions {profiled["conv_share"]:.0%} of {profiled["total_s"]:.2f} s; ' +
+                  ', '.join(f'{name.replace("aten::", "")} {share:.0%}' for name, _s, share in profiled['top']),
+                  flush=True)
     print('s = median seconds per forward (inference) or per iteration (training); ~ = official figure scaled '
           'linearly to the batch; rel diff = max |ours - plain| / max |plain| of the images')
     info['loadavg_end'] = os.getloadavg()
     _write_json(args.out, dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(), machine=info,
-                               settings=dict(quick=args.quick, reps=reps, batch_scale=scale,
+                               settings=dict(quick=args.quick, reps=reps, batch_scale=scale, profile=args.profile,
                                              inference_channels=INFERENCE_CHANNELS,
                                              training_channels=TRAINING_CHANNELS,
                                              switches=[f'{m.__name__}.{n}' for m, n in FAST_SWITCHES]),
