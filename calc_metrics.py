@@ -53,6 +53,17 @@ def check_metrics(metrics, detector_dir):
         raise click.ClickException(str(err)) from err
 
 
+def check_metric_kinds(metrics):
+    """True when every metric measures a CycleGAN snapshot, False when none does; a mix is a usage error."""
+    from metrics import metric_main
+    translation = [metric for metric in metrics if metric_main.is_translation_metric(metric)]
+    if translation and len(translation) != len(metrics):
+        others = [metric for metric in metrics if metric not in translation]
+        raise click.UsageError(f'--metrics: {",".join(translation)} measure CycleGAN snapshots and '
+                               f'{",".join(others)} StyleGAN ones; compute them in separate runs')
+    return bool(translation)
+
+
 def load_generator(network_pkl, allow_exec=False):
     """(G_ema, snapshot dict) from a pickle path or URL; refused or corrupt files are a one-line error."""
     import legacy
@@ -60,10 +71,53 @@ def load_generator(network_pkl, allow_exec=False):
         with dnnlib.util.open_url(network_pkl, verbose=True) as f:
             snapshot = legacy.load_network_pkl(f, allow_exec=allow_exec)
     except (IOError, OSError, ValueError, pickle.UnpicklingError) as err:  # UnpicklingError: refused/corrupt.
-        raise click.ClickException(f'--network={network_pkl}: {err}') from None
+        hint = '; it is a CycleGAN snapshot: measure it with --metrics=fid_AtoB,fid_BtoA' \
+            if _is_cyclegan(network_pkl) else ''
+        raise click.ClickException(f'--network={network_pkl}: {err}{hint}') from None
     if snapshot.get('G_ema') is None:
         raise click.ClickException(f'--network={network_pkl}: the pickle holds no G_ema')
     return snapshot['G_ema'], snapshot
+
+
+def _is_cyclegan(network_pkl):
+    """True when the local file `network_pkl` is a CycleGAN snapshot (read with the safe loader)."""
+    from training import cyclegan_snapshot
+    try:
+        cyclegan_snapshot.load_cyclegan_snapshot(network_pkl)
+    except Exception:  # pylint: disable=broad-except -- any refusal or error of the loader means "no".
+        return False
+    return True
+
+
+def load_translators(network_pkl):
+    """metrics.translation_fid.Translators (G_AB, G_BA) of a CycleGAN snapshot file, read with the safe loader."""
+    from metrics.translation_fid import Translators
+    from training import cyclegan_snapshot
+    try:
+        snapshot = cyclegan_snapshot.load_cyclegan_snapshot(network_pkl)
+    except (IOError, OSError, ValueError, pickle.UnpicklingError) as err:
+        raise click.ClickException(f'--network={network_pkl}: {err}') from None
+    return Translators(snapshot['G_AB'], snapshot['G_BA'])
+
+
+def unpaired_dataset_kwargs(data):
+    """dataset_kwargs of the translation metrics: the unpaired dataset at --data (required), checked once."""
+    from training import unpaired_dataset
+    if data is None:
+        raise click.UsageError('--data: the translation metrics need the unpaired dataset (a zip or folder with A/ '
+                               'and B/, or trainA/ and trainB/; e.g. the test split)')
+    try:
+        unpaired_dataset.describe_unpaired(data)
+    except (IOError, OSError, ValueError) as err:
+        raise click.UsageError(f'--data={data}: {err}') from err
+    return dnnlib.EasyDict(path=data)
+
+
+def load_network(args):
+    """What the metrics of `args` measure: the CycleGAN translators, or the generator G_ema."""
+    if args.translation:
+        return load_translators(args.network_pkl)
+    return load_generator(args.network_pkl, args.allow_exec)[0]
 
 
 # Dataset classes a pickle's training_set_kwargs may name (a file never chooses what is imported).
@@ -162,7 +216,7 @@ def subprocess_fn(rank, args, init_method=None, local_rank=None):
     threads.set_threads(args.get('num_threads', 0))
     # Spawned processes load the pickle themselves: the safe loader maps its classes onto ours after importing
     # them, which plain unpickling of a G passed through spawn would not do.
-    G = args.G if args.G is not None else load_generator(args.network_pkl, args.allow_exec)[0]
+    G = args.G if args.G is not None else load_network(args)
     try:
         for metric in args.metrics:
             result = metric_main.calc_metric(metric=metric, G=G, dataset_kwargs=args.dataset_kwargs,
@@ -208,6 +262,8 @@ METRIC_SUMMARIES = {
     'fid50k': 'Legacy FID: 50k generated vs. 50k real images (x-flips as the dataset says)',
     'kid50k': 'Legacy KID: 50k generated vs. 50k real images',
     'pr50k3': 'Legacy precision and recall: 50k generated vs. 50k real images',
+    'fid_AtoB': 'CycleGAN snapshots: FID of G_AB(every A image) vs. every real B image (--data: A/ and B/)',
+    'fid_BtoA': 'CycleGAN snapshots: FID of G_BA(every B image) vs. every real A image',
 }
 
 EPILOG = '\b\nMetrics:\n' + '\n'.join(f'  {name:<12s} {text}' for name, text in METRIC_SUMMARIES.items()) + """
@@ -216,7 +272,8 @@ EPILOG = '\b\nMetrics:\n' + '\n'.join(f'  {name:<12s} {text}' for name, text in 
 Examples:
   python calc_metrics.py --network=network-snapshot-000400.pkl --metrics=fid50k_full,kid50k_full
   python calc_metrics.py --network=ffhq.pkl --metrics=pr50k3_full --data=~/datasets/ffhq.zip --mirror=1 --gpus=2
-  python calc_metrics.py --network=ffhq.pkl --metrics=fid50k_full --device=cpu --detector-dir=~/detectors"""
+  python calc_metrics.py --network=ffhq.pkl --metrics=fid50k_full --device=cpu --detector-dir=~/detectors
+  python calc_metrics.py --network=cyclegan-snapshot.pkl --metrics=fid_AtoB,fid_BtoA --data=horse2zebra-test.zip"""
 
 
 @click.command(context_settings=dict(max_content_width=120), epilog=EPILOG)
@@ -242,7 +299,8 @@ def calc_metrics(network_pkl, metrics, data, mirror, gpus, verbose, device, dete
     """Calculate quality metrics for a network pickle.
 
     Recommended metrics: fid50k_full, kid50k_full, pr50k3_full, ppl2_wend, is50k; for StyleGAN3 also eqt50k_int,
-    eqt50k_frac, eqr50k. Legacy: fid50k, kid50k, pr50k3. Results are printed as JSON lines and, for a pickle in a
+    eqt50k_frac, eqr50k. Legacy: fid50k, kid50k, pr50k3. CycleGAN snapshots: fid_AtoB, fid_BtoA (with --data=
+    the unpaired dataset). Results are printed as JSON lines and, for a pickle in a
     training run directory, appended to <run dir>/metric-<name>.jsonl.
     """
     if not metrics:  # The offline message suggests --metrics=none: accepted, and it does nothing.
@@ -252,13 +310,20 @@ def calc_metrics(network_pkl, metrics, data, mirror, gpus, verbose, device, dete
     if gpus > 1 and device == 'mps':
         raise click.UsageError('--gpus > 1 needs --device=cuda or cpu')
     check_metrics(metrics, detector_dir)
-    G, snapshot = load_generator(network_pkl, allow_exec)
-    dataset_kwargs = build_dataset_kwargs(data, mirror, snapshot, G)
+    translation = check_metric_kinds(metrics)
+    if translation:
+        G, dataset_kwargs = load_translators(network_pkl), unpaired_dataset_kwargs(data)
+    else:
+        G, snapshot = load_generator(network_pkl, allow_exec)
+        dataset_kwargs = build_dataset_kwargs(data, mirror, snapshot, G)
     args = dnnlib.EasyDict(network_pkl=network_pkl, metrics=metrics, G=G, dataset_kwargs=dataset_kwargs,
                            num_gpus=gpus, verbose=verbose, device=device, detector_dir=detector_dir,
-                           run_dir=find_run_dir(network_pkl), allow_exec=allow_exec, num_threads=num_threads)
+                           run_dir=find_run_dir(network_pkl), allow_exec=allow_exec, num_threads=num_threads,
+                           translation=translation)
     if verbose:
         source = 'from --data' if data is not None else 'recorded in the pickle; --data overrides it'
+        if translation:
+            source = 'from --data; unpaired: every image of the source domain is translated'
         print(f'Dataset: {dataset_kwargs.path} ({source}; x-flips: {bool(dataset_kwargs.get("xflip", False))})')
         print(f'Metrics: {", ".join(metrics)} on {gpus} process(es), device {device}')
     try:

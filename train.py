@@ -65,7 +65,10 @@ def check_modules_exist(options, dry_run=False):
         module_name = options[key]['class_name'].rsplit('.', 1)[0]
         if importlib.util.find_spec(module_name) is None:
             raise UsageError(f'--cfg: needs {module_name.replace(".", "/")}.py, which this checkout does not have')
-    training_loop.check_optional_modules(options['metrics'], options['augment_kwargs'])
+    try:
+        training_loop.check_optional_modules(options['metrics'], options['augment_kwargs'])
+    except ValueError as err:  # An unknown or CycleGAN-only metric name: one line, no traceback.
+        raise UsageError(str(err)) from err
     if options['metrics']:
         from metrics import metric_main, metric_utils
         try:  # Detector files (Inception, VGG16) must be at hand now, not at the first snapshot.

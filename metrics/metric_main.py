@@ -26,6 +26,7 @@ from . import kernel_inception_distance
 from . import metric_utils
 from . import perceptual_path_length
 from . import precision_recall
+from . import translation_fid
 
 #----------------------------------------------------------------------------
 # Registry.
@@ -228,6 +229,28 @@ def eqr50k(opts):
     psnr = _equivariance_module().compute_equivariance_metrics(opts, num_samples=50000, batch_size=4,
                                                                compute_eqr=True)
     return dict(eqr50k=psnr)
+
+
+#----------------------------------------------------------------------------
+# CycleGAN snapshots: FID of translated images (metrics/translation_fid.py; opts.G is a Translators module).
+
+@register_metric
+@needs_detectors(metric_utils.INCEPTION_URL)
+def fid_AtoB(opts):
+    """FID: G_AB applied to every image of domain A vs. every real image of domain B."""
+    return dict(fid_AtoB=translation_fid.compute_translation_fid(opts, 'AtoB'))
+
+
+@register_metric
+@needs_detectors(metric_utils.INCEPTION_URL)
+def fid_BtoA(opts):
+    """FID: G_BA applied to every image of domain B vs. every real image of domain A."""
+    return dict(fid_BtoA=translation_fid.compute_translation_fid(opts, 'BtoA'))
+
+
+def is_translation_metric(metric):
+    """True for the metrics of CycleGAN snapshots (they need a Translators module, not a generator)."""
+    return metric in translation_fid.TRANSLATION_METRICS
 
 
 if importlib.util.find_spec('metrics.equivariance') is not None:

@@ -352,6 +352,10 @@ def check_optional_modules(metrics, augment_kwargs):
         if invalid:
             raise ValueError(f'--metrics: unknown metric(s) {", ".join(invalid)}; valid: '
                              f'{", ".join(metric_main.list_valid_metrics())}')
+        translation = [metric for metric in metrics if metric_main.is_translation_metric(metric)]
+        if translation:
+            raise ValueError(f'--metrics: {", ".join(translation)} measure CycleGAN snapshots (calc_metrics.py '
+                             '--network=<CycleGAN snapshot> --data=<unpaired dataset>), not this training run')
     if augment_kwargs is not None and augment_kwargs.get('class_name') is not None:
         try:
             dnnlib.util.get_obj_by_name(augment_kwargs['class_name'])
