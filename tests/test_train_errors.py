@@ -133,3 +133,13 @@ def test_two_process_resume_mismatch_prints_the_message_and_leaves_no_run_dir(da
                                              '--gpus=2', '--resume', snapshot16])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), (result.output, result.exception)
     assert not (tmp_path / 'runs').exists()
+
+
+@pytest.mark.parametrize('metric, fragment', [
+    ('nosuchmetric', '--metrics: unknown metric(s) nosuchmetric; valid: fid50k_full'),
+    ('fid_AtoB', '--metrics: fid_AtoB measure CycleGAN snapshots (calc_metrics.py'),
+])
+def test_a_bad_metric_name_is_one_line(data32, tmp_path, metric, fragment):
+    result = _train(tmp_path / 'runs', data32, f'--metrics={metric}')
+    _assert_clean_failure(result, tmp_path / 'runs', fragment)
+    assert 'Traceback' not in result.output
