@@ -204,6 +204,8 @@ def _snapshot_options(opts):
                              f'reports {result_key} (e.g. --metrics=fid50k_full --snap-best=fid50k_full)')
         result['snap_best'] = opts.snap_best
     return result
+
+
 def parse_lod_batch(text, unit):
     """'8:256,16:128' -> {8: 256, 16: 128}; each batch a multiple of --gpus x --batch-gpu (`unit`)."""
     table = {}
