@@ -21,9 +21,9 @@ import dnnlib
 
 OPTION_DEFAULTS = dict(
     outdir=None, cfg='cyclegan', data=None, gpus=1, batch=1, kimg=200, decay_kimg=None, tick=1, snap=10, seed=0,
-    ngf=64, ndf=64, blocks=None, lr=0.0002, lambda_cycle=10.0, lambda_identity=0.5, pool=50, mirror=False, load_size=None,
-    workers=3, threads=0, device='cpu', resume=None, desc=None, max_minutes=None, snap_keep=None, nobench=False,
-    dry_run=False)
+    ngf=64, ndf=64, blocks=None, lr=0.0002, lambda_cycle=10.0, lambda_identity=0.5, pool=50, mirror=False,
+    load_size=None, workers=3, threads=0, device='cpu', resume=None, desc=None, max_minutes=None, snap_keep=None,
+    nobench=False, dry_run=False)
 
 #----------------------------------------------------------------------------
 # The pure config builder.

@@ -356,7 +356,8 @@ def test_config_builder_paper_defaults_and_block_count():
     assert opts['training_set_kwargs']['B']['subfolder'] == 'trainB' and opts['batch_size'] == 1
     small = train_cyclegan.build_cyclegan_options(dict(info, resolution=128), data='h2z')
     assert small['G_kwargs']['num_blocks'] == 6
-    assert 'load_size' not in opts and 'load_size' not in train_cyclegan.build_cyclegan_options(info, data='h2z', load_size=256)
+    assert 'load_size' not in opts  # Off by default; a load size equal to the images' is no jitter either:
+    assert 'load_size' not in train_cyclegan.build_cyclegan_options(info, data='h2z', load_size=256)
     assert train_cyclegan.build_cyclegan_options(info, data='h2z', load_size=286)['load_size'] == 286
     assert train_cyclegan.wants_cyclegan(['--cfg', 'cyclegan']) and not train_cyclegan.wants_cyclegan(['--cfg=x'])
 
