@@ -19,11 +19,13 @@ import click
 
 import dnnlib
 
+TRANSLATION_METRICS = ('fid_AtoB', 'fid_BtoA')  # As metrics/translation_fid.py (kept here: --help needs no torch).
+
 OPTION_DEFAULTS = dict(
     outdir=None, cfg='cyclegan', data=None, gpus=1, batch=1, kimg=200, decay_kimg=None, tick=1, snap=10, seed=0,
     ngf=64, ndf=64, blocks=None, lr=0.0002, lambda_cycle=10.0, lambda_identity=0.5, pool=50, mirror=False,
     load_size=None, workers=3, threads=0, device='cpu', resume=None, desc=None, max_minutes=None, snap_keep=None,
-    nobench=False, dry_run=False)
+    nobench=False, dry_run=False, metrics=(), detector_dir=None)
 
 #----------------------------------------------------------------------------
 # The pure config builder.
@@ -73,6 +75,15 @@ def build_cyclegan_options(dataset_info, **opts):
              device=opts.device, num_threads=opts.threads, run_desc=run_desc(opts, dataset_info['name']))
     if opts.load_size not in (None, resolution):  # Only when it jitters, so that older options files stay as they are.
         c.load_size = opts.load_size
+    metrics = list(opts.metrics or [])
+    others = [metric for metric in metrics if metric not in TRANSLATION_METRICS]
+    if others:
+        raise UsageError(f'--metrics={",".join(others)}: a CycleGAN run measures {", ".join(TRANSLATION_METRICS)} '
+                         '(FID of translated images; the StyleGAN metrics need a generator of noise)')
+    if metrics:
+        c.metrics = metrics
+    if opts.detector_dir is not None:
+        c.detector_dir = opts.detector_dir
     return json.loads(json.dumps(c))
 
 #----------------------------------------------------------------------------
@@ -167,6 +178,11 @@ Examples:
               type=click.FloatRange(min=0))
 @click.option('--snap-keep', help='Keep only the newest N snapshots', metavar='N', type=click.IntRange(min=1))
 @click.option('--nobench', help='Disable cuDNN benchmarking', metavar='BOOL', type=bool, default=False)
+@click.option('--metrics', help='Translation metrics at each snapshot, on the training data: fid_AtoB, fid_BtoA  '
+              '[default: none]', metavar='[NAME|A,B|none]', callback=lambda _ctx, _param, value: [
+                  name for name in (value or '').split(',') if name and name.lower() != 'none'])
+@click.option('--detector-dir', help='Folder holding the metric detector file (inception-2015-12-05.pkl), looked in '
+              'before the cache and the download', metavar='DIR')
 @click.option('-n', '--dry-run', help='Print training options and exit', is_flag=True)
 def cli(**opts):
     """Train a CycleGAN (unpaired image-to-image translation, Zhu et al. 2017)."""
@@ -183,9 +199,30 @@ def cli(**opts):
         options = build_cyclegan_options(dataset_info, **opts)
         if opts['resume'] is not None:
             _check_resume(opts['resume'], options, dataset_info['image_shape'][0])
+        warning = _check_detectors(options, opts['dry_run'])
     except (train.UsageError, FileNotFoundError, RuntimeError) as err:
         raise click.ClickException(str(err)) from err
+    if warning is not None:
+        click.echo(warning, err=True)
     launch(copy.deepcopy(options), opts['outdir'], opts['dry_run'], train.process_start_time())
+
+
+def _check_detectors(options, dry_run):
+    """The detector file of --metrics must be at hand at start, not at the first snapshot (a dry run only warns:
+    it returns the message instead of raising)."""
+    import train
+    if not options.get('metrics'):
+        return None
+    from metrics import metric_main, metric_utils
+    try:
+        metric_main.check_metrics_available(options['metrics'], detector_dir=options.get('detector_dir'),
+                                            download=not dry_run)
+    except metric_utils.DetectorUnavailableError as err:
+        message = f'--metrics={",".join(options["metrics"])}: {err}'
+        if dry_run:
+            return f'Warning: {message}'
+        raise train.UsageError(message) from err
+    return None
 
 
 def _check_resume(path, options, img_channels):

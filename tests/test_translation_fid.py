@@ -116,3 +116,40 @@ def test_translation_metric_of_a_stylegan_pickle_names_the_problem(setup, tmp_pa
                                                             f'--data={setup.data}', '--device=cpu',
                                                             f'--detector-dir={setup.detector_dir}'])
     assert result.exit_code != 0 and 'is not a CycleGAN snapshot' in result.output, result.output
+
+#----------------------------------------------------------------------------
+# During CycleGAN training (train.py --cfg=cyclegan --metrics=fid_AtoB,fid_BtoA).
+
+
+def test_cyclegan_run_measures_each_snapshot(setup, tmp_path):
+    import train_cyclegan
+    from metrics import translation_fid
+    assert train_cyclegan.TRANSLATION_METRICS == translation_fid.TRANSLATION_METRICS  # --help imports no torch.
+    outdir = tmp_path / 'runs'
+    result = CliRunner().invoke(train_cyclegan.cli, [
+        f'--outdir={outdir}', f'--data={setup.data}', '--batch=2', '--ngf=4', '--ndf=4', '--blocks=1',
+        '--kimg=0.008', '--tick=0.004', '--snap=1', '--workers=0', '--device=cpu', '--threads=1',
+        '--metrics=fid_AtoB,fid_BtoA', f'--detector-dir={setup.detector_dir}'])
+    assert result.exit_code == 0, result.output
+    [run_dir] = outdir.iterdir()
+    for metric in ('fid_AtoB', 'fid_BtoA'):
+        records = [json.loads(line) for line in (run_dir / f'metric-{metric}.jsonl').read_text().splitlines()]
+        # One record per snapshot (three ticks, all named 000000 at this kimg scale).
+        assert [record['snapshot_pkl'] for record in records] == ['network-snapshot-000000.pkl'] * 3
+        assert all(record['results'][metric] > 0 and record['info']['num_fake'] == 24 for record in records)
+    options = json.loads((run_dir / 'training_options.json').read_text())
+    assert options['metrics'] == ['fid_AtoB', 'fid_BtoA']
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--metrics=fid50k_full'], '--metrics=fid50k_full: a CycleGAN run measures fid_AtoB, fid_BtoA'),
+    (['--metrics=fid_AtoB', '--detector-dir=EMPTY'], 'inception-2015-12-05.pkl'),
+])
+def test_cyclegan_run_metric_errors_at_start(setup, tmp_path, args, message):
+    import train_cyclegan
+    (tmp_path / 'empty').mkdir()
+    args = [arg.replace('EMPTY', str(tmp_path / 'empty')) for arg in args]
+    result = CliRunner().invoke(train_cyclegan.cli, [f'--outdir={tmp_path / "runs"}', f'--data={setup.data}',
+                                                     '--device=cpu'] + args)
+    assert result.exit_code == 1 and message in result.output, result.output
+    assert not (tmp_path / 'runs').exists()

@@ -299,6 +299,24 @@ def save_snapshot(ctx, state, rng_state):
     return path
 
 
+def evaluate_metrics(ctx, state, snapshot_pkl):
+    """The translation metrics of --metrics (fid_AtoB, fid_BtoA) on the training data, for the snapshot just
+    written; rank 0 appends metric-<name>.jsonl. Returns {name: value}."""
+    from metrics import metric_main
+    from metrics.translation_fid import Translators
+    translators = Translators(state.nets['G_AB'], state.nets['G_BA'])
+    results = dict()
+    for metric in ctx.metrics:
+        result = metric_main.calc_metric(metric=metric, G=translators,
+                                         dataset_kwargs=dict(path=ctx.training_set_kwargs['A']['path']),
+                                         num_gpus=ctx.num_gpus, rank=ctx.rank, device=ctx.device,
+                                         detector_dir=ctx.detector_dir)
+        if ctx.rank == 0:
+            metric_main.report_metric(result, run_dir=ctx.run_dir, snapshot_pkl=snapshot_pkl)
+        results.update(result.results)
+    return results
+
+
 def end_tick(ctx, state, done):
     """Status line, stats, grid and snapshot, with the RNG streams set aside (exact resume). Returns done."""
     rng_state = base.capture_rng_state(ctx.device)
@@ -322,14 +340,16 @@ def end_tick(ctx, state, done):
         image = ctx.grid.save_fakes(state.nets, os.path.join(ctx.run_dir, f'fakes{state.cur_nimg // 1000:06d}.png'))
         ctx.outputs.write_fakes_image(image, state.cur_nimg)
         ctx.budget.note_cost('grid', time.time() - start)
+    results = {}
     if snapshot:
         start = time.time()
-        save_snapshot(ctx, state, rng_state)
-        ctx.budget.note_cost('snapshot', time.time() - start)
+        path = save_snapshot(ctx, state, rng_state)
+        results = evaluate_metrics(ctx, state, path) if ctx.metrics else {}
+        ctx.budget.note_cost('snapshot', time.time() - start)  # Metrics included: --max-minutes plans for them.
     ctx.stats_collector.update()
     stats_dict = ctx.stats_collector.as_dict()
     base.warn_nonfinite_gradients(ctx.log, stats_dict)
-    ctx.outputs.write_tick(stats_dict, {}, state.cur_nimg, ctx.timer.total_sec(state))
+    ctx.outputs.write_tick(stats_dict, results, state.cur_nimg, ctx.timer.total_sec(state))
     if ctx.progress_fn is not None:
         ctx.progress_fn(state.cur_nimg / 1000, ctx.total_kimg)
     state.cur_tick += 1
@@ -393,9 +413,12 @@ def cyclegan_loop(
     max_minutes             = None,     # Stop (with a final snapshot) after this much wall time; None = no limit.
     run_start_time          = None,     # time.time() when the whole run began; None = now.
     load_size               = None,     # Resize reals to this (shorter side) and crop back at random; None = off.
+    metrics                 = (),       # fid_AtoB and/or fid_BtoA at each snapshot, on the training data.
+    detector_dir            = None,     # Folder searched first for metric detector files; None = cache/download.
 ):
     """Train G_AB, G_BA, D_A, D_B; write the run directory's images, stats and snapshots (module docstring)."""
     ctx = dnnlib.EasyDict(locals())
+    ctx.metrics = list(metrics or [])
     ctx.budget = TimeBudget(max_minutes, run_start_time)
     ctx.data_loader_kwargs = dict(data_loader_kwargs or {})
     ctx.log = base.make_log_fn(rank)
