@@ -368,7 +368,8 @@ def _tiny_run_options(data, run_dir, **overrides):
                                                     kimg=0.016, decay_kimg=0.008, tick=0.004, snap=1, workers=0,
                                                     device='cpu')
     options.pop('run_desc')
-    options.update(run_dir=str(run_dir), grid_columns=2, **overrides)
+    # torch's thread count, fixed: the automatic team narrows under load, and float sums then round differently.
+    options.update(run_dir=str(run_dir), grid_columns=2, num_threads=None, **overrides)
     os.makedirs(run_dir, exist_ok=True)
     return options
 
