@@ -350,8 +350,8 @@ def check_optional_modules(metrics, augment_kwargs):
                                'train with --metrics=none') from err
         invalid = [metric for metric in metrics if not metric_main.is_valid_metric(metric)]
         if invalid:
-            raise ValueError(f'--metrics: unknown metric(s) {", ".join(invalid)}; valid: '
-                             f'{", ".join(metric_main.list_valid_metrics())}')
+            valid = [name for name in metric_main.list_valid_metrics() if not metric_main.is_translation_metric(name)]
+            raise ValueError(f'--metrics: unknown metric(s) {", ".join(invalid)}; valid: {", ".join(valid)}')
         translation = [metric for metric in metrics if metric_main.is_translation_metric(metric)]
         if translation:
             raise ValueError(f'--metrics: {", ".join(translation)} measure CycleGAN snapshots (calc_metrics.py '
