@@ -1,20 +1,12 @@
 """bench/bench_ops.py: the CPU (reference-only) run works end to end, and the comparison flags a wrong kernel."""
 
-import importlib.util
 import json
-import os
 
 import torch
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from bench_helpers import load_bench
 
-def _load_bench():
-    spec = importlib.util.spec_from_file_location('bench_ops', os.path.join(REPO_ROOT, 'bench', 'bench_ops.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-bench_ops = _load_bench()
+bench_ops = load_bench('bench_ops')
 
 #----------------------------------------------------------------------------
 

@@ -1,22 +1,13 @@
 """bench/run_all.py: one small configuration end to end, with the profile of where our path spends its time."""
 
-import importlib.util
 import json
-import os
 
-REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _load_bench():
-    spec = importlib.util.spec_from_file_location('run_all', os.path.join(REPO_ROOT, 'bench', 'run_all.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+from bench_helpers import load_bench
 
 
 def test_one_configuration_with_profile_writes_json(tmp_path, capsys):
     out = tmp_path / 'run_all.json'
-    run_all = _load_bench()
+    run_all = load_bench('run_all')
     assert run_all.main(['--only', 'inference stylegan2 64', '--batch-scale', '0.125', '--reps', '1', '--profile',
                          '--out', str(out)]) == 0
     data = json.loads(out.read_text())

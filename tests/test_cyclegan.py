@@ -479,11 +479,8 @@ def test_two_gloo_processes_train_with_identical_parameters(tmp_path, pair_zip):
 def test_tiny_cpu_run_learns_the_builtin_translation(tmp_path, repo_root, one_thread):
     """bench/bench_cyclegan.py's check at 2 kimg: L1 to the true pairs falls below the identity map's and the
     translations are classified as the target domain (about 80 s on 2 cores)."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location('bench_cyclegan', os.path.join(repo_root, 'bench',
-                                                                                 'bench_cyclegan.py'))
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    from bench_helpers import load_bench
+    bench = load_bench('bench_cyclegan')
     args = type('Args', (), dict(batch=4, ngf=8, blocks=3, kimg=2, images=500, seed=0, keep=None))()
     with contextlib.redirect_stdout(io.StringIO()):
         run_dir, _sec, _options = bench.train(args, str(tmp_path))
