@@ -293,7 +293,7 @@ def test_detector_dir_is_searched_and_reaches_the_metrics(shapes_dir, offline, m
     monkeypatch.setattr(metric_main, 'report_metric', lambda *args, **kwargs: None)
     ctx = dnnlib.EasyDict(metrics=['fid50k_full'], training_set_kwargs={}, num_gpus=1, rank=1, device='cpu',
                           detector_dir=str(detector_dir), run_dir=None)
-    tl.evaluate_metrics(ctx, dict(G_ema=None), 'snapshot.pkl')
+    tl.evaluate_metrics(ctx, None, ctx.training_set_kwargs, 'snapshot.pkl')
     assert seen[0]['detector_dir'] == str(detector_dir)
 
 

@@ -299,24 +299,6 @@ def save_snapshot(ctx, state, rng_state):
     return path
 
 
-def evaluate_metrics(ctx, state, snapshot_pkl):
-    """The translation metrics of --metrics (fid_AtoB, fid_BtoA) on the training data, for the snapshot just
-    written; rank 0 appends metric-<name>.jsonl. Returns {name: value}."""
-    from metrics import metric_main
-    from metrics.translation_fid import Translators
-    translators = Translators(state.nets['G_AB'], state.nets['G_BA'])
-    results = dict()
-    for metric in ctx.metrics:
-        result = metric_main.calc_metric(metric=metric, G=translators,
-                                         dataset_kwargs=dict(path=ctx.training_set_kwargs['A']['path']),
-                                         num_gpus=ctx.num_gpus, rank=ctx.rank, device=ctx.device,
-                                         detector_dir=ctx.detector_dir)
-        if ctx.rank == 0:
-            metric_main.report_metric(result, run_dir=ctx.run_dir, snapshot_pkl=snapshot_pkl)
-        results.update(result.results)
-    return results
-
-
 def end_tick(ctx, state, done):
     """Status line, stats, grid and snapshot, with the RNG streams set aside (exact resume). Returns done."""
     rng_state = base.capture_rng_state(ctx.device)
@@ -344,7 +326,10 @@ def end_tick(ctx, state, done):
     if snapshot:
         start = time.time()
         path = save_snapshot(ctx, state, rng_state)
-        results = evaluate_metrics(ctx, state, path) if ctx.metrics else {}
+        if ctx.metrics:  # fid_AtoB / fid_BtoA on the training data (metrics/translation_fid.py).
+            from metrics.translation_fid import Translators
+            translators = Translators(state.nets['G_AB'], state.nets['G_BA'])
+            results = base.evaluate_metrics(ctx, translators, dict(path=ctx.training_set_kwargs['A']['path']), path)
         ctx.budget.note_cost('snapshot', time.time() - start)  # Metrics included: --max-minutes plans for them.
     ctx.stats_collector.update()
     stats_dict = ctx.stats_collector.as_dict()

@@ -231,14 +231,15 @@ def save_network_snapshot(ctx, state, rng_state):
     return snapshot_pkl, snapshot_data
 
 
-def evaluate_metrics(ctx, snapshot_data, snapshot_pkl):
-    """Run every requested metric on the snapshot's G_ema; rank 0 appends metric-<name>.jsonl. Returns results."""
+def evaluate_metrics(ctx, G, dataset_kwargs, snapshot_pkl):
+    """Run every metric of ctx.metrics on G (a generator, or the CycleGAN Translators) against dataset_kwargs;
+    rank 0 appends metric-<name>.jsonl beside the snapshot. Returns {result name: value}."""
     from metrics import metric_main
     results = dict()
     for metric in ctx.metrics:
-        result_dict = metric_main.calc_metric(metric=metric, G=snapshot_data['G_ema'],
-                                              dataset_kwargs=ctx.training_set_kwargs, num_gpus=ctx.num_gpus,
-                                              rank=ctx.rank, device=ctx.device, detector_dir=ctx.detector_dir)
+        result_dict = metric_main.calc_metric(metric=metric, G=G, dataset_kwargs=dataset_kwargs,
+                                              num_gpus=ctx.num_gpus, rank=ctx.rank, device=ctx.device,
+                                              detector_dir=ctx.detector_dir)
         if ctx.rank == 0:
             metric_main.report_metric(result_dict, run_dir=ctx.run_dir, snapshot_pkl=snapshot_pkl)
         results.update(result_dict.results)
@@ -319,7 +320,7 @@ def end_tick(ctx, state, done):
         if do_metrics:
             ctx.log('Evaluating metrics...')
             start = time.time()
-            metrics_dict = evaluate_metrics(ctx, snapshot_data, snapshot_pkl)
+            metrics_dict = evaluate_metrics(ctx, snapshot_data['G_ema'], ctx.training_set_kwargs, snapshot_pkl)
             ctx.budget.note_cost('metrics', time.time() - start)
             if ctx.rank == 0:
                 ctx.snapshots.after_metrics(snapshot_data, metrics_dict, snapshot_pkl)  # --snap-best.
