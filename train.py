@@ -229,7 +229,9 @@ def _train_process(rank, options, init_method, local_rank=None, loop='stylegan')
     logger = dnnlib.util.Logger(os.path.join(options['run_dir'], 'log.txt'), 'a') if rank == 0 else None
     try:
         kwargs = {k: v for k, v in options.items() if k != 'run_desc'}
-        return loop_fn(rank=rank, **dict(kwargs, device=device))
+        # The loop's returned state is dropped at once, so it is freed before the process group is destroyed
+        # below (keeping it past that point coincided with one rank aborting at exit: 'terminate called ...').
+        loop_fn(rank=rank, **dict(kwargs, device=device))
     finally:
         if logger is not None:
             logger.close()
@@ -251,7 +253,7 @@ def launch_training(options, outdir, dry_run=False, run_start_time=None, loop='s
 
     run_start_time: time.time() at which the run began, the origin of --max-minutes (default: when training starts).
     loop: the key of TRAINING_LOOPS the processes run; print_summary(options, outdir, dry_run): what is printed
-    before training (default: the StyleGAN summary). Returns the loop's result in a single process, else None."""
+    before training (default: the StyleGAN summary). Returns None."""
     import torch
     print_summary = print_summary or _print_summary
     if _launched_by_torchrun():
