@@ -8,6 +8,8 @@
 2. Scores --num-fakes fakes of each snapshot's G_ema (z from seed --seed, psi 1, noise_mode const):
      confident  fraction of fakes whose top class has probability >= --threshold (0.9)
      entropy    entropy of the predicted-class histogram in bits (2 = the four classes equally often)
+     spread     pixel distance between two fakes of the same predicted class, relative to real images (1.0 = as
+                varied as the data; near 0 = one image per class, which confidence and entropy alone can reward)
    The target of issue 15: confident >= 0.8 and entropy >= 1.8 after `make demo` (8 minutes, idle 2-core CPU).
 3. Baselines measured in the same run with the same classifier: held-out real images (the ceiling), Gaussian noise
    (the floor), and --baseline (e.g. the old demo recipe's snapshot) when given.
@@ -107,17 +109,22 @@ def score_rows(model, resolution, networks, args):
     offset = shapes_classifier.TEST_INDEX_OFFSET
     reals, _labels = shapes_classifier.real_images(range(offset, offset + args.num_fakes), resolution)
     noise = torch.randn(reals.shape, generator=torch.Generator().manual_seed(args.seed)).clamp(-1, 1)
+    real_spread = shapes_classifier.within_class_spread(reals, shapes_classifier.predict(model, reals))
+
+    def score(images):
+        probs = shapes_classifier.predict(model, images)
+        return dict(**shapes_classifier.quality_score(probs, args.threshold),
+                    spread=shapes_classifier.within_class_spread(images, probs) / real_spread)
+
     for name, images in [('real images (held out)', reals), ('Gaussian noise', noise)]:
-        rows.append(dict(name=name, **shapes_classifier.quality_score(shapes_classifier.predict(model, images),
-                                                                      args.threshold)))
+        rows.append(dict(name=name, **score(images)))
     for name, path in networks:
         G = load_G(path)
         if G.img_resolution != resolution:
             sys.exit(f'bench_demo_quality: {path} is {G.img_resolution}x{G.img_resolution}, the first network is '
                      f'{resolution}x{resolution}; compare snapshots of one resolution per run')
         start = time.time()
-        probs = shapes_classifier.predict(model, generate_fakes(G, args.num_fakes, args.seed))
-        row = dict(name=name, **shapes_classifier.quality_score(probs, args.threshold), **run_info(path))
+        row = dict(name=name, **score(generate_fakes(G, args.num_fakes, args.seed)), **run_info(path))
         row['score_seconds'] = time.time() - start
         rows.append(row)
     return rows
@@ -125,13 +132,14 @@ def score_rows(model, resolution, networks, args):
 
 def print_table(rows, accuracy, target):
     print(f'\nclassifier accuracy on held-out real images: {accuracy:.4f}')
-    print(f'{"images":<26} {"confident":>9} {"entropy":>8} {"kimg":>6} {"s/kimg":>7}  classes (circle/square/'
-          f'triangle/star)')
+    print(f'{"images":<26} {"confident":>9} {"entropy":>8} {"spread":>6} {"kimg":>6} {"s/kimg":>7}  classes '
+          f'(circle/square/triangle/star)')
     for row in rows:
         kimg = f'{row["kimg"]:6d}' if row.get('kimg') is not None else f'{"-":>6}'
         spk = f'{row["sec_per_kimg_median"]:7.1f}' if row.get('sec_per_kimg_median') else f'{"-":>7}'
         fractions = '/'.join(f'{f:.2f}' for f in row['class_fractions'])
-        print(f'{row["name"]:<26} {row["confident"]:9.3f} {row["entropy_bits"]:8.3f} {kimg} {spk}  {fractions}')
+        print(f'{row["name"]:<26} {row["confident"]:9.3f} {row["entropy_bits"]:8.3f} {row["spread"]:6.2f} {kimg} '
+              f'{spk}  {fractions}')
     print(f'target: confident >= {target[0]}, entropy >= {target[1]} bits')
 
 

@@ -58,3 +58,27 @@ def test_noise_and_blobs_score_unconfident(classifier):
     for _ in range(3):
         blobs = torch.nn.functional.avg_pool2d(blobs, 9, stride=1, padding=4, count_include_pad=False)
     assert shapes_classifier.quality_score(shapes_classifier.predict(classifier, blobs))['confident'] < 0.1
+
+
+def test_within_class_spread_is_the_mean_rms_distance_within_each_predicted_class():
+    # Class 0: a = (0, 0), b = (1, 1), c = (0, 0): RMS distances ab = bc = 1, ac = 0 -> mean over pairs 2/3.
+    # Class 1: d = (0, 0), e = (0, 2): RMS distance sqrt(4 / 2). Weighted by 3 and 2 images.
+    images = torch.tensor([[0., 0], [1, 1], [0, 0], [0, 0], [0, 2]]).view(5, 1, 1, 2)
+    probs = torch.tensor([[0.9, 0.1], [0.6, 0.4], [0.7, 0.3], [0.2, 0.8], [0.1, 0.9]])
+    expected = (3 * (2 / 3) + 2 * math.sqrt(2)) / 5
+    assert shapes_classifier.within_class_spread(images, probs) == pytest.approx(expected, rel=1e-12)
+    # One image drawn again and again per class: no spread; a class of one image is skipped.
+    assert shapes_classifier.within_class_spread(images[[1, 1, 1, 4, 4]], probs) == 0.0
+    assert shapes_classifier.within_class_spread(images[[0, 3]], probs[[0, 3]]) == 0.0
+
+
+def test_a_generator_of_one_image_per_class_has_no_spread(classifier):
+    images, _labels = _held_out(200)
+    probs = shapes_classifier.predict(classifier, images)
+    real_spread = shapes_classifier.within_class_spread(images, probs)
+    assert 0.3 < real_spread < 1.5  # Random colours: two images of one shape differ by ~half the range per pixel.
+    one_per_class = torch.stack([images[probs[:, k].argmax()] for k in range(4)]).repeat(50, 1, 1, 1)
+    collapsed = shapes_classifier.quality_score(shapes_classifier.predict(classifier, one_per_class))
+    assert collapsed['confident'] > 0.9 and collapsed['entropy_bits'] > 1.95  # Fools confidence and entropy ...
+    spread = shapes_classifier.within_class_spread(one_per_class, shapes_classifier.predict(classifier, one_per_class))
+    assert spread == 0.0  # ... but not the spread.
