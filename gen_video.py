@@ -28,7 +28,7 @@ import torch
 import dnnlib
 from dnnlib import cli
 from torch_utils import threads
-from gen_images import class_vector, load_generator, run_generator, save_png, to_uint8_hwc
+from gen_images import class_vector, load_generator, precision_option, run_generator, save_png, to_uint8_hwc
 
 VIDEO_FPS = 60
 VIDEO_CRF = 10  # libx264 constant rate factor: 0 lossless .. 51 worst; 10 is visually lossless for GAN output
@@ -286,9 +286,10 @@ Examples:
 @click.option('--device', default='auto', show_default=True, help='auto, cpu, cuda, cuda:1, mps', metavar='DEVICE')
 @click.option('--threads', 'num_threads', type=click.IntRange(min=0), default=0, show_default=True,
               help='CPU threads; 0 = OMP_NUM_THREADS or the physical cores available', metavar='INT')
+@precision_option
 @click.option('--allow-exec', is_flag=True, help='Execute the source code embedded in an unknown pickle (unsafe)')
 def main(network_pkl, seeds, shuffle_seed, grid, num_keyframes, w_frames, truncation_psi, class_idx, noise_mode,
-         batch_size, output, device, num_threads, allow_exec):
+         batch_size, output, device, num_threads, precision, allow_exec):
     """Render a looping latent-interpolation video (60 fps) from a network pickle.
 
     Each grid cell interpolates in W through its keyframe seeds with a periodic cubic spline; the video has
@@ -311,7 +312,7 @@ def main(network_pkl, seeds, shuffle_seed, grid, num_keyframes, w_frames, trunca
     device = cli.choose_device(device)
     threads.set_threads(num_threads)
     click.echo(f'Loading networks from "{network_pkl}" on {device}...')
-    G = load_generator(network_pkl, device, allow_exec=allow_exec)
+    G = load_generator(network_pkl, device, allow_exec=allow_exec, precision=precision)
     label = class_vector(G, class_idx, device)
     try:
         count = run_generator(G, network_pkl, lambda: generate_video(

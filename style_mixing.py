@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from dnnlib import cli
-from gen_images import class_vector, load_generator, save_png, to_uint8_hwc
+from gen_images import class_vector, load_generator, precision_option, save_png, to_uint8_hwc
 from training import style_mixing
 
 #----------------------------------------------------------------------------
@@ -74,9 +74,10 @@ Examples:
 @click.option('--outdir', type=click.Path(file_okay=False), required=True, help='Where to save the output images',
               metavar='DIR')
 @click.option('--device', default='auto', show_default=True, help='auto, cpu, cuda, cuda:1, mps', metavar='DEVICE')
+@precision_option
 @click.option('--allow-exec', is_flag=True, help='Execute the source code embedded in an unknown pickle (unsafe)')
 def main(network_pkl, row_seeds, col_seeds, col_styles, truncation_psi, class_idx, noise_mode, batch_size, outdir,
-         device, allow_exec):
+         device, precision, allow_exec):
     """Style-mixing grid: the row seeds' images with the --styles layers of the column seeds.
 
     Writes OUTDIR/grid.png and OUTDIR/ROW-COL.png for every cell.
@@ -86,7 +87,7 @@ def main(network_pkl, row_seeds, col_seeds, col_styles, truncation_psi, class_id
         raise click.UsageError('--rows and --cols each need at least one seed')
     device = cli.choose_device(device)
     click.echo(f'Loading networks from "{network_pkl}" on {device}...')
-    G = load_generator(network_pkl, device, allow_exec=allow_exec)
+    G = load_generator(network_pkl, device, allow_exec=allow_exec, precision=precision)
     if not all(hasattr(G, name) for name in ('mapping', 'synthesis', 'num_ws')) or G.num_ws < 2:
         raise click.ClickException(f'--network={network_pkl}: its generator ({type(G).__name__}) has no per-layer '
                                    'styles (mapping and synthesis networks); style mixing needs StyleGAN 1, 2 or 3')

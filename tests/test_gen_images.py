@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 import gen_images
 from torch_utils import safe_pickle
-from training import networks_stylegan2, networks_stylegan3
+from training import accel, networks_stylegan2, networks_stylegan3
 
 TINY = dict(z_dim=16, w_dim=16, img_resolution=16, img_channels=3, channel_base=128, channel_max=16)
 
@@ -125,3 +125,53 @@ def test_stylegan1_snapshot_renders_in_a_fresh_process(tmp_path):
     assert result.returncode == 0, result.stderr
     written = np.asarray(PIL.Image.open(tmp_path / 'o' / 'seed0007.png')).astype(int)
     assert np.abs(written - _expected_image(G, 7).astype(int)).max() <= 1
+
+
+def _read(path):
+    return np.asarray(PIL.Image.open(path)).astype(int)
+
+
+def test_precision_bf16_renders_close_to_fp32_on_the_cpu(sg2_pkl, tmp_path):
+    pkl, _G = sg2_pkl
+    for precision in ('fp32', 'bf16'):
+        result = _run('--network', pkl, '--seeds', '0-3', '--outdir', tmp_path / precision, '--device', 'cpu',
+                      '--precision', precision)
+        assert result.exit_code == 0, result.output
+    default_dir = tmp_path / 'default'
+    assert _run('--network', pkl, '--seeds', '0-3', '--outdir', default_dir, '--device', 'cpu').exit_code == 0
+    for seed in range(4):
+        name = f'seed{seed:04d}.png'
+        fp32, bf16 = _read(tmp_path / 'fp32' / name), _read(tmp_path / 'bf16' / name)
+        assert np.array_equal(fp32, _read(default_dir / name))  # float32 is what the CPU runs anyway.
+        assert np.abs(fp32 - bf16).mean() < 2  # bfloat16 keeps 8 significant bits: ~1 level of 255 ...
+    all_fp32 = np.stack([_read(tmp_path / 'fp32' / f'seed{s:04d}.png') for s in range(4)])
+    all_bf16 = np.stack([_read(tmp_path / 'bf16' / f'seed{s:04d}.png') for s in range(4)])
+    assert (all_fp32 != all_bf16).any()  # ... but it did run in bfloat16.
+
+
+def test_set_inference_precision_switches_stylegan3_layers(tmp_path):
+    torch.manual_seed(0)
+    G = networks_stylegan3.Generator(c_dim=0, mapping_kwargs=dict(num_layers=2), num_fp16_res=2, **TINY).eval()
+    z = torch.randn([2, G.z_dim])
+    with torch.no_grad():
+        reference = G(z, None, noise_mode='const')
+        assert accel.set_inference_precision(G, 'bf16', 'cpu') > 0
+        bf16 = G(z, None, noise_mode='const')
+        accel.set_inference_precision(G, None, 'cpu')
+        again = G(z, None, noise_mode='const')
+    assert torch.equal(again, reference)  # The mark is removed again.
+    assert not torch.equal(bf16, reference)
+    assert (bf16 - reference).abs().max() < 0.05 * reference.abs().max()
+
+
+def test_precision_refusals_name_the_option(sg2_pkl, tmp_path):
+    pkl, _G = sg2_pkl
+    result = _run('--network', pkl, '--seeds', '0', '--outdir', tmp_path / 'a', '--device', 'cpu', '--precision', 'fp16')
+    assert result.exit_code == 2 and '--precision=fp16: float16 layers run on CUDA only' in result.output
+    torch.manual_seed(1)
+    G = networks_stylegan2.Generator(c_dim=0, mapping_kwargs=dict(num_layers=2), num_fp16_res=0, **TINY).eval()
+    fp32_pkl = _write_snapshot(tmp_path / 'fp32.pkl', G)
+    result = _run('--network', fp32_pkl, '--seeds', '0', '--outdir', tmp_path / 'b', '--device', 'cpu',
+                  '--precision', 'bf16')
+    assert result.exit_code == 2 and 'no reduced-precision layers' in result.output
+    assert not os.path.exists(tmp_path / 'a') and not os.path.exists(tmp_path / 'b')

@@ -73,3 +73,17 @@ def test_styles_beyond_num_ws_is_a_usage_error(tmp_path):
                                                     str(tmp_path / 'out'), '--device', 'cpu'])  # default 0-6
     assert result.exit_code == 2 and '--styles' in result.output and 'has 6 ws' in result.output
     assert 'Traceback' not in result.output
+
+
+@pytest.mark.parametrize('family', ['stylegan2', 'stylegan3-t'])  # StyleGAN1 is built all-float32 (num_fp16_res=0).
+def test_precision_bf16_grid_is_close_to_float32(family, tmp_path):
+    pkl = write_snapshot(tmp_path / 'net.pkl', tiny_generator(family, seed=3))
+    grids = {}
+    for precision in ('fp32', 'bf16'):
+        result = CliRunner().invoke(style_mixing.main, ['--network', pkl, '--rows', '85,100', '--cols', '55,821',
+                                                        '--styles', '0-2', '--outdir', str(tmp_path / precision),
+                                                        '--device', 'cpu', '--precision', precision])
+        assert result.exit_code == 0, result.output
+        grids[precision] = np.asarray(PIL.Image.open(tmp_path / precision / 'grid.png')).astype(int)
+    difference = np.abs(grids['fp32'] - grids['bf16'])
+    assert difference.mean() < 2 and difference.max() > 0  # bfloat16 ran, ~1 level of 255 off.

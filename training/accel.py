@@ -54,11 +54,7 @@ class Accelerator:
         """Set the layers' precision, convert the networks' memory format, and build the loss the main phases use
         (compiled, or `loss` itself)."""
         for module in (G, D):
-            for layer in module.modules():
-                if self.precision == 'bf16' and hasattr(layer, 'use_fp16'):
-                    layer.mixed_precision = 'bfloat16'
-                elif 'mixed_precision' in vars(layer):  # E.g. resumed from a bf16 run.
-                    del layer.mixed_precision
+            _mark_bfloat16(module, self.precision == 'bf16')  # Also undoes a resumed bf16 run's marks.
         if self.channels_last:
             for module in (G, D, G_ema):
                 module.to(memory_format=torch.channels_last)
@@ -87,3 +83,44 @@ class Accelerator:
         training_stats.report('Progress/grad_clipped/' + phase_name, (norm > self.grad_clip).float())
 
 #----------------------------------------------------------------------------
+# Rendering precision of a loaded generator (gen_images.py, gen_video.py, style_mixing.py --precision).
+
+
+# Modules whose layers read the mark (through _half_dtype()); a pickle's own classes (--allow-exec) do not.
+_NETWORK_MODULES = ('training.networks_stylegan1', 'training.networks_stylegan2', 'training.networks_stylegan3')
+
+
+def _mark_bfloat16(module, enable):
+    """Set (enable) or remove the `mixed_precision = 'bfloat16'` mark that the networks' _half_dtype() reads, on
+    every layer of `module` that has a use_fp16 switch."""
+    for layer in module.modules():
+        if enable and hasattr(layer, 'use_fp16'):
+            layer.mixed_precision = 'bfloat16'
+        elif 'mixed_precision' in vars(layer):
+            del layer.mixed_precision
+
+
+def set_inference_precision(G, precision, device_type):
+    """Choose the dtype of G's reduced-precision layers (those with use_fp16 = True: the top num_fp16_res
+    resolutions) for rendering on `device_type` ('cpu', 'cuda', 'mps').
+
+    None = as the network was built (official: float16 on CUDA, float32 elsewhere); 'fp16' = the same, but refused
+    off CUDA; 'fp32' = float32 in every layer; 'bf16' = those layers in bfloat16 on any device (on CPUs with
+    AVX512-BF16 or AMX, oneDNN runs bfloat16 convolutions about 2x faster than float32; pixels move by ~1/255 RMS).
+    Raises ValueError naming the reason when the choice cannot apply. Returns the number of layers switched.
+    """
+    if precision not in (None,) + PRECISIONS:
+        raise ValueError(f'choose one of {", ".join(PRECISIONS)}')
+    if precision == 'fp16' and device_type != 'cuda':
+        raise ValueError(f'float16 layers run on CUDA only, this is {device_type}; use bf16 on a CPU')
+    switchable = [layer for layer in G.modules()
+                  if getattr(layer, 'use_fp16', False) and type(layer).__module__ in _NETWORK_MODULES]
+    if precision in ('fp16', 'bf16') and not switchable:
+        raise ValueError('this network has no reduced-precision layers (built with num_fp16_res=0, e.g. trained with '
+                         f'--fp32=1, or not one of this repository\'s network classes), so {precision} would change '
+                         'nothing')
+    _mark_bfloat16(G, precision == 'bf16')
+    if precision == 'fp32':
+        for layer in switchable:
+            layer.use_fp16 = False
+    return len(switchable)
