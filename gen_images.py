@@ -94,7 +94,7 @@ def run_generator(G, network_pkl, fn):
 
 
 PRECISION_HELP = ('Dtype of the top resolutions\' layers: fp32, fp16 (CUDA only) or bf16 (any device; ~2x faster '
-                  'on CPUs with AVX512-BF16/AMX at full width, pixels within ~1/255 RMS)  [default: as built: fp16 on '
+                  'on CPUs with AVX512-BF16/AMX at full width, pixels 1-2/255 RMS off)  [default: as built: fp16 on '
                   'CUDA, fp32 elsewhere]')
 precision_option = click.option('--precision', type=click.Choice(list(accel.PRECISIONS)), default=None,
                                 help=PRECISION_HELP)
