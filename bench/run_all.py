@@ -1,7 +1,7 @@
 """CPU speed of whole networks: our default path against our plain reference path and the official figures.
 
     OMP_NUM_THREADS=2 python bench/run_all.py [--quick] [--reps N] [--only SUBSTR,...] [--batch-scale F] [--profile]
-        [--out FILE]
+        [--bf16] [--out FILE]
 
 The configurations of issue 15 (z = w = 512):
   inference, official channels (cbase 32768, cmax 512, -R doubled; mapping 8 for SG2, 2 for SG3; noise_mode='const'):
@@ -21,6 +21,9 @@ repetition; official figures are then scaled linearly in the batch and marked '~
 --profile adds where our path spends its time: one more run of each configuration under torch.profiler, the
 operators with the most self CPU time and the share of all convolution operators (3x3/1x1 layers, transposed
 convolutions and the FIR filters that run as depthwise convolutions), printed and kept in each row's 'profile'.
+--bf16 adds, for inference, our path with gen_images.py's --precision=bf16 (the top 4 resolutions in bfloat16):
+its seconds, plain / bf16 and its max rel diff from plain. Not exact, so never the primary figure; it shows what a
+CPU with bfloat16 units (AVX512-BF16, AMX) gives a user who opts in.
 Writes JSON (machine, versions, threads, load average, settings, rows) to --out.
 """
 
@@ -41,7 +44,7 @@ sys.path.insert(0, os.path.dirname(BENCH_DIR))
 
 from torch_utils.ops import filtered_lrelu, upfirdn2d  # noqa: E402 (needs the repository root on sys.path)
 from training import loss as loss_module  # noqa: E402
-from training import networks_stylegan2, networks_stylegan3  # noqa: E402
+from training import accel, networks_stylegan2, networks_stylegan3  # noqa: E402
 
 # (kind, cfg, resolution, batch) -> official seconds (issue 15).
 OFFICIAL_SECONDS = {
@@ -87,11 +90,12 @@ def build_generator(cfg, resolution, cbase, cmax, map_layers):
                                         **common)
 
 
-def make_inference(cfg, resolution, batch):
-    """fn() -> one G forward (eval, no grad, const noise) with official channels."""
+def make_inference(cfg, resolution, batch, precision=None):
+    """fn() -> one G forward (eval, no grad, const noise) with official channels; precision as gen_images.py's."""
     torch.manual_seed(0)
     map_layers = 8 if cfg == 'stylegan2' else 2
     G = build_generator(cfg, resolution, map_layers=map_layers, **INFERENCE_CHANNELS).eval().requires_grad_(False)
+    accel.set_inference_precision(G, precision, 'cpu')
     z = torch.randn([batch, 512])
 
     def run():
@@ -133,27 +137,32 @@ def make_training(cfg, resolution, batch):
 
 #----------------------------------------------------------------------------
 
-def time_config(kind, cfg, resolution, batch, reps):
-    """Median seconds of ours and plain, interleaved; a warm-up run of each first. Returns (ours, plain, max diff)."""
-    make = make_inference if kind == 'inference' else make_training
-    runs = {'ours': make(cfg, resolution, batch)}
+def time_config(kind, cfg, resolution, batch, reps, bf16=False):
+    """Median seconds of ours and plain (and, with bf16, of ours with --precision=bf16 for inference), interleaved;
+    a warm-up run of each first. Returns (dict path -> seconds, dict path -> max rel diff of its images from plain's,
+    None for training)."""
+    runs = {'ours': (make_inference if kind == 'inference' else make_training)(cfg, resolution, batch)}
     with plain_path():
-        runs['plain'] = make(cfg, resolution, batch)
+        runs['plain'] = (make_inference if kind == 'inference' else make_training)(cfg, resolution, batch)
+    if bf16 and kind == 'inference':
+        runs['bf16'] = make_inference(cfg, resolution, batch, precision='bf16')
     outputs = {}
-    for name in ('ours', 'plain'):
+    for name in runs:
         with plain_path() if name == 'plain' else contextlib.nullcontext():
             outputs[name] = runs[name]()
-    diff = None
+    diffs = {}
     if kind == 'inference':
-        diff = float((outputs['ours'] - outputs['plain']).abs().max() / outputs['plain'].abs().max())
-    times = {'ours': [], 'plain': []}
+        scale = outputs['plain'].abs().max()
+        diffs = {name: float((outputs[name].float() - outputs['plain']).abs().max() / scale) for name in runs
+                 if name != 'plain'}
+    times = {name: [] for name in runs}
     for _ in range(reps):
-        for name in ('ours', 'plain'):
+        for name in runs:
             with plain_path() if name == 'plain' else contextlib.nullcontext():
                 start = time.perf_counter()
                 runs[name]()
                 times[name].append(time.perf_counter() - start)
-    return statistics.median(times['ours']), statistics.median(times['plain']), diff
+    return {name: statistics.median(values) for name, values in times.items()}, diffs
 
 
 def profile_ours(kind, cfg, resolution, batch, top=6):
@@ -199,6 +208,8 @@ def main(argv=None):
     parser.add_argument('--only', default='', help='comma-separated substrings of "kind cfg res": run only those')
     parser.add_argument('--batch-scale', type=float, default=None, help='batch multiplier (default 1, quick 1/8)')
     parser.add_argument('--profile', action='store_true', help='also profile our path (top operators, conv share)')
+    parser.add_argument('--bf16', action='store_true',
+                        help='also time inference with --precision=bf16 (opt-in, not exact: its own columns)')
     parser.add_argument('--out', default=os.path.join(BENCH_DIR, 'results', 'run_all.json'))
     args = parser.parse_args(argv)
     reps = args.reps or (1 if args.quick else 3)
@@ -210,20 +221,26 @@ def main(argv=None):
     info = machine_info()
     print(f'{info["cpu"]}, torch {info["torch"]}, {info["torch_threads"]} threads, load {info["loadavg_start"]}')
     header = (f'{"kind":9s} {"cfg":11s} {"res":>4s} {"batch":>5s} {"ours s":>8s} {"plain s":>8s} {"official s":>10s} '
-              f'{"plain/ours":>10s} {"offic/ours":>10s} {"rel diff":>8s}')
+              f'{"plain/ours":>10s} {"offic/ours":>10s} {"rel diff":>8s}' +
+              (f' {"bf16 s":>8s} {"plain/bf16":>10s} {"bf16 diff":>9s}' if args.bf16 else ''))
     print(header + '\n' + '-' * len(header), flush=True)
     rows = []
     for kind, cfg, resolution, batch in configs:
         run_batch = max(1, round(batch * scale))
         official = OFFICIAL_SECONDS[(kind, cfg, resolution, batch)] * run_batch / batch
-        ours, plain, diff = time_config(kind, cfg, resolution, run_batch, reps)
+        seconds, diffs = time_config(kind, cfg, resolution, run_batch, reps, bf16=args.bf16)
+        ours, plain, diff = seconds['ours'], seconds['plain'], diffs.get('ours')
         rows.append(dict(kind=kind, cfg=cfg, resolution=resolution, batch=run_batch, official_batch=batch,
                          ours_s=ours, plain_s=plain, official_s=official, official_scaled=run_batch != batch,
                          plain_over_ours=plain / ours, official_over_ours=official / ours, max_rel_diff=diff))
         mark = '~' if run_batch != batch else ' '
-        print(f'{kind:9s} {cfg:11s} {resolution:4d} {run_batch:5d} {ours:8.2f} {plain:8.2f} {mark}{official:9.2f} '
-              f'{plain / ours:9.2f}x {official / ours:9.2f}x {"-" if diff is None else f"{diff:8.1e}":>8s}',
-              flush=True)
+        line = (f'{kind:9s} {cfg:11s} {resolution:4d} {run_batch:5d} {ours:8.2f} {plain:8.2f} {mark}{official:9.2f} '
+                f'{plain / ours:9.2f}x {official / ours:9.2f}x {"-" if diff is None else f"{diff:8.1e}":>8s}')
+        if 'bf16' in seconds:
+            rows[-1].update(bf16_s=seconds['bf16'], plain_over_bf16=plain / seconds['bf16'],
+                            bf16_max_rel_diff=diffs['bf16'])
+            line += f' {seconds["bf16"]:8.2f} {plain / seconds["bf16"]:9.2f}x {diffs["bf16"]:8.1e}'
+        print(line, flush=True)
         if args.profile:
             rows[-1]['profile'] = profiled = profile_ours(kind, cfg, resolution, run_batch)
             print(f'    profile: convolutions {profiled["conv_share"]:.0%} of {profiled["total_s"]:.2f} s; ' +
@@ -233,7 +250,7 @@ def main(argv=None):
           'linearly to the batch; rel diff = max |ours - plain| / max |plain| of the images')
     info['loadavg_end'] = os.getloadavg()
     _write_json(args.out, dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(), machine=info,
-                               settings=dict(quick=args.quick, reps=reps, batch_scale=scale, profile=args.profile,
+                               settings=dict(quick=args.quick, reps=reps, batch_scale=scale, profile=args.profile, bf16=args.bf16,
                                              inference_channels=INFERENCE_CHANNELS,
                                              training_channels=TRAINING_CHANNELS,
                                              switches=[f'{m.__name__}.{n}' for m, n in FAST_SWITCHES]),
