@@ -250,7 +250,8 @@ def main(argv=None):
           'linearly to the batch; rel diff = max |ours - plain| / max |plain| of the images')
     info['loadavg_end'] = os.getloadavg()
     _write_json(args.out, dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(), machine=info,
-                               settings=dict(quick=args.quick, reps=reps, batch_scale=scale, profile=args.profile, bf16=args.bf16,
+                               settings=dict(quick=args.quick, reps=reps, batch_scale=scale, profile=args.profile,
+                                             bf16=args.bf16,
                                              inference_channels=INFERENCE_CHANNELS,
                                              training_channels=TRAINING_CHANNELS,
                                              switches=[f'{m.__name__}.{n}' for m, n in FAST_SWITCHES]),

@@ -166,7 +166,8 @@ def test_set_inference_precision_switches_stylegan3_layers(tmp_path):
 
 def test_precision_refusals_name_the_option(sg2_pkl, tmp_path):
     pkl, _G = sg2_pkl
-    result = _run('--network', pkl, '--seeds', '0', '--outdir', tmp_path / 'a', '--device', 'cpu', '--precision', 'fp16')
+    result = _run('--network', pkl, '--seeds', '0', '--outdir', tmp_path / 'a', '--device', 'cpu',
+                  '--precision', 'fp16')
     assert result.exit_code == 2 and '--precision=fp16: float16 layers run on CUDA only' in result.output
     torch.manual_seed(1)
     G = networks_stylegan2.Generator(c_dim=0, mapping_kwargs=dict(num_layers=2), num_fp16_res=0, **TINY).eval()

@@ -361,3 +361,24 @@ def test_fast_cpu_path_keeps_the_memory_format_and_leaves_the_input_alone():
                              torch.tensor(b, dtype=torch.float32), **kwargs)
     assert y_cl.is_contiguous(memory_format=torch.channels_last)
     assert float((y_cl - y).abs().max()) <= 1e-6 * float(y.abs().max())
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize('case', CASES[:3])
+def test_low_precision_on_cpu_runs_the_cpu_path_in_float32(case, dtype, monkeypatch):
+    # gen_images.py --precision=bf16: one rounding of the float32 CPU path's result, never the reference in bf16.
+    monkeypatch.setattr(fl, '_compose', lambda *args, **kwargs: pytest.fail('reference path taken'))
+    x, b, fu, fd, kwargs = _case_args(case)
+    x_low = torch.tensor(x, dtype=torch.float32).to(dtype).requires_grad_(True)
+    b_low = torch.tensor(b, dtype=torch.float32).to(dtype).requires_grad_(True)
+    y_low = fl.filtered_lrelu(x_low, fu, fd, b_low, **kwargs)
+    x32, b32 = x_low.detach().float().requires_grad_(True), b_low.detach().float().requires_grad_(True)
+    y32 = fl.filtered_lrelu(x32, fu, fd, b32, **kwargs)
+    assert y_low.dtype == dtype and torch.equal(y_low, y32.to(dtype))
+    weights = torch.randn(y32.shape, generator=torch.Generator().manual_seed(0))
+    (y_low.float() * weights).sum().backward()
+    (y32 * weights).sum().backward()
+    assert x_low.grad.dtype == dtype and b_low.grad.dtype == dtype
+    # The incoming gradient is rounded to the low dtype first, so the two agree to that dtype's precision.
+    torch.testing.assert_close(x_low.grad.float(), x32.grad, rtol=2e-2, atol=1e-2 * float(x32.grad.abs().max()))
+    torch.testing.assert_close(b_low.grad.float(), b32.grad, rtol=1e-2, atol=1e-2 * float(b32.grad.abs().max()))

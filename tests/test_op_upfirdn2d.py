@@ -518,3 +518,22 @@ def test_fast_cpu_path_in_either_memory_format_matches_plain(channels_last, num_
         args = (up, down, upfirdn2d._parse_padding(padding), flip_filter, gain)
         torch.testing.assert_close(upfirdn2d._upfirdn2d_cpu(x, f, *args), upfirdn2d._upfirdn2d_ref(x, f, *args),
                                    rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize('dtype', [torch.float16, torch.bfloat16])
+def test_low_precision_on_cpu_runs_the_fast_path_in_float32(dtype, monkeypatch):
+    # gen_images.py --precision=bf16: one rounding of the float32 fast path's result, never the reference in bf16.
+    monkeypatch.setattr(upfirdn2d, '_upfirdn2d_ref', lambda *args: pytest.fail('reference path taken'))
+    torch.manual_seed(0)
+    f = upfirdn2d.setup_filter([1, 3, 3, 1])
+    for run in (lambda x: upfirdn2d.upsample2d(x, f), lambda x: upfirdn2d.downsample2d(x, f, padding=[1, 0])):
+        x_low = torch.randn(2, 5, 9, 8).to(dtype).requires_grad_(True)
+        x32 = x_low.detach().float().requires_grad_(True)
+        y_low, y32 = run(x_low), run(x32)
+        assert y_low.dtype == dtype and torch.equal(y_low, y32.to(dtype))
+        weights = torch.randn(y32.shape)
+        (y_low.float() * weights).sum().backward()
+        (y32 * weights).sum().backward()
+        assert x_low.grad.dtype == dtype
+        # The incoming gradient is rounded to the low dtype first, so the two agree to that dtype's precision.
+        torch.testing.assert_close(x_low.grad.float(), x32.grad, rtol=2e-2, atol=1e-2 * float(x32.grad.abs().max()))

@@ -163,8 +163,12 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl='cu
             and _kernel_fits(f, args[0], args[1]) and custom_ops.try_get_plugin(_PLUGIN_NAME) is not None \
             and custom_ops.parity_ok(_PLUGIN_NAME, x.device, lambda: _parity_check(x.device)):
         return _upfirdn2d_cuda(*args).apply(x, f)
-    if x.device.type == 'cpu' and x.dtype in _FAST_CPU_DTYPES and _FAST_CPU_ENABLED:
+    if x.device.type == 'cpu' and _FAST_CPU_ENABLED and x.dtype in _FAST_CPU_DTYPES:
         return _upfirdn2d_cpu(x, f, *args)
+    if x.device.type == 'cpu' and _FAST_CPU_ENABLED and x.dtype in _CPU_HALF_DTYPES:
+        # Reduced precision on the CPU (gen_images.py --precision=bf16): the fast path in float32, rounded once at
+        # the end, beats the zero-inserted reference in bfloat16 on speed and on accuracy.
+        return _upfirdn2d_cpu(x.float(), f, *args).to(x.dtype)
     return _upfirdn2d_ref(x, f, *args)
 
 #----------------------------------------------------------------------------
@@ -217,6 +221,7 @@ def _upfirdn2d_ref(x, f, up, down, padding, flip_filter, gain):
 # both orders on random shapes). _upfirdn2d_ref stays the ground truth for the CUDA parity check.
 
 _FAST_CPU_DTYPES = (torch.float32, torch.float64)
+_CPU_HALF_DTYPES = (torch.float16, torch.bfloat16)  # Run through the fast path in float32.
 _FAST_CPU_ENABLED = True          # Constant; bench/bench_cpu_ops.py and tests monkeypatch it to compare paths.
 # Memory format of the depthwise convolutions: None = channels_last iff the input already is channels_last or the
 # channel count is not a multiple of 16.
