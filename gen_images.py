@@ -94,8 +94,8 @@ def run_generator(G, network_pkl, fn):
 
 
 PRECISION_HELP = ('Dtype of the top resolutions\' layers: fp32, fp16 (CUDA only) or bf16 (any device; StyleGAN2 at '
-                  'full width ~2x faster on CPUs with AVX512-BF16/AMX, StyleGAN3 slower; pixels 1-2/255 RMS off)  '
-                  '[default: as built: fp16 on CUDA, fp32 elsewhere]')
+                  'full width 1.5-1.8x faster on CPUs with AVX512-BF16/AMX, StyleGAN3 1.1-1.3x; pixels 1-2/255 RMS '
+                  'off)  [default: as built: fp16 on CUDA, fp32 elsewhere]')
 precision_option = click.option('--precision', type=click.Choice(list(accel.PRECISIONS)), default=None,
                                 help=PRECISION_HELP)
 

@@ -106,8 +106,8 @@ def set_inference_precision(G, precision, device_type):
 
     None = as the network was built (official: float16 on CUDA, float32 elsewhere); 'fp16' = the same, but refused
     off CUDA; 'fp32' = float32 in every layer; 'bf16' = those layers in bfloat16 on any device (on CPUs with
-    AVX512-BF16 or AMX, oneDNN runs bfloat16 convolutions about 2x faster than float32, so StyleGAN2 renders ~1.9x
-    faster; StyleGAN3 does not gain; pixels move by 1-2 levels of 255 RMS).
+    AVX512-BF16 or AMX, oneDNN runs bfloat16 convolutions about 2x faster than float32, so StyleGAN2 renders 1.5-1.8x
+    faster and StyleGAN3 1.1-1.3x (its filters stay float32); pixels move by 1-2 levels of 255 RMS).
     Raises ValueError naming the reason when the choice cannot apply. Returns the number of layers switched.
     """
     if precision not in (None,) + PRECISIONS:
