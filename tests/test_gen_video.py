@@ -297,3 +297,16 @@ def test_temp_outputs_of_a_killed_run_are_removed_at_the_next_start(tmp_path):
     (tmp_path / f'v.mp4.tmp{dead.pid}.mp4').write_bytes(b'half a video')
     assert _run(['--network', pkl, '--seeds=3', '--w-frames=1', '--output', f'{tmp_path / "frames"}/']).exit_code == 0
     assert sorted(os.listdir(tmp_path)) == ['frames', 'net.pkl', f'v.mp4.tmp{dead.pid}.mp4']  # Only its own.
+
+
+def test_precision_bf16_frames_are_close_to_float32(tmp_path):
+    pkl = _write_our_pickle(_tiny_G(), tmp_path / 'network-snapshot-000000.pkl')
+    frames = {}
+    for precision in ('fp32', 'bf16'):
+        out_dir = tmp_path / precision
+        result = _run(['--network', pkl, '--seeds=10-11', '--grid=1x1', '--w-frames=2', '--output', f'{out_dir}/',
+                       '--precision', precision])
+        assert result.exit_code == 0, result.output
+        frames[precision] = np.stack([_read_png(out_dir / f'frame{i:06d}.png') for i in range(4)]).astype(np.int32)
+    difference = np.abs(frames['fp32'] - frames['bf16'])
+    assert difference.mean() < 2 and difference.max() > 0  # bfloat16 ran, ~1 level of 255 off.
