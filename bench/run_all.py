@@ -141,9 +141,10 @@ def time_config(kind, cfg, resolution, batch, reps, bf16=False):
     """Median seconds of ours and plain (and, with bf16, of ours with --precision=bf16 for inference), interleaved;
     a warm-up run of each first. Returns (dict path -> seconds, dict path -> max rel diff of its images from plain's,
     None for training)."""
-    runs = {'ours': (make_inference if kind == 'inference' else make_training)(cfg, resolution, batch)}
+    make = make_inference if kind == 'inference' else make_training
+    runs = {'ours': make(cfg, resolution, batch)}
     with plain_path():
-        runs['plain'] = (make_inference if kind == 'inference' else make_training)(cfg, resolution, batch)
+        runs['plain'] = make(cfg, resolution, batch)
     if bf16 and kind == 'inference':
         runs['bf16'] = make_inference(cfg, resolution, batch, precision='bf16')
     outputs = {}

@@ -19,6 +19,7 @@ import copy
 import torch
 
 from torch_utils import training_stats
+from training import network_families
 
 PRECISIONS = ('fp32', 'fp16', 'bf16')
 
@@ -86,8 +87,9 @@ class Accelerator:
 # Rendering precision of a loaded generator (gen_images.py, gen_video.py, style_mixing.py --precision).
 
 
-# Modules whose layers read the mark (through _half_dtype()); a pickle's own classes (--allow-exec) do not.
-_NETWORK_MODULES = ('training.networks_stylegan1', 'training.networks_stylegan2', 'training.networks_stylegan3')
+# Our network modules: their layers read the mark (through _half_dtype()); a pickle's own classes (--allow-exec)
+# do not.
+_NETWORK_MODULES = frozenset(network_families.FAMILY_MODULES.values())
 
 
 def _mark_bfloat16(module, enable):

@@ -66,13 +66,12 @@ def filtered_lrelu(x, fu=None, fd=None, b=None, up=1, down=1, padding=0, gain=np
             and (plugin := custom_ops.try_get_plugin(PLUGIN_NAME)) is not None \
             and custom_ops.parity_ok(PLUGIN_NAME, x.device, lambda: _parity_check(x.device)):
         return _filtered_lrelu_fused(plugin, x, fu, fd, b, spec)
-    if _cpu_path_applies(x, fu, fd, b, spec):
-        return _FilteredLReLUCpu.apply(x, b, fu, fd, spec)
+    # Reduced precision on the CPU (gen_images.py --precision=bf16) takes the CPU path in float32, rounded once.
+    x_cpu, b_cpu = x, b
     if x.device.type == 'cpu' and x.dtype in upfirdn2d._CPU_HALF_DTYPES:
-        # Reduced precision on the CPU (gen_images.py --precision=bf16): the CPU path in float32, rounded once.
-        x32, b32 = x.float(), (None if b is None else b.float())
-        if _cpu_path_applies(x32, fu, fd, b32, spec):
-            return _FilteredLReLUCpu.apply(x32, b32, fu, fd, spec).to(x.dtype)
+        x_cpu, b_cpu = x.float(), (None if b is None else b.float())
+    if _cpu_path_applies(x_cpu, fu, fd, b_cpu, spec):
+        return _FilteredLReLUCpu.apply(x_cpu, b_cpu, fu, fd, spec).to(x.dtype)
     return _compose(x, fu, fd, b, spec, impl=impl)
 
 #----------------------------------------------------------------------------

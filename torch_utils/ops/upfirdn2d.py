@@ -163,12 +163,10 @@ def upfirdn2d(x, f, up=1, down=1, padding=0, flip_filter=False, gain=1, impl='cu
             and _kernel_fits(f, args[0], args[1]) and custom_ops.try_get_plugin(_PLUGIN_NAME) is not None \
             and custom_ops.parity_ok(_PLUGIN_NAME, x.device, lambda: _parity_check(x.device)):
         return _upfirdn2d_cuda(*args).apply(x, f)
-    if x.device.type == 'cpu' and _FAST_CPU_ENABLED and x.dtype in _FAST_CPU_DTYPES:
-        return _upfirdn2d_cpu(x, f, *args)
-    if x.device.type == 'cpu' and _FAST_CPU_ENABLED and x.dtype in _CPU_HALF_DTYPES:
-        # Reduced precision on the CPU (gen_images.py --precision=bf16): the fast path in float32, rounded once at
-        # the end, beats the zero-inserted reference in bfloat16 on speed and on accuracy.
-        return _upfirdn2d_cpu(x.float(), f, *args).to(x.dtype)
+    if x.device.type == 'cpu' and _FAST_CPU_ENABLED and x.dtype in _FAST_CPU_DTYPES + _CPU_HALF_DTYPES:
+        # Reduced precision (gen_images.py --precision=bf16) runs the fast path in float32, rounded once at the
+        # end: faster than the zero-inserted reference in bfloat16, and more exact.
+        return _upfirdn2d_cpu(x if x.dtype in _FAST_CPU_DTYPES else x.float(), f, *args).to(x.dtype)
     return _upfirdn2d_ref(x, f, *args)
 
 #----------------------------------------------------------------------------
