@@ -59,3 +59,44 @@ def test_stylegan2_cpu_default_is_the_nonfused_convolution_only_when_fast_paths_
     assert block._resolve_fused_modconv(None, torch.float32, 2, 'cuda') is False     # 'inference_only', training.
     monkeypatch.setattr(networks_stylegan2, '_FAST_PATHS_ENABLED', False)
     assert block.eval()._resolve_fused_modconv(None, torch.float32, 2, 'cpu') is True
+
+
+def _discriminator_outputs(D):
+    """(logits, R1-style gradient w.r.t. the images, its gradient w.r.t. D's parameters): the Dreg phase."""
+    img = torch.randn([3, 3, 16, 16], generator=torch.Generator().manual_seed(3)).requires_grad_(True)
+    logits = D(img, None)
+    grad_img, = torch.autograd.grad(logits.sum(), [img], create_graph=True)
+    param_grads = torch.autograd.grad(grad_img.square().sum(), list(D.parameters()), allow_unused=True)
+    return [logits.detach(), grad_img.detach()] + [g for g in param_grads if g is not None]
+
+
+def test_stylegan2_discriminator_cpu_path_equals_plain_formulas(monkeypatch):
+    torch.manual_seed(0)
+    D = networks_stylegan2.Discriminator(c_dim=0, img_resolution=16, img_channels=3, channel_base=512,
+                                         channel_max=16, mapping_kwargs={}, epilogue_kwargs=dict(mbstd_group_size=3))
+    fast = _discriminator_outputs(D)
+    with monkeypatch.context() as patch:
+        for module, name in SWITCHES:
+            patch.setattr(module, name, False)
+        plain = _discriminator_outputs(D)
+    assert len(fast) == len(plain) > 3
+    for idx, (u, v) in enumerate(zip(fast, plain)):
+        assert float((u - v).abs().max()) <= 1e-4 * float(v.abs().max()) + 1e-7, f'output {idx}'
+
+
+@pytest.mark.parametrize('fast_paths', [True, False])
+def test_stylegan2_cpu_blocks_run_channels_last_on_the_fast_path(monkeypatch, fast_paths):
+    # oneDNN's transposed/strided and depthwise convolutions are faster on NHWC; the images come out contiguous.
+    monkeypatch.setattr(networks_stylegan2, '_FAST_PATHS_ENABLED', fast_paths)
+    G = _generator('stylegan2').eval()
+    D = networks_stylegan2.Discriminator(c_dim=0, img_resolution=16, img_channels=3, channel_base=512,
+                                         channel_max=16)
+    layouts = []
+    record = lambda module, inputs: layouts.append(inputs[0].is_contiguous(memory_format=torch.channels_last))
+    for layer in (G.synthesis.b16.conv0, G.synthesis.b16.conv1, D.b16.conv0, D.b16.conv1, D.b8.conv1):
+        layer.register_forward_pre_hook(record)
+    with torch.no_grad():
+        img = G(torch.randn([2, G.z_dim]), None, noise_mode='const')
+        D(img, None)
+    assert layouts == [fast_paths] * 5
+    assert img.is_contiguous()

@@ -1,5 +1,6 @@
 """upfirdn2d reference path: scipy semantics, helper wrappers, setup_filter, gradients, low precision."""
 
+import contextlib
 import os
 
 import numpy as np
@@ -538,3 +539,38 @@ def test_low_precision_on_cpu_runs_the_fast_path_in_float32(dtype, monkeypatch):
         assert x_low.grad.dtype == dtype
         # The incoming gradient is rounded to the low dtype first, so the two agree to that dtype's precision.
         torch.testing.assert_close(x_low.grad.float(), x32.grad, rtol=2e-2, atol=1e-2 * float(x32.grad.abs().max()))
+
+
+def _r1_style_penalty_gradient(x, scale, f, count_convolutions):
+    """grad of |d sum(down(x * scale)^2) / dx|^2 with respect to scale (R1's shape: a double backward), and how many
+    aten convolutions that second backward ran."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    class Count(TorchDispatchMode):
+        calls = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func.overloadpacket in (torch.ops.aten.convolution, torch.ops.aten.convolution_backward):
+                Count.calls += 1
+            return func(*args, **(kwargs or {}))
+
+    y = upfirdn2d.downsample2d(x * scale, f)
+    grad_x, = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+    with Count() if count_convolutions else contextlib.nullcontext():
+        grad_scale, = torch.autograd.grad(grad_x.square().sum(), scale)
+    return grad_scale, Count.calls
+
+
+def test_fast_cpu_path_double_backward_skips_the_filters_weight_gradient(monkeypatch):
+    # torch's own double backward of a depthwise conv computes the (unrequested) filter gradient one channel group
+    # at a time: 32 extra convolutions here. The fast path's convs are conv2d_gradfix's, which skip it.
+    torch.manual_seed(0)
+    x = torch.randn(4, 32, 16, 16, dtype=torch.float64, requires_grad=True)
+    scale = torch.randn(1, 32, 1, 1, dtype=torch.float64, requires_grad=True)
+    f = upfirdn2d.setup_filter([1, 3, 3, 1]).double()
+    fast, fast_calls = _r1_style_penalty_gradient(x, scale, f, count_convolutions=True)
+    monkeypatch.setattr(upfirdn2d, '_FAST_CPU_ENABLED', False)
+    plain, plain_calls = _r1_style_penalty_gradient(x, scale, f, count_convolutions=True)
+    torch.testing.assert_close(fast, plain, rtol=1e-10, atol=1e-10)
+    assert plain_calls >= 32  # What the plain path (torch's F.conv2d) does; if torch fixes it, drop this line.
+    assert fast_calls <= 4

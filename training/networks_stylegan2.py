@@ -58,6 +58,13 @@ def check_img_aspect(img_aspect):
 # compare the two set it False. Either way the results agree to float rounding.
 _FAST_PATHS_ENABLED = True
 
+def _cpu_channels_last(device_type, fused_modconv=False):
+    """Run a block's activations channels_last on CPU? oneDNN's transposed and strided convolutions (the up/down
+    layers) and depthwise FIR filters are 1.3-1.8x faster on NHWC there, 3x3 convolutions as fast; the grouped conv
+    of fused modulation is left alone. Same results to float rounding (a layout, not a formula)."""
+    return device_type == 'cpu' and not fused_modconv and _FAST_PATHS_ENABLED
+
+
 def _half_dtype(module):
     """Reduced precision of a use_fp16 layer: float16 (official), or bfloat16 where training/accel.py set
     module.mixed_precision = 'bfloat16' (a plain string, so that pickles stay loadable everywhere). float16 runs
@@ -535,8 +542,9 @@ class SynthesisBlock(torch.nn.Module):
         if ws.device.type != 'cuda' and half == torch.float16:
             force_fp32 = True
         dtype = half if self.use_fp16 and not force_fp32 else torch.float32
-        memory_format = torch.channels_last if self.channels_last and not force_fp32 else torch.contiguous_format
         fused_modconv = self._resolve_fused_modconv(fused_modconv, dtype, ws.shape[0], ws.device.type)
+        channels_last = (self.channels_last and not force_fp32) or _cpu_channels_last(ws.device.type, fused_modconv)
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
         if self.in_channels == 0:
             x = self.const.to(dtype=dtype).unsqueeze(0).repeat([ws.shape[0], 1, 1, 1])  # [N, C, 4, 4]
@@ -739,7 +747,9 @@ class DiscriminatorBlock(torch.nn.Module):
         if (x if x is not None else img).device.type != 'cuda' and half == torch.float16:
             force_fp32 = True
         dtype = half if self.use_fp16 and not force_fp32 else torch.float32
-        memory_format = torch.channels_last if self.channels_last and not force_fp32 else torch.contiguous_format
+        device_type = (x if x is not None else img).device.type
+        channels_last = (self.channels_last and not force_fp32) or _cpu_channels_last(device_type)
+        memory_format = torch.channels_last if channels_last else torch.contiguous_format
 
         if x is not None:
             misc.assert_shape(x, [None, self.in_channels, *resolution_hw(self.resolution)])
