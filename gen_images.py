@@ -221,6 +221,7 @@ def main(network_pkl, seeds, projected_w, truncation_psi, class_idx, noise_mode,
     if seeds is None and projected_w is None:
         raise click.UsageError('give --seeds (or --projected-w)')
     device = cli.choose_device(device)
+    cli.tune_cpu_allocator(device)
     threads.set_threads(num_threads)
     click.echo(f'Loading networks from "{network_pkl}" on {device}...')
     G = load_generator(network_pkl, device, allow_exec=allow_exec, precision=precision)

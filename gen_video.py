@@ -310,6 +310,7 @@ def main(network_pkl, seeds, shuffle_seed, grid, num_keyframes, w_frames, trunca
         click.echo(f'warning: only the first {seed_grid.size} of {len(seeds)} seeds are used '
                    f'({seed_grid.shape[2]} keyframes x {grid[0]}x{grid[1]} cells)', err=True)
     device = cli.choose_device(device)
+    cli.tune_cpu_allocator(device)
     threads.set_threads(num_threads)
     click.echo(f'Loading networks from "{network_pkl}" on {device}...')
     G = load_generator(network_pkl, device, allow_exec=allow_exec, precision=precision)

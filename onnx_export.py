@@ -134,6 +134,7 @@ def main(network_pkl, output, what, truncation_psi, truncation_cutoff, fmt, fp16
         except export.MissingExportDependency as err:
             raise click.ClickException(str(err))
     device = cli.choose_device(device)
+    cli.tune_cpu_allocator(device)
     click.echo(f'Loading networks from "{network_pkl}" on {device}...')
     G = gen_images.load_generator(network_pkl, device, allow_exec=allow_exec)
     wrapper = export.GeneratorWrapper(G, what=what, truncation_psi=truncation_psi,

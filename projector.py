@@ -141,6 +141,7 @@ def main(network_pkl, target_fname, num_steps, seed, save_video, w_plus, distanc
     """Project a target image into the W space of a network (StyleGAN2 or StyleGAN3)."""
     from tqdm import tqdm
     device = cli.choose_device(device)
+    cli.tune_cpu_allocator(device)
     click.echo(f'Loading networks from "{network_pkl}" on {device}...')
     G = load_generator(network_pkl, device, allow_exec=allow_exec)
     label = class_vector(G, class_idx, device)

@@ -86,6 +86,7 @@ def main(network_pkl, row_seeds, col_seeds, col_styles, truncation_psi, class_id
     if not row_seeds or not col_seeds:
         raise click.UsageError('--rows and --cols each need at least one seed')
     device = cli.choose_device(device)
+    cli.tune_cpu_allocator(device)
     click.echo(f'Loading networks from "{network_pkl}" on {device}...')
     G = load_generator(network_pkl, device, allow_exec=allow_exec, precision=precision)
     if not all(hasattr(G, name) for name in ('mapping', 'synthesis', 'num_ws')) or G.num_ws < 2:

@@ -225,6 +225,7 @@ Examples:
 def main(network_pkl, port, host, device, allow_exec):
     """Serve a page that renders images of a generator on request."""
     device = cli.choose_device(device)
+    cli.tune_cpu_allocator(device)
     click.echo(f'Loading networks from "{network_pkl}" on {device}...')
     G = gen_images.load_generator(network_pkl, device, allow_exec=allow_exec)
     if not is_loopback(host):

@@ -14,6 +14,8 @@ Paths, timed interleaved in one process (ours, plain, ours, ...) so that load fr
           modulated convolution on CPU and demodulation without per-sample weights);
   plain = the straightforward formulas (zero insertion then dense FIR, bias_act by its definition, per-sample
           weights materialised), selected by the modules' _FAST_* constants (see plain_path()).
+  ours_sysmalloc = ours with the system allocator: the CLIs (and 'ours') keep freed large buffers in the process
+          (torch_utils/cpu_malloc.py); 'plain' and this column do not, so sysmalloc / ours is that setting's share.
 The primary figure is plain / ours (same run). The official figures (issue 15: official code, same machine type,
 idle, torch 2.14.1, 2 threads) vary by up to 1.6x between runs, so official / ours is indicative only.
 --quick runs a few configurations with the batch scaled by --batch-scale (default 1/8, at least 1) and one timed
@@ -42,7 +44,8 @@ import torch
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(BENCH_DIR))
 
-from torch_utils.ops import filtered_lrelu, upfirdn2d  # noqa: E402 (needs the repository root on sys.path)
+from torch_utils import cpu_malloc  # noqa: E402 (needs the repository root on sys.path)
+from torch_utils.ops import bias_act, filtered_lrelu, upfirdn2d  # noqa: E402
 from training import loss as loss_module  # noqa: E402
 from training import accel, networks_stylegan2, networks_stylegan3  # noqa: E402
 
@@ -60,7 +63,7 @@ QUICK = [('inference', 'stylegan2', 64, 8), ('inference', 'stylegan3-t', 64, 8),
 INFERENCE_CHANNELS = dict(cbase=32768, cmax=512)
 TRAINING_CHANNELS = dict(cbase=2048, cmax=64, map=2)
 FAST_SWITCHES = [(upfirdn2d, '_FAST_CPU_ENABLED'), (filtered_lrelu, '_FAST_CPU_ENABLED'),
-                 (networks_stylegan2, '_FAST_PATHS_ENABLED')]
+                 (networks_stylegan2, '_FAST_PATHS_ENABLED'), (bias_act, '_FAST_NO_GRAD_ENABLED')]
 
 #----------------------------------------------------------------------------
 
@@ -75,6 +78,15 @@ def plain_path():
     finally:
         for (module, name), value in zip(FAST_SWITCHES, saved):
             setattr(module, name, value)
+
+
+@contextlib.contextmanager
+def path_settings(name):
+    """The process settings of one timed path: 'plain' = plain_path() and the system allocator, 'ours_sysmalloc' =
+    our path with the system allocator, anything else = our path with the CLIs' allocator settings."""
+    cpu_malloc.keep_freed_memory(name not in ('plain', 'ours_sysmalloc'))
+    with plain_path() if name == 'plain' else contextlib.nullcontext():
+        yield
 
 
 def build_generator(cfg, resolution, cbase, cmax, map_layers):
@@ -138,18 +150,20 @@ def make_training(cfg, resolution, batch):
 #----------------------------------------------------------------------------
 
 def time_config(kind, cfg, resolution, batch, reps, bf16=False):
-    """Median seconds of ours and plain (and, with bf16, of ours with --precision=bf16 for inference), interleaved;
+    """Median seconds of ours, ours_sysmalloc and plain (and, with bf16, of ours with --precision=bf16 for inference),
+    interleaved;
     a warm-up run of each first. Returns (dict path -> seconds, dict path -> max rel diff of its images from plain's,
     None for training)."""
     make = make_inference if kind == 'inference' else make_training
     runs = {'ours': make(cfg, resolution, batch)}
+    runs['ours_sysmalloc'] = runs['ours']
     with plain_path():
         runs['plain'] = make(cfg, resolution, batch)
     if bf16 and kind == 'inference':
         runs['bf16'] = make_inference(cfg, resolution, batch, precision='bf16')
     outputs = {}
     for name in runs:
-        with plain_path() if name == 'plain' else contextlib.nullcontext():
+        with path_settings(name):
             outputs[name] = runs[name]()
     diffs = {}
     if kind == 'inference':
@@ -159,10 +173,11 @@ def time_config(kind, cfg, resolution, batch, reps, bf16=False):
     times = {name: [] for name in runs}
     for _ in range(reps):
         for name in runs:
-            with plain_path() if name == 'plain' else contextlib.nullcontext():
+            with path_settings(name):
                 start = time.perf_counter()
                 runs[name]()
                 times[name].append(time.perf_counter() - start)
+    cpu_malloc.keep_freed_memory(True)
     return {name: statistics.median(values) for name, values in times.items()}, diffs
 
 
@@ -222,7 +237,7 @@ def main(argv=None):
     info = machine_info()
     print(f'{info["cpu"]}, torch {info["torch"]}, {info["torch_threads"]} threads, load {info["loadavg_start"]}')
     header = (f'{"kind":9s} {"cfg":11s} {"res":>4s} {"batch":>5s} {"ours s":>8s} {"plain s":>8s} {"official s":>10s} '
-              f'{"plain/ours":>10s} {"offic/ours":>10s} {"rel diff":>8s}' +
+              f'{"plain/ours":>10s} {"offic/ours":>10s} {"rel diff":>8s} {"sysmal s":>8s} {"malloc":>6s}' +
               (f' {"bf16 s":>8s} {"plain/bf16":>10s} {"bf16 diff":>9s}' if args.bf16 else ''))
     print(header + '\n' + '-' * len(header), flush=True)
     rows = []
@@ -231,12 +246,15 @@ def main(argv=None):
         official = OFFICIAL_SECONDS[(kind, cfg, resolution, batch)] * run_batch / batch
         seconds, diffs = time_config(kind, cfg, resolution, run_batch, reps, bf16=args.bf16)
         ours, plain, diff = seconds['ours'], seconds['plain'], diffs.get('ours')
+        sysmalloc = seconds['ours_sysmalloc']
         rows.append(dict(kind=kind, cfg=cfg, resolution=resolution, batch=run_batch, official_batch=batch,
                          ours_s=ours, plain_s=plain, official_s=official, official_scaled=run_batch != batch,
-                         plain_over_ours=plain / ours, official_over_ours=official / ours, max_rel_diff=diff))
+                         plain_over_ours=plain / ours, official_over_ours=official / ours, max_rel_diff=diff,
+                         ours_sysmalloc_s=sysmalloc, plain_over_ours_sysmalloc=plain / sysmalloc))
         mark = '~' if run_batch != batch else ' '
         line = (f'{kind:9s} {cfg:11s} {resolution:4d} {run_batch:5d} {ours:8.2f} {plain:8.2f} {mark}{official:9.2f} '
-                f'{plain / ours:9.2f}x {official / ours:9.2f}x {"-" if diff is None else f"{diff:8.1e}":>8s}')
+                f'{plain / ours:9.2f}x {official / ours:9.2f}x {"-" if diff is None else f"{diff:8.1e}":>8s} '
+                f'{sysmalloc:8.2f} {sysmalloc / ours:5.2f}x')
         if 'bf16' in seconds:
             rows[-1].update(bf16_s=seconds['bf16'], plain_over_bf16=plain / seconds['bf16'],
                             bf16_max_rel_diff=diffs['bf16'])
@@ -248,10 +266,12 @@ def main(argv=None):
                   ', '.join(f'{name.replace("aten::", "")} {share:.0%}' for name, _s, share in profiled['top']),
                   flush=True)
     print('s = median seconds per forward (inference) or per iteration (training); ~ = official figure scaled '
-          'linearly to the batch; rel diff = max |ours - plain| / max |plain| of the images')
+          'linearly to the batch; rel diff = max |ours - plain| / max |plain| of the images; sysmal s = ours with the '
+          'system allocator (malloc = its time / ours: what torch_utils/cpu_malloc.py gives)')
     info['loadavg_end'] = os.getloadavg()
     _write_json(args.out, dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(), machine=info,
                                settings=dict(quick=args.quick, reps=reps, batch_scale=scale, profile=args.profile,
+                                             malloc_settings_applied=cpu_malloc.keep_freed_memory(True),
                                              bf16=args.bf16,
                                              inference_channels=INFERENCE_CHANNELS,
                                              training_channels=TRAINING_CHANNELS,

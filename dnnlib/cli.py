@@ -107,4 +107,13 @@ def choose_device(name='auto'):
         raise click.BadParameter(f'--device={name}: MPS is not available here (try --device=cpu)')
     return device
 
+
+def tune_cpu_allocator(device):
+    """On a CPU device, let the process keep freed large buffers (torch_utils/cpu_malloc.py: 1.3-1.5x faster
+    full-width networks on a CPU, at the cost of holding the peak heap; DNNLIB_MALLOC=system opts out).
+    Returns True iff the setting was applied."""
+    import torch
+    from torch_utils import cpu_malloc
+    return torch.device(device).type == 'cpu' and cpu_malloc.keep_freed_memory()
+
 #----------------------------------------------------------------------------

@@ -4,11 +4,11 @@ images, and gradients of the parameters and of the latents (the path-length regu
 import pytest
 import torch
 
-from torch_utils.ops import filtered_lrelu, upfirdn2d
+from torch_utils.ops import bias_act, filtered_lrelu, upfirdn2d
 from training import networks_stylegan2, networks_stylegan3
 
 SWITCHES = [(upfirdn2d, '_FAST_CPU_ENABLED'), (filtered_lrelu, '_FAST_CPU_ENABLED'),
-            (networks_stylegan2, '_FAST_PATHS_ENABLED')]
+            (networks_stylegan2, '_FAST_PATHS_ENABLED'), (bias_act, '_FAST_NO_GRAD_ENABLED')]
 
 
 def _generator(cfg):

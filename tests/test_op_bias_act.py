@@ -325,3 +325,39 @@ def test_parity_check_passes_with_compiled_kernel_on_host(compiled_plugin, monke
     assert ok, details
 
 #----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize('act', sorted(ba.activation_funcs))
+@pytest.mark.parametrize('with_bias,gain,clamp', [(True, None, None), (True, 3.0, 0.5), (False, None, None),
+                                                  (False, 1.0, None), (False, 2.0, 0.7), (True, 1.0, 0.3)])
+@pytest.mark.parametrize('dtype', [torch.float32, torch.bfloat16])
+def test_no_grad_path_equals_reference_bitwise_and_leaves_input_alone(act, with_bias, gain, clamp, dtype):
+    # Without autograd the later steps write in place into the first step's result: same ops, same bits.
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn([3, 5, 4, 7], generator=generator).to(dtype).contiguous(memory_format=torch.channels_last)
+    b = torch.randn([5], generator=generator) if with_bias else None
+    x_before = x.clone()
+    with torch.no_grad():
+        fast = ba.bias_act(x, b, act=act, gain=gain, clamp=clamp)
+    reference = ba._bias_act_ref(x, b, 1, act, *ba._check_args(x, b, 1, act, None, gain, clamp)[2:])
+    assert torch.equal(x, x_before)
+    assert fast.dtype == dtype and fast.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(fast, reference)
+
+
+def test_no_grad_path_is_taken_only_without_a_graph(monkeypatch):
+    calls = []
+    original = ba._bias_act_no_grad
+    monkeypatch.setattr(ba, '_bias_act_no_grad', lambda *args: calls.append(1) or original(*args))
+    x, b = torch.randn(2, 3, 4, 4), torch.randn(3)
+    with torch.no_grad():
+        ba.bias_act(x.requires_grad_(True), b, act='lrelu')
+    assert len(calls) == 1
+    y = ba.bias_act(x, b, act='lrelu', clamp=1.0)  # Records a graph: the reference, whose gradient works.
+    y.sum().backward()
+    clamped = torch.nn.functional.leaky_relu(x.detach() + b.reshape(1, 3, 1, 1), 0.2).abs() * math.sqrt(2) > 1.0
+    assert len(calls) == 1 and clamped.any() and torch.equal(x.grad == 0, clamped)
+    monkeypatch.setattr(ba, '_FAST_NO_GRAD_ENABLED', False)
+    with torch.no_grad():
+        ba.bias_act(x, b, act='lrelu')
+    assert len(calls) == 1
