@@ -1,7 +1,7 @@
 """CPU speed of whole networks: our default path against our plain reference path and the official figures.
 
     OMP_NUM_THREADS=2 python bench/run_all.py [--quick] [--reps N] [--only SUBSTR,...] [--batch-scale F] [--profile]
-        [--bf16] [--out FILE]
+        [--bf16] [--malloc keep|system] [--out FILE]
 
 The configurations of issue 15 (z = w = 512):
   inference, official channels (cbase 32768, cmax 512, -R doubled; mapping 8 for SG2, 2 for SG3; noise_mode='const'):
@@ -11,11 +11,13 @@ The configurations of issue 15 (z = w = 512):
 
 Paths, timed interleaved in one process (ours, plain, ours, ...) so that load from other processes hits both alike:
   ours  = the defaults (upfirdn2d's polyphase CPU convolutions, filtered_lrelu's CPU path, SG2's non-fused
-          modulated convolution on CPU and demodulation without per-sample weights);
+          modulated convolution on CPU, demodulation without per-sample weights and channels_last blocks on CPU;
+          without autograd: bias_act in place and wide 3x3 convolutions by Winograd F(4x4, 3x3));
   plain = the straightforward formulas (zero insertion then dense FIR, bias_act by its definition, per-sample
-          weights materialised), selected by the modules' _FAST_* constants (see plain_path()).
-  ours_sysmalloc = ours with the system allocator: the CLIs (and 'ours') keep freed large buffers in the process
-          (torch_utils/cpu_malloc.py); 'plain' and this column do not, so sysmalloc / ours is that setting's share.
+          weights materialised, direct convolutions), selected by the modules' _FAST_* constants (plain_path()).
+Both paths run under one allocator setting for the whole process, --malloc: 'keep' (default) = what the CLIs do on a
+CPU (torch_utils/cpu_malloc.py: freed large buffers stay in the process), 'system' = glibc's defaults. So plain /
+ours is the code's gain alone; the allocator's is ours in a --malloc=system run / ours in a --malloc=keep run.
 The primary figure is plain / ours (same run). The official figures (issue 15: official code, same machine type,
 idle, torch 2.14.1, 2 threads) vary by up to 1.6x between runs, so official / ours is indicative only.
 --quick runs a few configurations with the batch scaled by --batch-scale (default 1/8, at least 1) and one timed
@@ -45,7 +47,7 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(BENCH_DIR))
 
 from torch_utils import cpu_malloc  # noqa: E402 (needs the repository root on sys.path)
-from torch_utils.ops import bias_act, filtered_lrelu, upfirdn2d  # noqa: E402
+from torch_utils.ops import bias_act, filtered_lrelu, upfirdn2d, winograd  # noqa: E402
 from training import loss as loss_module  # noqa: E402
 from training import accel, networks_stylegan2, networks_stylegan3  # noqa: E402
 
@@ -63,7 +65,8 @@ QUICK = [('inference', 'stylegan2', 64, 8), ('inference', 'stylegan3-t', 64, 8),
 INFERENCE_CHANNELS = dict(cbase=32768, cmax=512)
 TRAINING_CHANNELS = dict(cbase=2048, cmax=64, map=2)
 FAST_SWITCHES = [(upfirdn2d, '_FAST_CPU_ENABLED'), (filtered_lrelu, '_FAST_CPU_ENABLED'),
-                 (networks_stylegan2, '_FAST_PATHS_ENABLED'), (bias_act, '_FAST_NO_GRAD_ENABLED')]
+                 (networks_stylegan2, '_FAST_PATHS_ENABLED'), (bias_act, '_FAST_NO_GRAD_ENABLED'),
+                 (winograd, '_FAST_CPU_ENABLED')]
 
 #----------------------------------------------------------------------------
 
@@ -79,14 +82,6 @@ def plain_path():
         for (module, name), value in zip(FAST_SWITCHES, saved):
             setattr(module, name, value)
 
-
-@contextlib.contextmanager
-def path_settings(name):
-    """The process settings of one timed path: 'plain' = plain_path() and the system allocator, 'ours_sysmalloc' =
-    our path with the system allocator, anything else = our path with the CLIs' allocator settings."""
-    cpu_malloc.keep_freed_memory(name not in ('plain', 'ours_sysmalloc'))
-    with plain_path() if name == 'plain' else contextlib.nullcontext():
-        yield
 
 
 def build_generator(cfg, resolution, cbase, cmax, map_layers):
@@ -150,20 +145,18 @@ def make_training(cfg, resolution, batch):
 #----------------------------------------------------------------------------
 
 def time_config(kind, cfg, resolution, batch, reps, bf16=False):
-    """Median seconds of ours, ours_sysmalloc and plain (and, with bf16, of ours with --precision=bf16 for inference),
-    interleaved;
+    """Median seconds of ours and plain (and, with bf16, of ours with --precision=bf16 for inference), interleaved;
     a warm-up run of each first. Returns (dict path -> seconds, dict path -> max rel diff of its images from plain's,
     None for training)."""
     make = make_inference if kind == 'inference' else make_training
     runs = {'ours': make(cfg, resolution, batch)}
-    runs['ours_sysmalloc'] = runs['ours']
     with plain_path():
         runs['plain'] = make(cfg, resolution, batch)
     if bf16 and kind == 'inference':
         runs['bf16'] = make_inference(cfg, resolution, batch, precision='bf16')
     outputs = {}
     for name in runs:
-        with path_settings(name):
+        with plain_path() if name == 'plain' else contextlib.nullcontext():
             outputs[name] = runs[name]()
     diffs = {}
     if kind == 'inference':
@@ -173,11 +166,10 @@ def time_config(kind, cfg, resolution, batch, reps, bf16=False):
     times = {name: [] for name in runs}
     for _ in range(reps):
         for name in runs:
-            with path_settings(name):
+            with plain_path() if name == 'plain' else contextlib.nullcontext():
                 start = time.perf_counter()
                 runs[name]()
                 times[name].append(time.perf_counter() - start)
-    cpu_malloc.keep_freed_memory(True)
     return {name: statistics.median(values) for name, values in times.items()}, diffs
 
 
@@ -226,6 +218,8 @@ def main(argv=None):
     parser.add_argument('--profile', action='store_true', help='also profile our path (top operators, conv share)')
     parser.add_argument('--bf16', action='store_true',
                         help='also time inference with --precision=bf16 (opt-in, not exact: its own columns)')
+    parser.add_argument('--malloc', choices=['keep', 'system'], default='keep',
+                        help="allocator for the whole run: 'keep' = the CLIs' CPU setting (default), 'system' = glibc's")
     parser.add_argument('--out', default=os.path.join(BENCH_DIR, 'results', 'run_all.json'))
     args = parser.parse_args(argv)
     reps = args.reps or (1 if args.quick else 3)
@@ -234,10 +228,11 @@ def main(argv=None):
     if args.only:
         configs = [c for c in configs if any(key in f'{c[0]} {c[1]} {c[2]}' for key in args.only.split(','))]
 
+    malloc_applied = cpu_malloc.keep_freed_memory() if args.malloc == 'keep' else False
     info = machine_info()
     print(f'{info["cpu"]}, torch {info["torch"]}, {info["torch_threads"]} threads, load {info["loadavg_start"]}')
     header = (f'{"kind":9s} {"cfg":11s} {"res":>4s} {"batch":>5s} {"ours s":>8s} {"plain s":>8s} {"official s":>10s} '
-              f'{"plain/ours":>10s} {"offic/ours":>10s} {"rel diff":>8s} {"sysmal s":>8s} {"malloc":>6s}' +
+              f'{"plain/ours":>10s} {"offic/ours":>10s} {"rel diff":>8s}' +
               (f' {"bf16 s":>8s} {"plain/bf16":>10s} {"bf16 diff":>9s}' if args.bf16 else ''))
     print(header + '\n' + '-' * len(header), flush=True)
     rows = []
@@ -246,15 +241,12 @@ def main(argv=None):
         official = OFFICIAL_SECONDS[(kind, cfg, resolution, batch)] * run_batch / batch
         seconds, diffs = time_config(kind, cfg, resolution, run_batch, reps, bf16=args.bf16)
         ours, plain, diff = seconds['ours'], seconds['plain'], diffs.get('ours')
-        sysmalloc = seconds['ours_sysmalloc']
         rows.append(dict(kind=kind, cfg=cfg, resolution=resolution, batch=run_batch, official_batch=batch,
                          ours_s=ours, plain_s=plain, official_s=official, official_scaled=run_batch != batch,
-                         plain_over_ours=plain / ours, official_over_ours=official / ours, max_rel_diff=diff,
-                         ours_sysmalloc_s=sysmalloc, plain_over_ours_sysmalloc=plain / sysmalloc))
+                         plain_over_ours=plain / ours, official_over_ours=official / ours, max_rel_diff=diff))
         mark = '~' if run_batch != batch else ' '
         line = (f'{kind:9s} {cfg:11s} {resolution:4d} {run_batch:5d} {ours:8.2f} {plain:8.2f} {mark}{official:9.2f} '
-                f'{plain / ours:9.2f}x {official / ours:9.2f}x {"-" if diff is None else f"{diff:8.1e}":>8s} '
-                f'{sysmalloc:8.2f} {sysmalloc / ours:5.2f}x')
+                f'{plain / ours:9.2f}x {official / ours:9.2f}x {"-" if diff is None else f"{diff:8.1e}":>8s}')
         if 'bf16' in seconds:
             rows[-1].update(bf16_s=seconds['bf16'], plain_over_bf16=plain / seconds['bf16'],
                             bf16_max_rel_diff=diffs['bf16'])
@@ -266,12 +258,11 @@ def main(argv=None):
                   ', '.join(f'{name.replace("aten::", "")} {share:.0%}' for name, _s, share in profiled['top']),
                   flush=True)
     print('s = median seconds per forward (inference) or per iteration (training); ~ = official figure scaled '
-          'linearly to the batch; rel diff = max |ours - plain| / max |plain| of the images; sysmal s = ours with the '
-          'system allocator (malloc = its time / ours: what torch_utils/cpu_malloc.py gives)')
+          f'linearly to the batch; rel diff = max |ours - plain| / max |plain| of the images; allocator: {args.malloc}')
     info['loadavg_end'] = os.getloadavg()
     _write_json(args.out, dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(), machine=info,
                                settings=dict(quick=args.quick, reps=reps, batch_scale=scale, profile=args.profile,
-                                             malloc_settings_applied=cpu_malloc.keep_freed_memory(True),
+                                             malloc=args.malloc, malloc_settings_applied=malloc_applied,
                                              bf16=args.bf16,
                                              inference_channels=INFERENCE_CHANNELS,
                                              training_channels=TRAINING_CHANNELS,

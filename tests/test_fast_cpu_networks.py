@@ -4,11 +4,12 @@ images, and gradients of the parameters and of the latents (the path-length regu
 import pytest
 import torch
 
-from torch_utils.ops import bias_act, filtered_lrelu, upfirdn2d
+from torch_utils.ops import bias_act, filtered_lrelu, upfirdn2d, winograd
 from training import networks_stylegan2, networks_stylegan3
 
 SWITCHES = [(upfirdn2d, '_FAST_CPU_ENABLED'), (filtered_lrelu, '_FAST_CPU_ENABLED'),
-            (networks_stylegan2, '_FAST_PATHS_ENABLED'), (bias_act, '_FAST_NO_GRAD_ENABLED')]
+            (networks_stylegan2, '_FAST_PATHS_ENABLED'), (bias_act, '_FAST_NO_GRAD_ENABLED'),
+            (winograd, '_FAST_CPU_ENABLED')]
 
 
 def _generator(cfg):
@@ -100,3 +101,23 @@ def test_stylegan2_cpu_blocks_run_channels_last_on_the_fast_path(monkeypatch, fa
         D(img, None)
     assert layouts == [fast_paths] * 5
     assert img.is_contiguous()
+
+
+def test_stylegan2_wide_inference_takes_winograd_and_matches_plain(monkeypatch):
+    # 128 channels at 64 px, batch 2: wide enough for a Winograd 3x3 layer (torch_utils/ops/winograd.py).
+    torch.manual_seed(0)
+    G = networks_stylegan2.Generator(z_dim=32, c_dim=0, w_dim=32, img_resolution=64, img_channels=3,
+                                     channel_base=8192, channel_max=128, mapping_kwargs=dict(num_layers=2)).eval()
+    z = torch.randn([2, G.z_dim])
+    calls = []
+    original = winograd.conv3x3
+    monkeypatch.setattr(winograd, 'conv3x3', lambda *args: calls.append(1) or original(*args))
+    with torch.no_grad():
+        fast = G(z, None, noise_mode='const')
+        assert len(calls) == 1  # conv1 of b64 (b32: 2 * 8 * 8 tiles, too few to pay).
+        with monkeypatch.context() as patch:
+            for module, name in SWITCHES:
+                patch.setattr(module, name, False)
+            plain = G(z, None, noise_mode='const')
+    assert len(calls) == 1
+    assert float((fast - plain).abs().max()) <= 1e-4 * float(plain.abs().max())
