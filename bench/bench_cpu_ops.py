@@ -1,13 +1,14 @@
 """CPU speed of the resampling ops: the plain reference formula against the optimised CPU formulation, same run.
 
     OMP_NUM_THREADS=2 python bench/bench_cpu_ops.py [--reps N] [--cases NAME,...] [--out FILE] [--no-cl]
-                                                    [--no-generator]
+                                                    [--no-generator] [--malloc keep|system]
 
 upfirdn2d's CPU path (upfirdn2d._upfirdn2d_cpu: polyphase conv_transpose2d for upsampling, strided conv2d for
 downsampling; channels_last only where C is not a multiple of 16) is compared with the plain formula
 (upfirdn2d._upfirdn2d_ref: zero insertion, pad, full-resolution depthwise FIR, slice) by toggling
 upfirdn2d._FAST_CPU_ENABLED, and with the optimised path forced to channels_last (_FAST_CPU_CHANNELS_LAST = True).
-Cases: StyleGAN2-typical op shapes, ADA's bgc AugmentPipe, a StyleGAN2 G forward+backward at 32x32 (--cfg=stylegan2 settings),
+Winograd's F(4x4, 3x3) (winograd._FAST_CPU_ENABLED, the 'conv3x3' cases, against the direct conv2d) is toggled
+with it. Cases: StyleGAN2-typical op shapes, ADA's bgc AugmentPipe, a StyleGAN2 G forward+backward at 32x32 (--cfg=stylegan2 settings),
 and the generator's upfirdn2d calls alone. The paths run interleaved (plain, fast, fast_cl, plain, ...) so that
 load from other processes hits them alike; the table shows medians over --reps and the speed-up plain / fast.
 Writes JSON (machine, threads, load average, rows) to --out. Exit status 1 if any case's outputs disagree beyond
@@ -29,12 +30,13 @@ BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(BENCH_DIR))
 
 import dnnlib  # noqa: E402
-from torch_utils.ops import conv2d_resample, upfirdn2d  # noqa: E402 (needs the repository root on sys.path)
+from torch_utils import cpu_malloc  # noqa: E402
+from torch_utils.ops import conv2d_gradfix, conv2d_resample, upfirdn2d, winograd  # noqa: E402 (repository root)
 
-PATHS = {  # name -> (upfirdn2d._FAST_CPU_ENABLED, upfirdn2d._FAST_CPU_CHANNELS_LAST)
-    'plain': (False, False),
-    'fast': (upfirdn2d._FAST_CPU_ENABLED, upfirdn2d._FAST_CPU_CHANNELS_LAST),   # The defaults.
-    'fast_cl': (True, True),                                                       # Always channels_last.
+PATHS = {  # name -> (upfirdn2d._FAST_CPU_ENABLED, upfirdn2d._FAST_CPU_CHANNELS_LAST, winograd._FAST_CPU_ENABLED)
+    'plain': (False, False, False),
+    'fast': (upfirdn2d._FAST_CPU_ENABLED, upfirdn2d._FAST_CPU_CHANNELS_LAST, winograd._FAST_CPU_ENABLED),  # Defaults.
+    'fast_cl': (True, True, True),                                                 # Always channels_last.
 }
 REL_TOLERANCE = 1e-4
 
@@ -69,7 +71,20 @@ def _op_cases():
          lambda x: upfirdn2d.upfirdn2d(x, f12, up=2, padding=[6, 5, 6, 5], gain=4, impl='ref')),
         ('augment down2 12tap [16,3,138,138]', lambda: [randn(16, 3, 138, 138)],
          lambda x: upfirdn2d.upfirdn2d(x, f12, down=2, flip_filter=True, impl='ref')),
-    ]
+    ] + [(f'conv3x3 {"NHWC" if cl else "NCHW"} [{n},{c},{r},{r}]->{c}', lambda n=n, c=c, r=r, cl=cl: [
+        _layout(randn(n, c, r, r), cl), randn(c, c, 3, 3) / (9 * c) ** 0.5], lambda x, w: conv2d_gradfix.conv2d(
+            x, w, padding=1)) for n, c, r, cl in WINOGRAD_SHAPES]
+
+
+# 3x3 layers of full-width generators (winograd.py's dispatch; without autograd only, so fwd+bwd is the direct conv
+# in both paths): SG2 64/256 px at batch 8 (channels_last on CPU), gen_images' batch 1 (contiguous), and below the
+# thresholds (64 channels, 8 px).
+WINOGRAD_SHAPES = [(8, 512, 64, True), (8, 512, 32, True), (8, 256, 128, True), (8, 128, 256, True),
+                   (1, 512, 64, False), (1, 256, 256, False), (8, 64, 128, True), (8, 512, 8, True)]
+
+
+def _layout(x, channels_last):
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
 def _generator_cases(batch_size=16):
@@ -118,7 +133,7 @@ def _augment_cases():
 #----------------------------------------------------------------------------
 
 def _set_path(name):
-    upfirdn2d._FAST_CPU_ENABLED, upfirdn2d._FAST_CPU_CHANNELS_LAST = PATHS[name]
+    upfirdn2d._FAST_CPU_ENABLED, upfirdn2d._FAST_CPU_CHANNELS_LAST, winograd._FAST_CPU_ENABLED = PATHS[name]
 
 
 def _time(fn, inputs, backward):
@@ -177,8 +192,12 @@ def main():
     parser.add_argument('--cases', default='', help='comma-separated substrings: run only matching cases')
     parser.add_argument('--no-cl', action='store_true', help='skip the fast-path-in-channels_last column')
     parser.add_argument('--no-generator', action='store_true', help='skip the end-to-end generator case')
+    parser.add_argument('--malloc', choices=['keep', 'system'], default='keep',
+                        help="allocator for the whole run: 'keep' = the CLIs' CPU setting (default; Winograd needs "
+                             "it), 'system' = glibc's")
     parser.add_argument('--out', default=os.path.join(BENCH_DIR, 'results', 'cpu_ops.json'))
     args = parser.parse_args()
+    malloc_applied = cpu_malloc.keep_freed_memory() if args.malloc == 'keep' else False
 
     info = _machine_info()
     paths = ['plain', 'fast'] if args.no_cl else ['plain', 'fast', 'fast_cl']
@@ -203,7 +222,7 @@ def main():
     print('times: median ms; x = plain / fast; cl x = plain / fast with channels_last convolutions (fwd+bwd)')
     info['loadavg_end'] = os.getloadavg()
     result = dict(date=datetime.datetime.now(datetime.timezone.utc).isoformat(), machine=info, paths=PATHS,
-                  rows=rows, all_agree=ok)
+                  malloc=args.malloc, malloc_applied=malloc_applied, rows=rows, all_agree=ok)
     os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
     dnnlib.util.write_file_atomic(args.out, lambda file: json.dump(result, file, indent=1), mode='w')
     print(f'wrote {args.out}')

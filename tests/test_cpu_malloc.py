@@ -66,4 +66,16 @@ def test_tune_cpu_allocator_applies_only_on_cpu(monkeypatch):
 
 def test_off_glibc_nothing_changes(monkeypatch):
     monkeypatch.setattr(cpu_malloc, '_glibc', lambda: None)
+    monkeypatch.setattr(cpu_malloc, '_keeping', False)
     assert cpu_malloc.keep_freed_memory() is False
+    assert cpu_malloc.keeps_freed_memory() is False
+
+
+@pytest.mark.skipif(not GLIBC, reason='glibc malloc only')
+def test_keeps_freed_memory_reports_the_setting(monkeypatch):
+    monkeypatch.setattr(cpu_malloc, '_keeping', cpu_malloc._keeping)  # Restored after the test.
+    try:
+        assert cpu_malloc.keep_freed_memory(False) and not cpu_malloc.keeps_freed_memory()
+        assert cpu_malloc.keep_freed_memory(True) and cpu_malloc.keeps_freed_memory()
+    finally:
+        cpu_malloc.keep_freed_memory(False)  # glibc's limits again, as for the rest of the test session.

@@ -4,6 +4,7 @@ images, and gradients of the parameters and of the latents (the path-length regu
 import pytest
 import torch
 
+from torch_utils import cpu_malloc
 from torch_utils.ops import bias_act, filtered_lrelu, upfirdn2d, winograd
 from training import networks_stylegan2, networks_stylegan3
 
@@ -109,6 +110,7 @@ def test_stylegan2_wide_inference_takes_winograd_and_matches_plain(monkeypatch):
     G = networks_stylegan2.Generator(z_dim=32, c_dim=0, w_dim=32, img_resolution=64, img_channels=3,
                                      channel_base=8192, channel_max=128, mapping_kwargs=dict(num_layers=2)).eval()
     z = torch.randn([2, G.z_dim])
+    monkeypatch.setattr(cpu_malloc, '_keeping', True)  # As in the CLIs on a CPU.
     calls = []
     original = winograd.conv3x3
     monkeypatch.setattr(winograd, 'conv3x3', lambda *args: calls.append(1) or original(*args))

@@ -7,6 +7,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from torch_utils import cpu_malloc
 from torch_utils.ops import conv2d_gradfix, winograd
 
 ODD_SHAPES = [  # batch, in, out, height, width, padding
@@ -70,6 +71,7 @@ def _dispatched(monkeypatch, x, w, **kwargs):
 
 
 def test_conv2d_gradfix_dispatch(monkeypatch):
+    monkeypatch.setattr(cpu_malloc, '_keeping', True)  # As in the CLIs on a CPU (cpu_malloc.keep_freed_memory()).
     wide = torch.randn(128, 128, 3, 3) / 34
     x_cl = torch.randn(1, 128, 64, 64).contiguous(memory_format=torch.channels_last)
     x_nchw = torch.randn(1, 128, 64, 64)
@@ -85,5 +87,9 @@ def test_conv2d_gradfix_dispatch(monkeypatch):
         assert not _dispatched(monkeypatch, x_cl, wide[:, :, :1, :1], padding=0)
     assert not _dispatched(monkeypatch, x_cl, wide.requires_grad_(True), padding=1)  # Training: the direct conv.
     monkeypatch.setattr(winograd, '_FAST_CPU_ENABLED', False)
+    with torch.no_grad():
+        assert not _dispatched(monkeypatch, x_cl, wide, padding=1)
+    monkeypatch.setattr(winograd, '_FAST_CPU_ENABLED', True)
+    monkeypatch.setattr(cpu_malloc, '_keeping', False)  # Freshly mapped temporaries would cost more than it saves.
     with torch.no_grad():
         assert not _dispatched(monkeypatch, x_cl, wide, padding=1)

@@ -26,6 +26,10 @@ _M_MMAP_MAX = -4
 _INT_MAX = 2 ** 31 - 1
 _GLIBC_DEFAULTS = {_M_MMAP_MAX: 65536, _M_TRIM_THRESHOLD: 128 * 1024}
 
+# Whether this process keeps freed memory (mirrors the allocator's own process-wide state, which mallopt cannot
+# report): ops whose large temporaries pay only without page faults (winograd.py) ask keeps_freed_memory().
+_keeping = False
+
 #----------------------------------------------------------------------------
 
 def _glibc():
@@ -49,7 +53,15 @@ def keep_freed_memory(enable=True):
     libc = _glibc()
     if libc is None:
         return False
+    global _keeping
     settings = {_M_MMAP_MAX: 0, _M_TRIM_THRESHOLD: _INT_MAX} if enable else _GLIBC_DEFAULTS
-    return all(libc.mallopt(param, value) == 1 for param, value in settings.items())  # mallopt: 1 = success.
+    applied = all(libc.mallopt(param, value) == 1 for param, value in settings.items())  # mallopt: 1 = success.
+    _keeping = applied and enable
+    return applied
+
+
+def keeps_freed_memory():
+    """True iff keep_freed_memory() is in effect in this process."""
+    return _keeping
 
 #----------------------------------------------------------------------------

@@ -9,18 +9,22 @@ G (filter transform, 6x3) and A (output transform, 6x4) for the interpolation po
 
 so the channel mixing is 36 matrix products [K, C] x [C, tiles] instead of 9 taps per output pixel: 36 / 16 = 2.25
 multiplies per output instead of 9. On a CPU a full-width StyleGAN2 3x3 layer (512 channels, 64x64, batch 8) runs
-1.7x faster than oneDNN's direct convolution (bench/bench_cpu_ops.py). The transforms are exact in real arithmetic;
+2.0x faster than oneDNN's direct convolution (bench/bench_cpu_ops.py). The transforms are exact in real arithmetic;
 in float32 the result differs from the direct convolution by about 1e-5 of the output's range (the direct one by
 about 3e-7 from float64): float tolerance, not bit equality.
 
 Used by conv2d_gradfix.conv2d on the CPU for float32 convolutions that record no autograd graph (inference,
 metrics, rendering) and are wide enough to pay for the transforms (use_winograd()); training keeps the direct
-convolution and its exact gradients.
+convolution and its exact gradients. Only in processes that keep freed memory (torch_utils/cpu_malloc.py, which
+the CLIs set on a CPU): its temporaries are 2-4x the layer's input, and freshly mapped each call they cost more
+than the saved multiplies (with glibc's defaults 1.3x at 512 channels, 0.5x at 128).
 """
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+from .. import cpu_malloc
 
 #----------------------------------------------------------------------------
 
@@ -50,9 +54,10 @@ _INPUT_2D = np.kron(_B_T, _B_T)
 _FILTER_2D = np.kron(_G, _G)
 _OUTPUT_2D = np.kron(_A_T, _A_T)
 
-# Dispatch thresholds, measured on a 2-core AVX-512 CPU (bench/bench_cpu_ops.py, direct / Winograd): channels_last
-# 512 ch 1.6-2.5x, 256 ch 1.5-1.6x, 128 ch 1.2x; contiguous 512 ch 1.5-1.8x, 256 ch 1.2x, 128 ch 0.74x; 64 ch
-# 0.4-0.85x either way; under 256 tiles (batch * output pixels / 16) 0.3-0.7x: too little work per product.
+# Dispatch thresholds, measured on a 2-core AVX-512 CPU with freed memory kept (direct / Winograd; the cases are in
+# bench/bench_cpu_ops.py, bench/results/cpu_ops_winograd.json): channels_last 512 ch 1.5-2.0x, 256 ch 1.6-1.7x,
+# 128 ch 1.1-1.2x; contiguous 512 ch 1.5-1.8x, 256 ch 1.2x, 128 ch 0.74x; 64 ch 0.4-0.85x either way; under 256
+# tiles (batch * output pixels / 16) 0.3-0.7x: too little work per product.
 _FAST_CPU_ENABLED = True                # Constant; bench/run_all.py's plain path and tests set it False.
 MIN_CHANNEL_PRODUCT = 128 * 128         # in_channels * out_channels, channels_last input
 MIN_CHANNEL_PRODUCT_NCHW = 256 * 256    # the same for a contiguous input
@@ -61,10 +66,12 @@ MIN_TILES = 256
 #----------------------------------------------------------------------------
 
 def use_winograd(x, w, stride, padding, dilation, groups):
-    """True where conv2d_gradfix.conv2d should run conv3x3() (arguments as F.conv2d's): float32 CPU tensors, a
-    dense 3x3 kernel, unit stride and dilation, symmetric padding 0-2, wide channels, enough tiles, and no autograd
-    graph recorded."""
-    if not _FAST_CPU_ENABLED or x.device.type != 'cpu' or x.dtype != torch.float32 or w.dtype != torch.float32 or x.ndim != 4:
+    """True where conv2d_gradfix.conv2d should run conv3x3() (arguments as F.conv2d's): the process keeps freed
+    memory, float32 CPU tensors, a dense 3x3 kernel, unit stride and dilation, symmetric padding 0-2, wide channels,
+    enough tiles, and no autograd graph recorded."""
+    if not _FAST_CPU_ENABLED or not cpu_malloc.keeps_freed_memory():
+        return False
+    if x.device.type != 'cpu' or x.dtype != torch.float32 or w.dtype != torch.float32 or x.ndim != 4:
         return False
     if groups != 1 or tuple(w.shape[2:]) != (3, 3) or _pair(stride) != (1, 1) or _pair(dilation) != (1, 1):
         return False
