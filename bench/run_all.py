@@ -66,7 +66,7 @@ INFERENCE_CHANNELS = dict(cbase=32768, cmax=512)
 TRAINING_CHANNELS = dict(cbase=2048, cmax=64, map=2)
 FAST_SWITCHES = [(upfirdn2d, '_FAST_CPU_ENABLED'), (filtered_lrelu, '_FAST_CPU_ENABLED'),
                  (networks_stylegan2, '_FAST_PATHS_ENABLED'), (bias_act, '_FAST_NO_GRAD_ENABLED'),
-                 (winograd, '_FAST_CPU_ENABLED')]
+                 (winograd, '_FAST_CPU_ENABLED'), (networks_stylegan3, '_FAST_PATHS_ENABLED')]
 
 #----------------------------------------------------------------------------
 

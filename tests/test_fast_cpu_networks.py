@@ -10,7 +10,7 @@ from training import networks_stylegan2, networks_stylegan3
 
 SWITCHES = [(upfirdn2d, '_FAST_CPU_ENABLED'), (filtered_lrelu, '_FAST_CPU_ENABLED'),
             (networks_stylegan2, '_FAST_PATHS_ENABLED'), (bias_act, '_FAST_NO_GRAD_ENABLED'),
-            (winograd, '_FAST_CPU_ENABLED')]
+            (winograd, '_FAST_CPU_ENABLED'), (networks_stylegan3, '_FAST_PATHS_ENABLED')]
 
 
 def _generator(cfg):
@@ -122,4 +122,28 @@ def test_stylegan2_wide_inference_takes_winograd_and_matches_plain(monkeypatch):
                 patch.setattr(module, name, False)
             plain = G(z, None, noise_mode='const')
     assert len(calls) == 1
+    assert float((fast - plain).abs().max()) <= 1e-4 * float(plain.abs().max())
+
+
+@pytest.mark.parametrize('cfg', ['stylegan3-t', 'stylegan3-r'])
+def test_stylegan3_cpu_inference_is_nonfused_and_matches_plain(monkeypatch, cfg):
+    G = _generator(cfg).eval()
+    z = torch.randn([3, G.z_dim], generator=torch.Generator().manual_seed(4))
+    seen = []
+    original = networks_stylegan3._modulated_conv2d_nonfused
+    monkeypatch.setattr(networks_stylegan3, '_modulated_conv2d_nonfused',
+                        lambda *args: seen.append(1) or original(*args))
+    with torch.no_grad():
+        fast = G(z, None)
+        count = len(seen)
+        assert count == sum(isinstance(m, networks_stylegan3.SynthesisLayer) for m in G.synthesis.modules()) > 0
+        with monkeypatch.context() as patch:
+            for module, name in SWITCHES:
+                patch.setattr(module, name, False)
+            plain = G(z, None)
+        assert len(seen) == count  # The plain path: the grouped (fused) form.
+        G(z[:1], None)
+        assert len(seen) == count  # One sample: fused.
+    G(z, None)  # With autograd (training): fused.
+    assert len(seen) == count
     assert float((fast - plain).abs().max()) <= 1e-4 * float(plain.abs().max())

@@ -102,6 +102,20 @@ def modulated_conv2d(
     return x.reshape(batch_size, out_channels, *x.shape[2:])
 
 
+# Constant: True = on a CPU, inference on more than one sample takes the non-fused modulated convolution: one
+# shared convolution instead of a batch-grouped one, which is also wide enough for the Winograd 3x3 path. Official
+# widths, 64x64, batch 8, 2 threads: SG3-T 1.63x, SG3-R 1.28x faster; a training step gained nothing (0.95-1.05x),
+# so training keeps the grouped form. bench/run_all.py's plain path and the tests that compare the two set it False.
+_FAST_PATHS_ENABLED = True
+
+
+def _default_fused_modconv(device_type, batch_size):
+    """fused_modconv when the caller leaves it None: grouped (the official form) except for CPU inference on
+    batches > 1 (see _FAST_PATHS_ENABLED)."""
+    cpu_inference = device_type == 'cpu' and batch_size > 1 and not torch.is_grad_enabled()
+    return not (_FAST_PATHS_ENABLED and cpu_inference)
+
+
 def _modulated_conv2d_nonfused(x, w, s, demodulate, padding, input_gain):
     """modulated_conv2d with the per-sample factors moved off the weights (w, s already pre-normalised):
     y = conv(x * s * input_gain, w) * dcoefs, dcoefs [N, O] = 1 / sqrt(sum_ik (s_i * w_oik)^2 + 1e-8)."""
@@ -426,11 +440,11 @@ class SynthesisLayer(torch.nn.Module):
         pad_hi = pad_total - pad_lo
         return [int(pad_lo[0]), int(pad_hi[0]), int(pad_lo[1]), int(pad_hi[1])]
 
-    def forward(self, x, w, noise_mode='random', force_fp32=False, update_emas=False, fused_modconv=True):
+    def forward(self, x, w, noise_mode='random', force_fp32=False, update_emas=False, fused_modconv=None):
         """x: [N, in_channels, in_h, in_w], w: [N, w_dim] -> [N, out_channels, out_h, out_w].
 
         noise_mode is accepted for call compatibility with StyleGAN2 and ignored (StyleGAN3 has no noise inputs).
-        fused_modconv=False: see modulated_conv2d (export with a dynamic batch).
+        fused_modconv=False: see modulated_conv2d (export with a dynamic batch); None = _default_fused_modconv().
         """
         if noise_mode not in ('random', 'const', 'none'):
             raise ValueError(f"SynthesisLayer: noise_mode must be 'random', 'const' or 'none', got {noise_mode!r}")
@@ -450,6 +464,8 @@ class SynthesisLayer(torch.nn.Module):
         half = _half_dtype(self)
         use_half = self.use_fp16 and not force_fp32 and (x.device.type == 'cuda' or half == torch.bfloat16)
         dtype = half if use_half else torch.float32
+        if fused_modconv is None:
+            fused_modconv = _default_fused_modconv(x.device.type, x.shape[0])
         x = modulated_conv2d(x=x.to(dtype), w=self.weight, s=styles, padding=self.conv_kernel - 1,
                              demodulate=(not self.is_torgb), input_gain=input_gain, fused_modconv=fused_modconv)
 
