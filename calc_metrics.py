@@ -215,7 +215,8 @@ def subprocess_fn(rank, args, init_method=None, local_rank=None):
                                              world_size=args.num_gpus)
     device = f'cuda:{rank if local_rank is None else local_rank}' if args.device == 'cuda' else args.device
     threads.set_threads(args.get('num_threads', 0))
-    cli.tune_cpu_allocator(device)
+    if args.num_gpus == 1:  # See cli.tune_cpu_allocator: not under gloo.
+        cli.tune_cpu_allocator(device)
     # Spawned processes load the pickle themselves: the safe loader maps its classes onto ours after importing
     # them, which plain unpickling of a G passed through spawn would not do.
     G = args.G if args.G is not None else load_network(args)

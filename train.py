@@ -220,7 +220,8 @@ def _train_process(rank, options, init_method, local_rank=None, loop='stylegan')
     from torch_utils import training_stats
     num_gpus = options['num_gpus']
     device = _process_device(options, rank if local_rank is None else local_rank)
-    cli.tune_cpu_allocator(device)
+    if num_gpus == 1:  # See cli.tune_cpu_allocator: not under gloo.
+        cli.tune_cpu_allocator(device)
     if num_gpus > 1 and not torch.distributed.is_initialized():
         backend = 'nccl' if options['device'] == 'cuda' else 'gloo'
         torch.distributed.init_process_group(backend=backend, init_method=init_method, rank=rank,
