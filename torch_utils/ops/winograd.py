@@ -79,13 +79,18 @@ def use_winograd(x, w, stride, padding, dilation, groups):
         return False
     pad = _pair(padding)[0]
     out_h, out_w = x.shape[2] + 2 * pad - 2, x.shape[3] + 2 * pad - 2
-    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    channels_last = _is_channels_last(x)
     min_product = MIN_CHANNEL_PRODUCT if channels_last else MIN_CHANNEL_PRODUCT_NCHW
     if w.shape[0] * w.shape[1] < min_product or x.shape[0] * -(-out_h // TILE) * -(-out_w // TILE) < MIN_TILES:
         return False
     if torch.jit.is_tracing() or (torch.is_grad_enabled() and (x.requires_grad or w.requires_grad)):
         return False
     return True
+
+
+def _is_channels_last(x):
+    """True iff x is laid out channels_last (and not also contiguous, as 1x1 images or one channel are)."""
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
 def _pair(value):
@@ -113,7 +118,7 @@ def conv3x3(x, w, padding=1):
     out_h, out_w = height + 2 * padding - 2, width + 2 * padding - 2
     tiles_h, tiles_w = -(-out_h // TILE), -(-out_w // TILE)
     tiles = batch * tiles_h * tiles_w
-    channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    channels_last = _is_channels_last(x)
 
     # Pad so that the tiles cover the output exactly (extra zeros after the image; negative = crop).
     x_pad = F.pad(x, [padding, tiles_w * TILE + 2 - width - padding, padding, tiles_h * TILE + 2 - height - padding])
