@@ -321,9 +321,11 @@ def _parity_check(device='cuda', seed=0, plugin=None):
 #   - the activation in place on the upsampled tensor (the largest one), with the gain moved into the
 #     downsampling filter: clamp(lrelu(z) * g, -c, c) = g * clamp(lrelu(z), -c/g, c/g) for g > 0, so one
 #     elementwise pass instead of four;
-#   - for autograd, only the derivative of the activation is stored (like the CUDA kernel's codes); the backward is
-#     the transpose of each linear step (see _FusedFilteredLReLU), composed of differentiable ops so that
-#     double backward works (the stored derivative is a constant: the activation is piecewise linear).
+#   - for autograd, only the activated upsampled tensor is stored, which the forward makes anyway (the CUDA kernel
+#     stores derivative codes; computing a derivative tensor here cost six elementwise passes, 17% of a StyleGAN3-T
+#     training step); the backward is the transpose of each linear step (see _FusedFilteredLReLU), composed of
+#     differentiable ops so that double backward works (the activation is piecewise linear, its derivative a
+#     constant of the stored tensor).
 
 _FAST_CPU_ENABLED = True    # Constant; bench/run_all.py's plain reference path and the tests set it False.
 _FAST_CPU_DTYPES = (torch.float32, torch.float64)
@@ -346,35 +348,37 @@ def _cpu_resample(x, f, up, down, padding, flip_filter, gain):
         f = torch.ones([1, 1], dtype=torch.float32)
     return upfirdn2d._upfirdn2d_cpu(x, f, (up, up), (down, down), padding, flip_filter, float(gain))
 
-def _cpu_forward(x, b, fu, fd, spec, want_derivative):
-    """(y, derivative of the activation at z or None); x: [N, C, H, W] float32/64 on the CPU."""
+def _cpu_forward(x, b, fu, fd, spec):
+    """(y, a): the output and the activated, clamped upsampled tensor a (the backward reads the activation's
+    derivative off it: a > 0 where z > 0, |a| < limit where unclamped); x: [N, C, H, W] float32/64 on the CPU."""
     x = x.contiguous(memory_format=torch.channels_last)
     if b is not None:
         x = x + b.reshape(1, -1, 1, 1)
     z = _cpu_resample(x, fu, spec.up, 1, spec.padding, spec.flip_filter, spec.up ** 2)
     if z is x:
         z = z.clone()
-    derivative = None
-    if want_derivative:
-        derivative = torch.full_like(z, spec.gain * spec.slope).masked_fill_(z > 0, spec.gain)
     z = torch.nn.functional.leaky_relu_(z, spec.slope) if spec.slope != 1 else z
     if spec.clamp >= 0:
         limit = spec.clamp / spec.gain
-        if want_derivative:
-            derivative = derivative.masked_fill_(z.abs() > limit, 0)
         z = z.clamp_(-limit, limit)
     y = _cpu_resample(z, fd, 1, spec.down, (0, 0, 0, 0), spec.flip_filter, spec.gain)
-    return y, derivative
+    return y, z
 
-def _cpu_transpose(dy, derivative, fu, fd, spec):
-    """dL/dx from dL/dy: the transposed steps of _cpu_forward (paddings as in _fused_backward), plain autograd ops."""
+def _cpu_transpose(dy, activated, fu, fd, spec):
+    """dL/dx from dL/dy: the transposed steps of _cpu_forward (paddings as in _fused_backward), plain autograd ops.
+    The activation's derivative comes from torch's own lrelu/hardtanh backward ops applied to the saved activated
+    tensor (one pass each, differentiable in dz); `activated` is a constant (the activation is piecewise linear)."""
     (fuh, fuw), (fdh, fdw) = spec.fu_taps, spec.fd_taps
     (mid_h, mid_w), (out_h, out_w) = spec.mid_size, spec.out_size
     px0, px1, py0, py1 = spec.padding
     dy = dy.contiguous(memory_format=torch.channels_last)
-    dz = _cpu_resample(dy, fd, spec.down, 1, (fdw - 1, mid_w - out_w * spec.down, fdh - 1, mid_h - out_h * spec.down),
-                       not spec.flip_filter, 1)
-    da = dz * derivative
+    da = _cpu_resample(dy, fd, spec.down, 1, (fdw - 1, mid_w - out_w * spec.down, fdh - 1, mid_h - out_h * spec.down),
+                       not spec.flip_filter, spec.gain)
+    if spec.slope != 1:
+        da = torch.ops.aten.leaky_relu_backward(da, activated, spec.slope, True)
+    if spec.clamp >= 0:
+        limit = spec.clamp / spec.gain
+        da = torch.ops.aten.hardtanh_backward(da, activated, -limit, limit)
     return _cpu_resample(da, fu, 1, spec.up, (fuw - 1 - px0, fuw - 1 - px1, fuh - 1 - py0, fuh - 1 - py1),
                          not spec.flip_filter, spec.up ** 2)
 
@@ -383,17 +387,16 @@ class _FilteredLReLUCpu(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, b, fu, fd, spec):
-        want_derivative = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
-        y, derivative = _cpu_forward(x, b, fu, fd, spec, want_derivative)
-        if want_derivative:
-            ctx.save_for_backward(derivative)
+        y, activated = _cpu_forward(x, b, fu, fd, spec)
+        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
+            ctx.save_for_backward(activated)
         ctx.fu, ctx.fd, ctx.spec, ctx.in_format = fu, fd, spec, _memory_format(x)
         return y.contiguous(memory_format=ctx.in_format)
 
     @staticmethod
     def backward(ctx, dy):
-        derivative, = ctx.saved_tensors
-        dx = _cpu_transpose(dy, derivative, ctx.fu, ctx.fd, ctx.spec).contiguous(memory_format=ctx.in_format)
+        activated, = ctx.saved_tensors
+        dx = _cpu_transpose(dy, activated, ctx.fu, ctx.fd, ctx.spec).contiguous(memory_format=ctx.in_format)
         db = dx.sum([0, 2, 3]) if ctx.needs_input_grad[1] else None
         return dx, db, None, None, None
 
