@@ -72,6 +72,8 @@ def _dispatched(monkeypatch, x, w, **kwargs):
 
 def test_conv2d_gradfix_dispatch(monkeypatch):
     monkeypatch.setattr(cpu_malloc, '_keeping', True)  # As in the CLIs on a CPU (cpu_malloc.keep_freed_memory()).
+    monkeypatch.setattr(winograd, '_calibration', True)  # As on a CPU where it pays (the calibration: below).
+    monkeypatch.delenv('DNNLIB_WINOGRAD', raising=False)
     wide = torch.randn(128, 128, 3, 3) / 34
     x_cl = torch.randn(1, 128, 64, 64).contiguous(memory_format=torch.channels_last)
     x_nchw = torch.randn(1, 128, 64, 64)
@@ -93,3 +95,30 @@ def test_conv2d_gradfix_dispatch(monkeypatch):
     monkeypatch.setattr(cpu_malloc, '_keeping', False)  # Freshly mapped temporaries would cost more than it saves.
     with torch.no_grad():
         assert not _dispatched(monkeypatch, x_cl, wide, padding=1)
+
+
+def test_calibration_decides_once_per_process_and_the_environment_overrides_it(monkeypatch):
+    monkeypatch.setattr(cpu_malloc, '_keeping', True)
+    monkeypatch.delenv('DNNLIB_WINOGRAD', raising=False)
+    x = torch.randn(1, 128, 64, 64).contiguous(memory_format=torch.channels_last)
+    w = torch.randn(128, 128, 3, 3) / 34
+    measured = []
+    for speedup, expected in [(1.0, False), (1.3, True)]:
+        monkeypatch.setattr(winograd, '_calibration', None)
+        monkeypatch.setattr(winograd, '_measure_speedup', lambda s=speedup: measured.append(s) or s)
+        with torch.no_grad():
+            assert _dispatched(monkeypatch, x, w, padding=1) == expected
+            assert _dispatched(monkeypatch, x, w, padding=1) == expected
+        assert winograd._calibration == expected
+    assert measured == [1.0, 1.3]  # Timed once per decision, then remembered.
+    for value, expected in [('0', False), ('off', False), ('1', True), ('on', True)]:
+        monkeypatch.setenv('DNNLIB_WINOGRAD', value)
+        with torch.no_grad():
+            assert _dispatched(monkeypatch, x, w, padding=1) == expected
+    assert measured == [1.0, 1.3]  # The environment skips the timing.
+
+
+def test_calibration_times_the_real_paths():
+    # The measurement itself: a positive, finite ratio of two real timings (its value depends on the CPU).
+    speedup = winograd._measure_speedup(repeats=1)
+    assert 0.05 < speedup < 20
