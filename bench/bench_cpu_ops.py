@@ -8,7 +8,8 @@ downsampling; channels_last only where C is not a multiple of 16) is compared wi
 (upfirdn2d._upfirdn2d_ref: zero insertion, pad, full-resolution depthwise FIR, slice) by toggling
 upfirdn2d._FAST_CPU_ENABLED, and with the optimised path forced to channels_last (_FAST_CPU_CHANNELS_LAST = True).
 Winograd's F(4x4, 3x3) (winograd._FAST_CPU_ENABLED, the 'conv3x3' cases, against the direct conv2d) is toggled
-with it. Cases: StyleGAN2-typical op shapes, ADA's bgc AugmentPipe, a StyleGAN2 G forward+backward at 32x32 (--cfg=stylegan2 settings),
+with it, forced on (DNNLIB_WINOGRAD=1 unless set) so that the rows measure it even where its calibration
+(winograd.pays_on_this_cpu, printed first) would leave it off. Cases: StyleGAN2-typical op shapes, ADA's bgc AugmentPipe, a StyleGAN2 G forward+backward at 32x32 (--cfg=stylegan2 settings),
 and the generator's upfirdn2d calls alone. The paths run interleaved (plain, fast, fast_cl, plain, ...) so that
 load from other processes hits them alike; the table shows medians over --reps and the speed-up plain / fast.
 Writes JSON (machine, threads, load average, rows) to --out. Exit status 1 if any case's outputs disagree beyond
@@ -198,13 +199,21 @@ def main():
     parser.add_argument('--out', default=os.path.join(BENCH_DIR, 'results', 'cpu_ops.json'))
     args = parser.parse_args()
     malloc_applied = cpu_malloc.keep_freed_memory() if args.malloc == 'keep' else False
+    # The conv3x3 rows measure Winograd itself, also on a CPU where the calibration would turn it off; the
+    # calibration's own ratio is printed and stored with the results.
+    winograd_speedup = winograd._measure_speedup() if malloc_applied else None
+    os.environ.setdefault('DNNLIB_WINOGRAD', '1')
 
     info = _machine_info()
+    info['winograd_calibration_speedup'] = winograd_speedup
     paths = ['plain', 'fast'] if args.no_cl else ['plain', 'fast', 'fast_cl']
     cases = _op_cases() + _augment_cases() + ([] if args.no_generator else _generator_cases())
     if args.cases:
         cases = [case for case in cases if any(key in case[0] for key in args.cases.split(','))]
     print(f'{info["cpu"]}, torch {info["torch"]}, {info["torch_threads"]} threads, load {info["loadavg_start"]}')
+    if winograd_speedup is not None:
+        print(f'Winograd calibration layer: {winograd_speedup:.2f}x (the CLIs use it at >= '
+              f'{winograd.CALIBRATION_MARGIN}x; the conv3x3 rows force it on)')
     header = f'{"case":46s} {"plain fwd":>10s} {"fast fwd":>9s} {"x":>6s} {"plain f+b":>10s} {"fast f+b":>9s} ' \
              f'{"x":>6s} {"cl x":>7s} {"rel err":>8s}'
     print(header + '\n' + '-' * len(header))
