@@ -135,6 +135,10 @@ def make_training(cfg, resolution, batch):
 
     def run():
         for phase in phases:
+            # As training/training_loop.py: only the phase's network takes gradients (G's forward in Dmain
+            # records no graph; D's parameters get no gradient in Gmain).
+            G.requires_grad_(phase[0] == 'G')
+            D.requires_grad_(phase[0] == 'D')
             opt = opts[phase[0]]
             opt.zero_grad(set_to_none=True)
             loss.accumulate_gradients(phase, real, c, torch.randn([batch, 512], generator=gen), c, gain=1,

@@ -147,4 +147,9 @@ def test_stylegan3_cpu_inference_is_nonfused_and_matches_plain(monkeypatch, cfg)
         assert len(seen) == count  # One sample: fused.
     G(z, None)  # With autograd (training): fused.
     assert len(seen) == count
+    G.requires_grad_(False)
+    frozen = G(z, None)  # Gradients enabled, but nothing to record (train.py's D phases): inference, non-fused.
+    assert len(seen) == 2 * count and not frozen.requires_grad
+    G.synthesis(G.mapping(z, None).requires_grad_(True))
+    assert len(seen) == 2 * count  # A latent that takes gradients (projector.py, path length): fused.
     assert float((fast - plain).abs().max()) <= 1e-4 * float(plain.abs().max())

@@ -105,14 +105,16 @@ def modulated_conv2d(
 # Constant: True = on a CPU, inference on more than one sample takes the non-fused modulated convolution: one
 # shared convolution instead of a batch-grouped one, which is also wide enough for the Winograd 3x3 path. Official
 # widths, 64x64, batch 8, 2 threads: SG3-T 1.63x, SG3-R 1.28x faster; a training step gained nothing (0.95-1.05x),
-# so training keeps the grouped form. bench/run_all.py's plain path and the tests that compare the two set it False.
+# so training keeps the grouped form where G takes gradients. Where it records no graph (the discriminator's phases
+# render fakes with G's parameters frozen), it is inference too. bench/run_all.py's plain path and the tests that
+# compare the two set it False.
 _FAST_PATHS_ENABLED = True
 
 
-def _default_fused_modconv(device_type, batch_size):
-    """fused_modconv when the caller leaves it None: grouped (the official form) except for CPU inference on
-    batches > 1 (see _FAST_PATHS_ENABLED)."""
-    cpu_inference = device_type == 'cpu' and batch_size > 1 and not torch.is_grad_enabled()
+def _default_fused_modconv(device_type, batch_size, records_graph):
+    """fused_modconv when the caller leaves it None: grouped (the official form) except for CPU inference (autograd
+    records nothing for this layer) on batches > 1 (see _FAST_PATHS_ENABLED)."""
+    cpu_inference = device_type == 'cpu' and batch_size > 1 and not records_graph
     return not (_FAST_PATHS_ENABLED and cpu_inference)
 
 
@@ -465,7 +467,9 @@ class SynthesisLayer(torch.nn.Module):
         use_half = self.use_fp16 and not force_fp32 and (x.device.type == 'cuda' or half == torch.bfloat16)
         dtype = half if use_half else torch.float32
         if fused_modconv is None:
-            fused_modconv = _default_fused_modconv(x.device.type, x.shape[0])
+            records_graph = torch.is_grad_enabled() and (x.requires_grad or styles.requires_grad or
+                                                         self.weight.requires_grad)
+            fused_modconv = _default_fused_modconv(x.device.type, x.shape[0], records_graph)
         x = modulated_conv2d(x=x.to(dtype), w=self.weight, s=styles, padding=self.conv_kernel - 1,
                              demodulate=(not self.is_torgb), input_gain=input_gain, fused_modconv=fused_modconv)
 
