@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from . import winograd
+from .winograd import as_pair
 
 #----------------------------------------------------------------------------
 
@@ -51,7 +52,7 @@ def _plain(*tensors):
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """Same as torch.nn.functional.conv2d (input [N, C, H, W], weight [O, C/groups, kh, kw]), see module doc."""
     if enabled and bias is None and winograd.use_winograd(input, weight, stride, padding, dilation, groups):
-        return winograd.conv3x3(input, weight, _pair(padding)[0])  # Inference on a CPU: see winograd.py.
+        return winograd.conv3x3(input, weight, as_pair(padding)[0])  # Inference on a CPU: see winograd.py.
     if not enabled or isinstance(padding, str) or _plain(input, weight, bias):
         return F.conv2d(input, weight, bias, stride, padding, dilation, groups)
     params = _ConvParams(stride, padding, dilation, groups)
@@ -62,17 +63,14 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     if not enabled or _plain(input, weight, bias):
         return F.conv_transpose2d(input, weight, bias, stride, padding, output_padding, groups, dilation)
     params = _ConvParams(stride, padding, dilation, groups)
-    return _ConvTranspose2d.apply(input, weight, bias, params, _pair(output_padding))
+    return _ConvTranspose2d.apply(input, weight, bias, params, as_pair(output_padding))
 
 #----------------------------------------------------------------------------
-
-def _pair(value):
-    return (int(value), int(value)) if isinstance(value, int) else tuple(int(v) for v in value)
 
 class _ConvParams:
     """stride, padding, dilation as pairs, and groups: what the forward conv and all its gradients share."""
     def __init__(self, stride, padding, dilation, groups):
-        self.stride, self.padding, self.dilation = _pair(stride), _pair(padding), _pair(dilation)
+        self.stride, self.padding, self.dilation = as_pair(stride), as_pair(padding), as_pair(dilation)
         self.groups = int(groups)
 
     def transpose_output_padding(self, conv_out_shape, conv_in_shape, kernel_shape):

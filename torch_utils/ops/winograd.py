@@ -90,11 +90,11 @@ def use_winograd(x, w, stride, padding, dilation, groups):
         return False
     if x.device.type != 'cpu' or x.dtype != torch.float32 or w.dtype != torch.float32 or x.ndim != 4:
         return False
-    if groups != 1 or tuple(w.shape[2:]) != (3, 3) or _pair(stride) != (1, 1) or _pair(dilation) != (1, 1):
+    if groups != 1 or tuple(w.shape[2:]) != (3, 3) or as_pair(stride) != (1, 1) or as_pair(dilation) != (1, 1):
         return False
-    if isinstance(padding, str) or len(set(_pair(padding))) != 1 or _pair(padding)[0] not in (0, 1, 2):
+    if isinstance(padding, str) or len(set(as_pair(padding))) != 1 or as_pair(padding)[0] not in (0, 1, 2):
         return False
-    pad = _pair(padding)[0]
+    pad = as_pair(padding)[0]
     out_h, out_w = x.shape[2] + 2 * pad - 2, x.shape[3] + 2 * pad - 2
     channels_last = _is_channels_last(x)
     min_product = MIN_CHANNEL_PRODUCT if channels_last else MIN_CHANNEL_PRODUCT_NCHW
@@ -142,8 +142,9 @@ def _is_channels_last(x):
     return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
-def _pair(value):
-    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+def as_pair(value):
+    """An int or a sequence of two ints (conv2d's stride, padding, dilation) as a tuple of two ints."""
+    return (int(value), int(value)) if isinstance(value, int) else tuple(int(v) for v in value)
 
 
 def _matrix(table, like):
