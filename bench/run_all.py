@@ -24,7 +24,10 @@ idle, torch 2.14.1, 2 threads) vary by up to 1.6x between runs, so official / ou
 repetition; official figures are then scaled linearly in the batch and marked '~'.
 --profile adds where our path spends its time: one more run of each configuration under torch.profiler, the
 operators with the most self CPU time and the share of all convolution operators (3x3/1x1 layers, transposed
-convolutions and the FIR filters that run as depthwise convolutions), printed and kept in each row's 'profile'.
+convolutions and the FIR filters that run as depthwise convolutions), printed and kept in each row's 'profile';
+and one run with every convolution timed (row 'conv_roofline'): seconds and GFLOP/s of the dense convolutions,
+which both paths run alike, so plain / (their seconds) bounds what plain / ours can reach. (torch.profiler's own
+times for oneDNN's depthwise transposed convolutions came out up to 5x too high; the timed run has no profiler.)
 --bf16 adds, for inference, our path with gen_images.py's --precision=bf16 (the top 4 resolutions in bfloat16):
 its seconds, plain / bf16 and its max rel diff from plain. Not exact, so never the primary figure; it shows what a
 CPU with bfloat16 units (AVX512-BF16, AMX) gives a user who opts in.
@@ -42,6 +45,7 @@ import sys
 import time
 
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 BENCH_DIR = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(BENCH_DIR))
@@ -193,6 +197,50 @@ def profile_ours(kind, cfg, resolution, batch, top=6):
                 top=[[name, seconds, seconds / total] for name, seconds in ranked])
 
 
+class _ConvTimer(TorchDispatchMode):
+    """Times every convolution (forward and backward) dispatched inside it; sorts them into dense (incl. the batch-
+    grouped modulated convs: several input channels per group) and depthwise (FIR filters: one per group)."""
+
+    def __init__(self):
+        super().__init__()
+        self.seconds = {'dense': 0.0, 'depthwise': 0.0}
+        self.flops = {'dense': 0.0, 'depthwise': 0.0}
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func not in (torch.ops.aten.convolution.default, torch.ops.aten.convolution_backward.default):
+            return func(*args, **kwargs)
+        start = time.perf_counter()
+        out = func(*args, **kwargs)
+        elapsed = time.perf_counter() - start
+        if func is torch.ops.aten.convolution.default:
+            x, w, transposed, passes = args[0], args[1], args[6], 1
+            big = x if transposed else out          # The side whose every element takes a full filter.
+        else:
+            grad_out, x, w, transposed, mask = args[0], args[1], args[2], args[7], args[10]
+            big, passes = (x if transposed else grad_out), int(mask[0]) + int(mask[1])
+        kind = 'depthwise' if w.shape[1] == 1 else 'dense'
+        self.seconds[kind] += elapsed
+        self.flops[kind] += 2.0 * big.numel() * w.shape[1] * w.shape[2] * w.shape[3] * passes
+        return out
+
+
+def conv_roofline(kind, cfg, resolution, batch):
+    """One run of our path with its convolutions timed: dict(total_s, dense_s, dense_gflop, dense_gflops_per_s,
+    depthwise_s). dense_s is what no change of formulation can remove short of fewer multiplications (Winograd,
+    lower precision): plain_s / dense_s bounds plain / ours."""
+    run = (make_inference if kind == 'inference' else make_training)(cfg, resolution, batch)
+    run()
+    timer = _ConvTimer()
+    with timer:
+        start = time.perf_counter()
+        run()
+        total = time.perf_counter() - start
+    return dict(total_s=total, dense_s=timer.seconds['dense'], dense_gflop=timer.flops['dense'] / 1e9,
+                dense_gflops_per_s=timer.flops['dense'] / 1e9 / max(timer.seconds['dense'], 1e-9),
+                depthwise_s=timer.seconds['depthwise'])
+
+
 def machine_info():
     cpu = platform.processor()
     try:
@@ -261,6 +309,11 @@ def main(argv=None):
             print(f'    profile: convolutions {profiled["conv_share"]:.0%} of {profiled["total_s"]:.2f} s; ' +
                   ', '.join(f'{name.replace("aten::", "")} {share:.0%}' for name, _s, share in profiled['top']),
                   flush=True)
+            rows[-1]['conv_roofline'] = roof = conv_roofline(kind, cfg, resolution, run_batch)
+            print(f'    dense convolutions {roof["dense_s"]:.2f} s of {roof["total_s"]:.2f} s '
+                  f'({roof["dense_s"] / roof["total_s"]:.0%}) at {roof["dense_gflops_per_s"]:.0f} GFLOP/s, '
+                  f'depthwise (FIR) {roof["depthwise_s"]:.2f} s; plain / dense = {plain / roof["dense_s"]:.2f}x '
+                  f'(the most plain / ours can reach without fewer multiplies)', flush=True)
     print('s = median seconds per forward (inference) or per iteration (training); ~ = official figure scaled '
           f'linearly to the batch; rel diff = max |ours - plain| / max |plain| of the images; allocator: {args.malloc}')
     info['loadavg_end'] = os.getloadavg()
