@@ -212,6 +212,31 @@ def test_lazy_regularisation_scales_lr_and_betas_by_k_over_k_plus_1():
     assert phases[0].name == 'Gboth' and phases[0].opt.param_groups[0]['lr'] == 0.002
 
 
+def test_adam_on_cpu_takes_the_fused_kernel_and_steps_like_the_plain_loop():
+    torch.manual_seed(0)
+    G, D = torch.nn.Linear(5, 3), torch.nn.Linear(5, 3)
+    opt_kwargs = dict(class_name='torch.optim.Adam', lr=0.01, betas=[0, 0.99], eps=1e-8)
+    _, optimizers = tl.build_phases(G, D, opt_kwargs, opt_kwargs, G_reg_interval=4, D_reg_interval=None)
+    assert optimizers['G'].defaults['fused'] and optimizers['D'].defaults['fused']
+    chosen = dict(opt_kwargs, foreach=False)  # An implementation the user chose is kept.
+    _, kept = tl.build_phases(G, D, chosen, chosen, G_reg_interval=None, D_reg_interval=None)
+    assert not kept['G'].defaults.get('fused')
+    # Same update as the per-tensor loop (official): three steps on the same gradients.
+    plain_G = torch.nn.Linear(5, 3)
+    plain_G.load_state_dict(G.state_dict())
+    plain_opt = torch.optim.Adam(plain_G.parameters(), lr=0.01 * 4 / 5, betas=(0.0, 0.99 ** (4 / 5)), eps=1e-8,
+                                 foreach=False)
+    for step in range(3):
+        grads = [torch.randn_like(p) for p in G.parameters()]
+        for module, opt in [(G, optimizers['G']), (plain_G, plain_opt)]:
+            for p, g in zip(module.parameters(), grads):
+                p.grad = g.clone()
+            opt.step()
+    for fused, plain in zip(G.parameters(), plain_G.parameters()):
+        torch.testing.assert_close(fused, plain, rtol=1e-6, atol=1e-7)
+    assert not torch.equal(G.weight, torch.nn.Linear(5, 3).weight)
+
+
 def test_G_ema_update_uses_half_life_with_rampup():
     G, G_ema = torch.nn.Linear(3, 1), torch.nn.Linear(3, 1)
     w, w_ema = G.weight.detach().clone(), G_ema.weight.detach().clone()

@@ -106,6 +106,16 @@ class Phase:
         self.gain = interval if gain is None else gain  # Loss multiplier (n_critic skips G steps without gain).
 
 
+def _fused_adam_applies(module, opt_kwargs):
+    """True for Adam/AdamW on CPU float parameters when the options do not choose an implementation: torch's fused
+    CPU kernel updates each tensor in one pass instead of about nine ops (G of a 32x32 StyleGAN2 at cmax 64: 2.9 ->
+    0.5 ms per step; the same update up to float rounding). On CUDA the default (foreach) is kept, as officially."""
+    params = list(module.parameters())
+    return (opt_kwargs.get('class_name') in ('torch.optim.Adam', 'torch.optim.AdamW') and
+            'fused' not in opt_kwargs and 'foreach' not in opt_kwargs and len(params) > 0 and
+            all(p.device.type == 'cpu' and p.dtype.is_floating_point for p in params))
+
+
 def build_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interval, n_critic=1):
     """[Gmain, Greg, Dmain, Dreg] with lazy regularisation, or Gboth / Dboth where the interval is None.
     n_critic > 1 (WGAN-GP, Gulrajani et al. 2017 Alg. 1): G's phases run every n_critic iterations, D's every one.
@@ -120,6 +130,8 @@ def build_phases(G, D, G_opt_kwargs, D_opt_kwargs, G_reg_interval, D_reg_interva
         every = n_critic if name == 'G' else 1
         if 'betas' in opt_kwargs:
             opt_kwargs.betas = [float(beta) for beta in opt_kwargs.betas]  # Adam refuses [0, 0.99] (int and float).
+        if _fused_adam_applies(module, opt_kwargs):
+            opt_kwargs.fused = True
         if reg_interval is None:
             opt = dnnlib.util.construct_class_by_name(params=module.parameters(), **opt_kwargs)
             phases += [Phase(name + 'both', module, opt, every, gain=1)]
