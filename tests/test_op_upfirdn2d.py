@@ -574,3 +574,24 @@ def test_fast_cpu_path_double_backward_skips_the_filters_weight_gradient(monkeyp
     torch.testing.assert_close(fast, plain, rtol=1e-10, atol=1e-10)
     assert plain_calls >= 32  # What the plain path (torch's F.conv2d) does; if torch fixes it, drop this line.
     assert fast_calls <= 4
+
+
+@pytest.mark.parametrize('length,pads,taps,copies', [(14, (2, 3), 12, 0),   # filtered_lrelu's backward: no copy.
+                                                       (15, (2, 3), 12, 1),   # The tail is read: padded.
+                                                       (9, (0, 1), 4, 1), (10, (0, 1), 4, 0)])
+def test_strided_path_pads_a_zero_tail_only_where_a_window_reads_it(length, pads, taps, copies, monkeypatch):
+    generator = torch.Generator().manual_seed(3)
+    x = torch.randn([2, 3, length, length], dtype=torch.float64, generator=generator)
+    f = torch.randn([taps], dtype=torch.float64, generator=generator)
+    padding = [pads[0], pads[1], pads[0], pads[1]]
+    pads_made = []
+    original_pad = upfirdn2d.F.pad
+    monkeypatch.setattr(upfirdn2d.F, 'pad', lambda *args, **kwargs: pads_made.append(1) or original_pad(*args,
+                                                                                                          **kwargs))
+    fast = upfirdn2d._upfirdn2d_cpu(x, f, (1, 1), (2, 2), tuple(padding), False, 1.0)
+    monkeypatch.setattr(upfirdn2d.F, 'pad', original_pad)
+    monkeypatch.setattr(upfirdn2d, '_FAST_CPU_ENABLED', False)
+    plain = upfirdn2d.upfirdn2d(x, f, down=2, padding=padding, impl='ref')
+    assert fast.shape == plain.shape
+    torch.testing.assert_close(fast, plain, rtol=1e-12, atol=1e-12)
+    assert len(pads_made) == copies
