@@ -312,9 +312,11 @@ def _plain_reference(monkeypatch, fn):
         patch.setattr(upfirdn2d, '_FAST_CPU_ENABLED', False)
         return fn()
 
-def _fast_and_plain_grads(monkeypatch, case, dtype, seed):
-    """(fast, plain) lists [y, dx, db, d(dx . v)/dx's dy-part] for one case in `dtype`."""
+def _fast_and_plain_grads(monkeypatch, case, dtype, seed, slope=None):
+    """(fast, plain) lists [y, dx, db, d(dx . v)/dx's dy-part] for one case in `dtype` (slope: override)."""
     x, b, fu, fd, kwargs = _case_args(case, seed=seed)
+    if slope is not None:
+        kwargs['slope'] = slope
     gen = torch.Generator().manual_seed(seed)
     def run():
         xt = torch.tensor(x, dtype=dtype, requires_grad=True)
@@ -337,6 +339,19 @@ def test_fast_cpu_path_equals_plain_reference_forward_grad_and_gradgrad_float64(
     for name, u, v in zip(['y', 'dx', 'db', 'ddy'], fast, plain):
         assert u.shape == v.shape, name
         np.testing.assert_allclose(u.numpy(), v.numpy(), rtol=1e-9, atol=1e-9 * float(v.abs().max()), err_msg=name)
+
+def test_negative_slope_takes_the_plain_path_on_cpu():
+    x, b, fu, fd, kwargs = _case_args(CASES[1])
+    y = fl.filtered_lrelu(torch.tensor(x, requires_grad=True), fu, fd, torch.tensor(b), **dict(kwargs, slope=-0.5))
+    assert not type(y.grad_fn).__name__.startswith('_FilteredLReLUCpu')
+
+@pytest.mark.parametrize('slope', [0.0, 0.2, 1.0])  # ReLU, StyleGAN's, linear (ToRGB).
+def test_fast_cpu_path_equals_plain_reference_for_any_slope(monkeypatch, slope):
+    for case in (CASES[1], CASES[4]):
+        fast, plain = _fast_and_plain_grads(monkeypatch, case, torch.float64, seed=9, slope=slope)
+        for name, u, v in zip(['y', 'dx', 'db', 'ddy'], fast, plain):
+            np.testing.assert_allclose(u.numpy(), v.numpy(), rtol=1e-9, atol=1e-9 * float(v.abs().max()),
+                                       err_msg=f'{name}, slope {slope}')
 
 @pytest.mark.parametrize('case', [CASES[0], CASES[1], CASES[4], CASES[8]])
 def test_fast_cpu_path_equals_plain_reference_in_float32(monkeypatch, case):

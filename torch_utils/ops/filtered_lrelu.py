@@ -331,13 +331,14 @@ _FAST_CPU_ENABLED = True    # Constant; bench/run_all.py's plain reference path 
 _FAST_CPU_DTYPES = (torch.float32, torch.float64)
 
 def _cpu_path_applies(x, fu, fd, b, spec):
+    # The backward reads sign(z) off the activated tensor, which a negative slope would flip: plain path then.
     # Not while tracing (TorchScript, ONNX export): the path is a Python autograd.Function, which a graph cannot
     # hold; and not under DNNLIB_OPS=ref, which promises the plain reference formulas.
     if torch.jit.is_tracing() or custom_ops.forced_impl() == 'ref':
         return False
     filters_fixed = all(f is None or not f.requires_grad for f in (fu, fd))
     return x.device.type == 'cpu' and _FAST_CPU_ENABLED and upfirdn2d._FAST_CPU_ENABLED and \
-        x.dtype in _FAST_CPU_DTYPES and filters_fixed and spec.gain > 0 and \
+        x.dtype in _FAST_CPU_DTYPES and filters_fixed and spec.gain > 0 and spec.slope >= 0 and \
         (b is None or b.dtype == x.dtype)
 
 def _cpu_resample(x, f, up, down, padding, flip_filter, gain):
