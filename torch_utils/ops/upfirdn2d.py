@@ -315,8 +315,10 @@ def _upfirdn2d_cpu(x, f, up, down, padding, flip_filter, gain):
     if len(weights) == 1:
         x = _conv.conv_transpose2d(x, weights[0], stride=(upy, upx), padding=(crop_y, crop_x), groups=num_channels)
     else:
-        x = _conv.conv_transpose2d(x, weights[0], stride=(1, upx), padding=(0, crop_x), groups=num_channels)
+        # Rows first: a vertical FIR over channels_last data reads rows far apart and runs at half the speed of a
+        # horizontal one, so it goes on the smaller, not yet widened tensor (SG3 rendering 1.02-1.04x).
         x = _conv.conv_transpose2d(x, weights[1], stride=(upy, 1), padding=(crop_y, 0), groups=num_channels)
+        x = _conv.conv_transpose2d(x, weights[0], stride=(1, upx), padding=(0, crop_x), groups=num_channels)
     x = _pad_or_crop(x, (before_x, after_x), (before_y, after_y))
     return x[:, :, ::downy, ::downx].contiguous(memory_format=in_format)
 
