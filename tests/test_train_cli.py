@@ -342,6 +342,37 @@ def test_two_gloo_processes_on_cpu_keep_identical_parameters(shapes_dir, tmp_pat
     assert not all(a == b for a, b in zip(ranks[0]['rng']['python'][1], ranks[1]['rng']['python'][1]))
 
 
+def _gloo_threads_left_after_destroy(rank, init_file, through_train, result_dir):
+    """Spawned: join a 2-process gloo group, build an optimizer (its constructor imports torch._dynamo), reduce,
+    destroy the group; write the names of this process's threads that belong to gloo."""
+    kwargs = dict(backend='gloo', init_method=f'file://{init_file}', rank=rank, world_size=2)
+    train._init_process_group(**kwargs) if through_train else torch.distributed.init_process_group(**kwargs)
+    param = torch.nn.Parameter(torch.ones(8))
+    torch.optim.Adam([param])
+    torch.distributed.all_reduce(param.detach().clone())
+    torch.distributed.destroy_process_group()
+    names = [open(f'/proc/self/task/{tid}/comm').read().strip() for tid in os.listdir('/proc/self/task')]
+    with open(os.path.join(result_dir, f'{rank}.json'), 'w') as f:
+        json.dump([name for name in names if 'gloo' in name], f)
+    if not through_train:
+        os._exit(0)  # The threads left running would make interpreter shutdown abort now and then.
+
+
+@pytest.mark.skipif(not os.path.isdir('/proc/self/task'), reason='needs /proc to list threads')
+@pytest.mark.parametrize('through_train', [False, True])
+def test_destroying_the_gloo_group_ends_its_threads_after_an_optimizer_was_built(tmp_path, through_train):
+    # Threads that outlive the group abort the process at interpreter exit once in a while (SIGABRT,
+    # 'terminate called without an active exception'); train.py imports torch._dynamo before it joins the group.
+    # The plain torch call is the control: it shows that the optimizer leaves them running.
+    torch.multiprocessing.spawn(_gloo_threads_left_after_destroy, nprocs=2,
+                                args=(str(tmp_path / 'init'), through_train, str(tmp_path)))
+    left = [json.load(open(tmp_path / f'{rank}.json')) for rank in (0, 1)]
+    if through_train:
+        assert left == [[], []]
+    else:
+        assert all('pt_gloo_runloop' in names for names in left), left
+
+
 @pytest.mark.slow
 def test_two_process_run_with_a_worker_resumes_bit_exactly(shapes_dir, tmp_path):
     info = dict(name='shapes16', resolution=16, size=16, has_labels=False)
