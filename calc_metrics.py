@@ -208,11 +208,10 @@ def find_run_dir(network_pkl):
 def subprocess_fn(rank, args, init_method=None, local_rank=None):
     import torch
     from metrics import metric_main
-    from torch_utils import threads
+    from torch_utils import misc, threads
     if args.num_gpus > 1 and not torch.distributed.is_initialized():
         backend = 'nccl' if args.device == 'cuda' else 'gloo'
-        torch.distributed.init_process_group(backend=backend, init_method=init_method, rank=rank,
-                                             world_size=args.num_gpus)
+        misc.init_process_group(backend=backend, init_method=init_method, rank=rank, world_size=args.num_gpus)
     device = f'cuda:{rank if local_rank is None else local_rank}' if args.device == 'cuda' else args.device
     threads.set_threads(args.get('num_threads', 0))
     if args.num_gpus == 1:  # See cli.tune_cpu_allocator: not under gloo.

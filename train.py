@@ -217,14 +217,14 @@ def _train_process(rank, options, init_method, local_rank=None, loop='stylegan')
     import torch
     module_name, function_name = TRAINING_LOOPS[loop]
     loop_fn = getattr(importlib.import_module(module_name), function_name)
-    from torch_utils import training_stats
+    from torch_utils import misc, training_stats
     num_gpus = options['num_gpus']
     device = _process_device(options, rank if local_rank is None else local_rank)
     if num_gpus == 1:  # See cli.tune_cpu_allocator: not under gloo.
         cli.tune_cpu_allocator(device)
     if num_gpus > 1 and not torch.distributed.is_initialized():
         backend = 'nccl' if options['device'] == 'cuda' else 'gloo'
-        _init_process_group(backend=backend, init_method=init_method, rank=rank, world_size=num_gpus)
+        misc.init_process_group(backend=backend, init_method=init_method, rank=rank, world_size=num_gpus)
     sync_device = torch.device(device) if num_gpus > 1 and options['device'] == 'cuda' else None
     training_stats.init_multiprocessing(rank=rank, sync_device=sync_device)
     logger = dnnlib.util.Logger(os.path.join(options['run_dir'], 'log.txt'), 'a') if rank == 0 else None
@@ -238,18 +238,6 @@ def _train_process(rank, options, init_method, local_rank=None, loop='stylegan')
             logger.close()
         if num_gpus > 1 and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
-
-
-def _init_process_group(**kwargs):
-    """torch.distributed.init_process_group(**kwargs), with torch._dynamo imported first.
-
-    Why: importing torch._dynamo (every torch.optim optimizer's constructor does) after the group exists leaves ten
-    references to it that destroy_process_group() does not drop, so gloo's worker threads outlive it; one of them
-    then freed a finished all-reduce during interpreter shutdown and aborted the process ('terminate called without
-    an active exception', one run in three on 2 cores). Imported first, dynamo holds nothing of the group."""
-    import torch
-    import torch._dynamo  # noqa: F401  (see the docstring)
-    torch.distributed.init_process_group(**kwargs)
 
 
 def process_start_time():
@@ -301,6 +289,7 @@ def launch_training(options, outdir, dry_run=False, run_start_time=None, loop='s
 def _launch_under_torchrun(options, outdir, dry_run, run_start_time, loop, print_summary):
     """torchrun sets RANK/WORLD_SIZE/LOCAL_RANK: rank 0 makes the run directory and tells the others its name."""
     import torch
+    from torch_utils import misc
     rank, world_size = int(os.environ['RANK']), int(os.environ['WORLD_SIZE'])
     local_rank = int(os.environ.get('LOCAL_RANK', rank))
     if world_size != options['num_gpus']:
@@ -309,7 +298,7 @@ def _launch_under_torchrun(options, outdir, dry_run, run_start_time, loop, print
     if options['device'] == 'cuda':
         torch.cuda.set_device(local_rank)
     if world_size > 1:
-        _init_process_group(backend='nccl' if options['device'] == 'cuda' else 'gloo', init_method='env://')
+        misc.init_process_group(backend='nccl' if options['device'] == 'cuda' else 'gloo', init_method='env://')
     run_dir = [make_run_dir(outdir, options['run_desc']) if rank == 0 and not dry_run else None]
     if world_size > 1:
         torch.distributed.broadcast_object_list(run_dir, src=0)

@@ -12,6 +12,7 @@ from click.testing import CliRunner
 import dnnlib
 import train
 from training import training_loop as tl
+from torch_utils import misc
 from training.shapes_dataset import render_shape_image
 
 DATA_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'data')
@@ -346,7 +347,7 @@ def _gloo_threads_left_after_destroy(rank, init_file, through_train, result_dir)
     """Spawned: join a 2-process gloo group, build an optimizer (its constructor imports torch._dynamo), reduce,
     destroy the group; write the names of this process's threads that belong to gloo."""
     kwargs = dict(backend='gloo', init_method=f'file://{init_file}', rank=rank, world_size=2)
-    train._init_process_group(**kwargs) if through_train else torch.distributed.init_process_group(**kwargs)
+    misc.init_process_group(**kwargs) if through_train else torch.distributed.init_process_group(**kwargs)
     param = torch.nn.Parameter(torch.ones(8))
     torch.optim.Adam([param])
     torch.distributed.all_reduce(param.detach().clone())
@@ -362,7 +363,7 @@ def _gloo_threads_left_after_destroy(rank, init_file, through_train, result_dir)
 @pytest.mark.parametrize('through_train', [False, True])
 def test_destroying_the_gloo_group_ends_its_threads_after_an_optimizer_was_built(tmp_path, through_train):
     # Threads that outlive the group abort the process at interpreter exit once in a while (SIGABRT,
-    # 'terminate called without an active exception'); train.py imports torch._dynamo before it joins the group.
+    # 'terminate called without an active exception'); train.py and calc_metrics.py join through misc.init_process_group, which imports torch._dynamo first.
     # The plain torch call is the control: it shows that the optimizer leaves them running.
     torch.multiprocessing.spawn(_gloo_threads_left_after_destroy, nprocs=2,
                                 args=(str(tmp_path / 'init'), through_train, str(tmp_path)))

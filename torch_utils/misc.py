@@ -238,6 +238,17 @@ def copy_params_and_buffers(src_module, dst_module, require_all=False):
 # Distributed data parallel.
 
 @contextlib.contextmanager
+def init_process_group(**kwargs):
+    """torch.distributed.init_process_group(**kwargs), with torch._dynamo imported first.
+
+    Why: importing torch._dynamo (every torch.optim optimizer's constructor does) after the group exists leaves
+    references to it that destroy_process_group() does not drop, so gloo's worker threads outlive it; one of them
+    then freed a finished all-reduce during interpreter shutdown and aborted the process ('terminate called without
+    an active exception', one run in three on 2 cores). Imported first, dynamo holds nothing of the group."""
+    import torch._dynamo  # noqa: F401  (see the docstring)
+    torch.distributed.init_process_group(**kwargs)
+
+
 def ddp_sync(module, sync):
     """Within the block, a DistributedDataParallel `module` all-reduces gradients only if `sync`."""
     if not isinstance(module, torch.nn.Module):
