@@ -237,7 +237,6 @@ def copy_params_and_buffers(src_module, dst_module, require_all=False):
 #----------------------------------------------------------------------------
 # Distributed data parallel.
 
-@contextlib.contextmanager
 def init_process_group(**kwargs):
     """torch.distributed.init_process_group(**kwargs), with torch._dynamo imported first.
 
@@ -249,6 +248,7 @@ def init_process_group(**kwargs):
     torch.distributed.init_process_group(**kwargs)
 
 
+@contextlib.contextmanager
 def ddp_sync(module, sync):
     """Within the block, a DistributedDataParallel `module` all-reduces gradients only if `sync`."""
     if not isinstance(module, torch.nn.Module):
