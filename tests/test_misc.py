@@ -219,7 +219,7 @@ def test_print_module_summary_returns_outputs_and_counts_parameters(capsys):
 # Two processes (gloo): ddp_sync and check_ddp_consistency.
 
 def _ddp_worker(rank, init_file, result_dir):
-    torch.distributed.init_process_group('gloo', init_method=f'file://{init_file}', rank=rank, world_size=2)
+    misc.init_process_group(backend='gloo', init_method=f'file://{init_file}', rank=rank, world_size=2)
     try:
         torch.manual_seed(0)
         net = _Net()
