@@ -3,8 +3,8 @@
     python demo.py [--outdir=demo-out] [--minutes=8] [--device=auto] [--cfg=stylegan2|stylegan3-t|stylegan3-r|stylegan1]
 
 Runs the same command lines a user types (dataset_tool.py, train.py, gen_images.py), so the demo exercises the real
-tools. On a CPU the networks are tiny (32x32, 16 channels at full resolution, at most 64) so that shapes start to appear within minutes;
-with a GPU the networks are larger and the same time buys far more training.
+tools. On a CPU the networks are tiny (32x32, 16 channels at full resolution, at most 64) so that shapes start to
+appear within minutes; with a GPU the networks are larger and the same time buys far more training.
 """
 
 import argparse
