@@ -362,9 +362,9 @@ def _gloo_threads_left_after_destroy(rank, init_file, through_train, result_dir)
 @pytest.mark.skipif(not os.path.isdir('/proc/self/task'), reason='needs /proc to list threads')
 @pytest.mark.parametrize('through_train', [False, True])
 def test_destroying_the_gloo_group_ends_its_threads_after_an_optimizer_was_built(tmp_path, through_train):
-    # Threads that outlive the group abort the process at interpreter exit once in a while (SIGABRT,
-    # 'terminate called without an active exception'); train.py and calc_metrics.py join through misc.init_process_group, which imports torch._dynamo first.
-    # The plain torch call is the control: it shows that the optimizer leaves them running.
+    # Threads that outlive the group abort the process at interpreter exit once in a while (SIGABRT, 'terminate
+    # called without an active exception'); train.py and calc_metrics.py join through misc.init_process_group,
+    # which imports torch._dynamo first. The plain torch call is the control: the optimizer leaves them running.
     torch.multiprocessing.spawn(_gloo_threads_left_after_destroy, nprocs=2,
                                 args=(str(tmp_path / 'init'), through_train, str(tmp_path)))
     left = [json.load(open(tmp_path / f'{rank}.json')) for rank in (0, 1)]
