@@ -231,7 +231,8 @@ def _train_process(rank, options, init_method, local_rank=None, loop='stylegan')
     try:
         kwargs = {k: v for k, v in options.items() if k != 'run_desc'}
         # The loop's returned state is dropped at once, so it is freed before the process group is destroyed
-        # below (keeping it past that point coincided with one rank aborting at exit: 'terminate called ...').
+        # below. (The abort at exit once blamed on it, 'terminate called ...', had another cause: see
+        # misc.init_process_group.)
         loop_fn(rank=rank, **dict(kwargs, device=device))
     finally:
         if logger is not None:
