@@ -244,7 +244,10 @@ def init_process_group(**kwargs):
     references to it that destroy_process_group() does not drop, so gloo's worker threads outlive it; one of them
     then freed a finished all-reduce during interpreter shutdown and aborted the process ('terminate called without
     an active exception', one run in three on 2 cores). Imported first, dynamo holds nothing of the group."""
-    import torch._dynamo  # noqa: F401  (see the docstring)
+    try:
+        import torch._dynamo  # noqa: F401  (see the docstring)
+    except Exception:  # noqa: BLE001  A build without a working dynamo: nothing will import it later either.
+        pass
     torch.distributed.init_process_group(**kwargs)
 
 
